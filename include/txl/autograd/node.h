@@ -1,0 +1,53 @@
+// The tape. Each op that produced a tensor needing gradients leaves one Node holding
+// its inputs and a backward closure; backward() walks the nodes in reverse topological
+// order. Closures capture only what their backward reads (the op's "saved" tensors).
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "txl/core/tensor.h"
+
+namespace txl {
+
+// Returns one gradient per input, shaped like that input; an undefined Tensor means
+// "no gradient flows to this input".
+using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_out)>;
+
+struct Node {
+  const char* op = "";
+  std::vector<std::shared_ptr<TensorImpl>> inputs;  // null where the input needs no grad
+  BackwardFn backward;
+  Shape out_shape;
+  DType out_dtype = DType::f32;
+  bool released = false;  // the closure and inputs were freed by a backward pass
+
+  bool input_needs_grad(size_t i) const { return i < inputs.size() && inputs[i] != nullptr; }
+};
+
+// Gradient recording switch (thread-local). Backward passes run with it off.
+bool grad_enabled();
+class NoGradGuard {
+ public:
+  NoGradGuard();
+  ~NoGradGuard();
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
+// True when recording is on and some input requires grad.
+bool needs_record(std::initializer_list<const Tensor*> inputs);
+// Attaches a node to `out` if any input requires grad; returns the node or null.
+// The closure must not capture `out` itself (capture out.detach()) to avoid a cycle.
+std::shared_ptr<Node> record(Tensor& out, const char* op, std::initializer_list<const Tensor*> inputs,
+                             BackwardFn fn);
+std::shared_ptr<Node> record(Tensor& out, const char* op, const std::vector<Tensor>& inputs, BackwardFn fn);
+
+// Runs the tape from `root`. Without `grad`, root must hold one element and the seed is 1.
+void backward(const Tensor& root, const Tensor& grad = Tensor(), bool retain_graph = false);
+
+}  // namespace txl

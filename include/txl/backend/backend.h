@@ -1,0 +1,93 @@
+// The kernel interface every device implements. Kernels take and return plain tensors
+// and know nothing of autograd; ops/ composes them into differentiable operations.
+// An unimplemented kernel throws an error naming the backend and the kernel.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "txl/core/tensor.h"
+
+namespace txl {
+
+enum class UnaryOp {
+  neg, exp, log, tanh, sigmoid, relu, gelu_tanh, gelu_erf, sqrt, rsqrt,
+  pow_scalar,  // x ^ a
+  add_scalar,  // x + a
+  mul_scalar,  // x * a
+  clamp,       // min(max(x, a), b)
+};
+const char* unary_name(UnaryOp op);
+
+struct UnaryParams {
+  double a = 0.0;
+  double b = 0.0;
+};
+
+enum class BinaryOp { add, sub, mul, div };
+const char* binary_name(BinaryOp op);
+
+enum class ReduceOp { sum, max };
+
+struct LayerNormResult {
+  Tensor y, mean, rstd;  // mean and rstd per row, shape x.shape[:-1]
+};
+struct LayerNormGrads {
+  Tensor gx, ggamma, gbeta;
+};
+struct CrossEntropyResult {
+  Tensor loss;  // per row, 0 where the target is ignored
+  Tensor lse;   // log-sum-exp per row, saved for backward
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+
+  // dst = src elementwise with dtype conversion; shapes must match, strides are free.
+  virtual void copy(const Tensor& src, Tensor& dst) = 0;
+  virtual void fill(Tensor& dst, double value) = 0;
+
+  virtual Tensor unary(UnaryOp op, const Tensor& x, UnaryParams p) = 0;
+  // Gradient of a unary op from its input, output and the output's gradient.
+  virtual Tensor unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, const Tensor& gy,
+                                UnaryParams p) = 0;
+  virtual Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) = 0;
+  // a = a op b with b broadcast to a's shape.
+  virtual void binary_inplace(BinaryOp op, Tensor& a, const Tensor& b) = 0;
+  virtual Tensor equal(const Tensor& a, const Tensor& b) = 0;  // b8
+  virtual Tensor where(const Tensor& mask, const Tensor& a, const Tensor& b) = 0;
+
+  virtual Tensor reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& axes, bool keepdim) = 0;
+
+  // (..., M, K) x (..., K, N) -> (..., M, N); batch dims broadcast.
+  virtual Tensor matmul(const Tensor& a, const Tensor& b) = 0;
+
+  virtual Tensor softmax_last(const Tensor& x, bool log) = 0;
+  virtual Tensor softmax_last_backward(const Tensor& y, const Tensor& gy, bool log) = 0;
+
+  virtual LayerNormResult layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps) = 0;
+  virtual LayerNormGrads layer_norm_backward(const Tensor& x, const Tensor& gamma, const Tensor& mean,
+                                             const Tensor& rstd, const Tensor& gy) = 0;
+
+  // logits (N, V), targets (N) of i32/i64.
+  virtual CrossEntropyResult cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) = 0;
+  // grad_rows (N): the gradient of each row's loss.
+  virtual Tensor cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
+                                        const Tensor& grad_rows, int64_t ignore_index) = 0;
+
+  virtual Tensor index_select(const Tensor& x, int64_t axis, const Tensor& index) = 0;
+  // dst[..., index[i], ...] += src[..., i, ...] along axis; dst must be contiguous.
+  virtual void index_add(Tensor& dst, int64_t axis, const Tensor& index, const Tensor& src) = 0;
+
+  // Dropout multipliers: 0 with probability p, else 1/(1-p); element i uses counter+i.
+  virtual Tensor dropout_mask(const Shape& shape, double p, uint64_t seed, uint64_t counter, DType dtype) = 0;
+  // b8 mask: upper ? (j - i >= diagonal) : (j - i <= diagonal).
+  virtual Tensor triangle_mask(int64_t rows, int64_t cols, int64_t diagonal, bool upper) = 0;
+};
+
+Backend& backend_for(Device device);
+inline Backend& backend_of(const Tensor& t) { return backend_for(t.device()); }
+
+}  // namespace txl

@@ -1,0 +1,18 @@
+// `txl bench ops`: GEMM throughput on Transformer-XL layer shapes against oneDNN's own
+// peak, and softmax / layer_norm / cross-entropy bandwidth against memcpy, all
+// measured in one run. Results come back as JSON so scripts can join other engines.
+#pragma once
+#include <nlohmann/json.hpp>
+
+namespace txl {
+
+struct OpsBenchOptions {
+  int repeats = 20;     // timed repetitions per case (median reported)
+  bool quick = false;   // fewer shapes and repeats, for smoke tests
+};
+
+nlohmann::json run_ops_bench(const OpsBenchOptions& opt);
+// The human-readable table of a run_ops_bench result.
+std::string format_ops_bench(const nlohmann::json& result);
+
+}  // namespace txl

@@ -1,0 +1,135 @@
+// Recording and replaying the tape: grad mode, record(), backward().
+#include <unordered_map>
+#include <unordered_set>
+
+#include "txl/autograd/node.h"
+#include "txl/ops/elementwise.h"
+
+namespace txl {
+
+namespace {
+thread_local bool g_grad_enabled = true;
+
+std::shared_ptr<Node> make_node(Tensor& out, const char* op, const std::vector<const Tensor*>& inputs,
+                                BackwardFn fn) {
+  if (!g_grad_enabled) return nullptr;
+  bool any = false;
+  for (const Tensor* t : inputs) any = any || (t->defined() && t->requires_grad());
+  if (!any) return nullptr;
+  auto node = std::make_shared<Node>();
+  node->op = op;
+  for (const Tensor* t : inputs)
+    node->inputs.push_back(t->defined() && t->requires_grad() ? t->impl_ptr() : nullptr);
+  node->backward = std::move(fn);
+  node->out_shape = out.shape();
+  node->out_dtype = out.dtype();
+  out.impl().grad_fn = node;
+  out.impl().requires_grad = true;
+  return node;
+}
+
+void accumulate(Tensor& slot, const Tensor& g) {
+  if (!slot.defined()) {
+    // Gradients may be views into saved tensors; own a private copy before adding in place.
+    slot = contiguous_copy(g);
+  } else {
+    add_(slot, g);
+  }
+}
+}  // namespace
+
+bool grad_enabled() { return g_grad_enabled; }
+NoGradGuard::NoGradGuard() : prev_(g_grad_enabled) { g_grad_enabled = false; }
+NoGradGuard::~NoGradGuard() { g_grad_enabled = prev_; }
+
+bool needs_record(std::initializer_list<const Tensor*> inputs) {
+  if (!g_grad_enabled) return false;
+  for (const Tensor* t : inputs)
+    if (t->defined() && t->requires_grad()) return true;
+  return false;
+}
+
+std::shared_ptr<Node> record(Tensor& out, const char* op, std::initializer_list<const Tensor*> inputs,
+                             BackwardFn fn) {
+  return make_node(out, op, std::vector<const Tensor*>(inputs), std::move(fn));
+}
+
+std::shared_ptr<Node> record(Tensor& out, const char* op, const std::vector<Tensor>& inputs, BackwardFn fn) {
+  std::vector<const Tensor*> ptrs;
+  for (const Tensor& t : inputs) ptrs.push_back(&t);
+  return make_node(out, op, ptrs, std::move(fn));
+}
+
+void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
+  TXL_CHECK(root.requires_grad(), "backward: the tensor does not require grad (no input of its graph does)");
+  Tensor seed = grad;
+  if (!seed.defined()) {
+    TXL_CHECK(root.numel() == 1, "backward: root of shape {} is not a scalar; pass a gradient",
+              shape_str(root.shape()));
+    seed = Tensor::full(root.shape(), 1.0, root.dtype(), root.device());
+  }
+  TXL_CHECK(seed.shape() == root.shape(), "backward: gradient of shape {} for a root of shape {}",
+            shape_str(seed.shape()), shape_str(root.shape()));
+  NoGradGuard no_grad;
+  if (root.is_leaf()) {
+    Tensor slot = root.grad();
+    accumulate(slot, seed);
+    root.impl().grad = slot.impl_ptr();
+    return;
+  }
+  Node* start = root.grad_fn().get();
+  TXL_CHECK(!start->released,
+            "backward: the graph of this tensor was already freed by an earlier backward() "
+            "(op '{}'); pass retain_graph=true to the first call to run backward twice",
+            start->op);
+
+  // Reverse topological order by iterative post-order DFS.
+  std::vector<Node*> order;
+  std::unordered_set<Node*> seen{start};
+  std::vector<std::pair<Node*, size_t>> stack{{start, 0}};
+  while (!stack.empty()) {
+    auto& [node, next] = stack.back();
+    if (next < node->inputs.size()) {
+      const auto& in = node->inputs[next++];
+      if (in && in->grad_fn && seen.insert(in->grad_fn.get()).second) stack.push_back({in->grad_fn.get(), 0});
+    } else {
+      order.push_back(node);
+      stack.pop_back();
+    }
+  }
+
+  std::unordered_map<Node*, Tensor> grads;
+  grads[start] = seed;
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    Node* node = *it;
+    auto found = grads.find(node);
+    if (found == grads.end()) continue;
+    Tensor g = std::move(found->second);
+    grads.erase(found);
+    TXL_CHECK(!node->released, "backward: op '{}' was freed by an earlier backward()", node->op);
+    std::vector<Tensor> gin = node->backward(g);
+    TXL_CHECK(gin.size() == node->inputs.size(), "backward of '{}' returned {} gradients for {} inputs",
+              node->op, gin.size(), node->inputs.size());
+    for (size_t i = 0; i < gin.size(); ++i) {
+      const auto& in = node->inputs[i];
+      if (!in || !gin[i].defined()) continue;
+      TXL_CHECK(gin[i].shape() == in->shape,
+                "backward of '{}': gradient for input {} has shape {}, expected {}", node->op, i,
+                shape_str(gin[i].shape()), shape_str(in->shape));
+      if (in->grad_fn) {
+        accumulate(grads[in->grad_fn.get()], gin[i]);
+      } else {
+        Tensor slot(in->grad);
+        accumulate(slot, gin[i]);
+        in->grad = slot.impl_ptr();
+      }
+    }
+    if (!retain_graph) {
+      node->backward = nullptr;
+      node->inputs.clear();
+      node->released = true;
+    }
+  }
+}
+
+}  // namespace txl

@@ -1,0 +1,45 @@
+// The CPU backend: oneDNN for matrix products, OpenMP loops for everything else.
+// float64 kernels are plain loops and serve as the reference path for float32.
+#pragma once
+#include "txl/backend/backend.h"
+
+namespace txl::cpu {
+
+class CpuBackend final : public Backend {
+ public:
+  const char* name() const override { return "cpu"; }
+  void copy(const Tensor& src, Tensor& dst) override;
+  void fill(Tensor& dst, double value) override;
+  Tensor unary(UnaryOp op, const Tensor& x, UnaryParams p) override;
+  Tensor unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, const Tensor& gy, UnaryParams p) override;
+  Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) override;
+  void binary_inplace(BinaryOp op, Tensor& a, const Tensor& b) override;
+  Tensor equal(const Tensor& a, const Tensor& b) override;
+  Tensor where(const Tensor& mask, const Tensor& a, const Tensor& b) override;
+  Tensor reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& axes, bool keepdim) override;
+  Tensor matmul(const Tensor& a, const Tensor& b) override;
+  Tensor softmax_last(const Tensor& x, bool log) override;
+  Tensor softmax_last_backward(const Tensor& y, const Tensor& gy, bool log) override;
+  LayerNormResult layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps) override;
+  LayerNormGrads layer_norm_backward(const Tensor& x, const Tensor& gamma, const Tensor& mean,
+                                     const Tensor& rstd, const Tensor& gy) override;
+  CrossEntropyResult cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) override;
+  Tensor cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
+                                const Tensor& grad_rows, int64_t ignore_index) override;
+  Tensor index_select(const Tensor& x, int64_t axis, const Tensor& index) override;
+  void index_add(Tensor& dst, int64_t axis, const Tensor& index, const Tensor& src) override;
+  Tensor dropout_mask(const Shape& shape, double p, uint64_t seed, uint64_t counter, DType dtype) override;
+  Tensor triangle_mask(int64_t rows, int64_t cols, int64_t diagonal, bool upper) override;
+};
+
+// A contiguous tensor with the same values (the input itself when already contiguous).
+Tensor contiguous_of(const Tensor& x);
+
+// oneDNN matmul primitive cache counters (creations stop after a step's first pass).
+struct MatmulCacheStats {
+  uint64_t created = 0;
+  uint64_t reused = 0;
+};
+MatmulCacheStats matmul_cache_stats();
+
+}  // namespace txl::cpu

@@ -1,0 +1,271 @@
+// CPU elementwise kernels: copy/cast, fill, unary ops and their derivatives, broadcast
+// binary ops, comparison and select. Each runs through StridedLoop, which turns the
+// common contiguous case into one flat, vectorisable loop.
+#include <cmath>
+
+#include "cpu_backend.h"
+#include "strided_loop.h"
+
+namespace txl::cpu {
+
+namespace {
+
+template <class F>
+void dispatch_any(DType dt, const char* op, F&& f) {
+  switch (dt) {
+    case DType::f32: f(float{}); break;
+    case DType::f64: f(double{}); break;
+    case DType::i32: f(int32_t{}); break;
+    case DType::i64: f(int64_t{}); break;
+    case DType::b8: f(uint8_t{}); break;
+    default: TXL_FAIL("{}: dtype {} is not supported on cpu", op, dtype_name(dt));
+  }
+}
+
+template <class T>
+T* base_ptr(const Tensor& t) {
+  return static_cast<T*>(t.impl().storage->data()) + t.offset();
+}
+
+constexpr double kSqrt2OverPi = 0.7978845608028654;
+constexpr double kGeluCoef = 0.044715;
+constexpr double kInvSqrt2 = 0.7071067811865476;
+constexpr double kInvSqrt2Pi = 0.3989422804014327;
+
+// Runs `body` with a functor for op; the switch happens once, outside the loop.
+template <class T, class Body>
+void with_unary(UnaryOp op, UnaryParams p, Body&& body) {
+  const T a = static_cast<T>(p.a), b = static_cast<T>(p.b);
+  switch (op) {
+    case UnaryOp::neg: body([](T x) { return -x; }); break;
+    case UnaryOp::exp: body([](T x) { return std::exp(x); }); break;
+    case UnaryOp::log: body([](T x) { return std::log(x); }); break;
+    case UnaryOp::tanh: body([](T x) { return std::tanh(x); }); break;
+    case UnaryOp::sigmoid: body([](T x) { return T(1) / (T(1) + std::exp(-x)); }); break;
+    case UnaryOp::relu: body([](T x) { return x > T(0) ? x : T(0); }); break;
+    case UnaryOp::gelu_tanh:
+      body([](T x) { return T(0.5) * x * (T(1) + std::tanh(T(kSqrt2OverPi) * (x + T(kGeluCoef) * x * x * x))); });
+      break;
+    case UnaryOp::gelu_erf: body([](T x) { return T(0.5) * x * (T(1) + std::erf(x * T(kInvSqrt2))); }); break;
+    case UnaryOp::sqrt: body([](T x) { return std::sqrt(x); }); break;
+    case UnaryOp::rsqrt: body([](T x) { return T(1) / std::sqrt(x); }); break;
+    case UnaryOp::pow_scalar: body([a](T x) { return std::pow(x, a); }); break;
+    case UnaryOp::add_scalar: body([a](T x) { return x + a; }); break;
+    case UnaryOp::mul_scalar: body([a](T x) { return x * a; }); break;
+    case UnaryOp::clamp: body([a, b](T x) { return x < a ? a : (x > b ? b : x); }); break;
+  }
+}
+
+// d y / d x as a function of (x, y), one per UnaryOp.
+template <class T, class Body>
+void with_unary_derivative(UnaryOp op, UnaryParams p, Body&& body) {
+  const T a = static_cast<T>(p.a), b = static_cast<T>(p.b);
+  switch (op) {
+    case UnaryOp::neg: body([](T, T) { return T(-1); }); break;
+    case UnaryOp::exp: body([](T, T y) { return y; }); break;
+    case UnaryOp::log: body([](T x, T) { return T(1) / x; }); break;
+    case UnaryOp::tanh: body([](T, T y) { return T(1) - y * y; }); break;
+    case UnaryOp::sigmoid: body([](T, T y) { return y * (T(1) - y); }); break;
+    case UnaryOp::relu: body([](T x, T) { return x > T(0) ? T(1) : T(0); }); break;
+    case UnaryOp::gelu_tanh:
+      body([](T x, T) {
+        T u = T(kSqrt2OverPi) * (x + T(kGeluCoef) * x * x * x);
+        T t = std::tanh(u);
+        return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * T(kSqrt2OverPi) * (T(1) + T(3 * kGeluCoef) * x * x);
+      });
+      break;
+    case UnaryOp::gelu_erf:
+      body([](T x, T) { return T(0.5) * (T(1) + std::erf(x * T(kInvSqrt2))) + x * T(kInvSqrt2Pi) * std::exp(T(-0.5) * x * x); });
+      break;
+    case UnaryOp::sqrt: body([](T, T y) { return T(0.5) / y; }); break;
+    case UnaryOp::rsqrt: body([](T, T y) { return T(-0.5) * y * y * y; }); break;
+    case UnaryOp::pow_scalar: body([a](T x, T) { return a * std::pow(x, a - T(1)); }); break;
+    case UnaryOp::add_scalar: body([](T, T) { return T(1); }); break;
+    case UnaryOp::mul_scalar: body([a](T, T) { return a; }); break;
+    case UnaryOp::clamp: body([a, b](T x, T) { return (x >= a && x <= b) ? T(1) : T(0); }); break;
+  }
+}
+
+template <class T, class Body>
+void with_binary(BinaryOp op, Body&& body) {
+  switch (op) {
+    case BinaryOp::add: body([](T x, T y) { return x + y; }); break;
+    case BinaryOp::sub: body([](T x, T y) { return x - y; }); break;
+    case BinaryOp::mul: body([](T x, T y) { return x * y; }); break;
+    case BinaryOp::div: body([](T x, T y) { return x / y; }); break;
+  }
+}
+
+// out[i] = f(a[i], b[i]) over a broadcast pair; out is contiguous unless given.
+template <class TO, class TA, class TB, class F>
+void binary_loop(const Tensor& out, const Tensor& a, const Tensor& b, F f) {
+  StridedLoop<3> loop(out.shape(), {out.strides(), broadcast_strides(a.shape(), a.strides(), out.shape()),
+                                    broadcast_strides(b.shape(), b.strides(), out.shape())});
+  TO* po = base_ptr<TO>(out);
+  const TA* pa = base_ptr<TA>(a);
+  const TB* pb = base_ptr<TB>(b);
+  loop.run([&](int64_t n, const std::array<int64_t, 3>& off, const std::array<int64_t, 3>& st) {
+    TO* o = po + off[0];
+    const TA* x = pa + off[1];
+    const TB* y = pb + off[2];
+    if (st[0] == 1 && st[1] == 1 && st[2] == 1) {
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) o[i] = f(x[i], y[i]);
+    } else if (st[0] == 1 && st[1] == 1 && st[2] == 0) {
+      const TB yv = y[0];
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) o[i] = f(x[i], yv);
+    } else {
+      for (int64_t i = 0; i < n; ++i) o[i * st[0]] = f(x[i * st[1]], y[i * st[2]]);
+    }
+  });
+}
+
+void check_same_device_dtype(const Tensor& a, const Tensor& b, const char* op) {
+  TXL_CHECK(a.dtype() == b.dtype(), "{}: dtype mismatch {} {} vs {} {}", op, dtype_name(a.dtype()),
+            shape_str(a.shape()), dtype_name(b.dtype()), shape_str(b.shape()));
+}
+
+}  // namespace
+
+Tensor contiguous_of(const Tensor& x) {
+  if (x.is_contiguous()) return x;
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+  Tensor src = x;
+  CpuBackend().copy(src, out);
+  return out;
+}
+
+void CpuBackend::copy(const Tensor& src, Tensor& dst) {
+  TXL_CHECK(src.shape() == dst.shape(), "copy: source shape {} != destination shape {}", shape_str(src.shape()),
+            shape_str(dst.shape()));
+  dispatch_any(src.dtype(), "copy", [&](auto s) {
+    using TS = decltype(s);
+    dispatch_any(dst.dtype(), "copy", [&](auto d) {
+      using TD = decltype(d);
+      StridedLoop<2> loop(dst.shape(), {dst.strides(), src.strides()});
+      TD* pd = base_ptr<TD>(dst);
+      const TS* ps = base_ptr<TS>(src);
+      loop.run([&](int64_t n, const std::array<int64_t, 2>& off, const std::array<int64_t, 2>& st) {
+        TD* o = pd + off[0];
+        const TS* x = ps + off[1];
+        if (st[0] == 1 && st[1] == 1) {
+#pragma omp simd
+          for (int64_t i = 0; i < n; ++i) o[i] = static_cast<TD>(x[i]);
+        } else {
+          for (int64_t i = 0; i < n; ++i) o[i * st[0]] = static_cast<TD>(x[i * st[1]]);
+        }
+      });
+    });
+  });
+}
+
+void CpuBackend::fill(Tensor& dst, double value) {
+  dispatch_any(dst.dtype(), "fill", [&](auto d) {
+    using TD = decltype(d);
+    const TD v = static_cast<TD>(value);
+    StridedLoop<1> loop(dst.shape(), {dst.strides()});
+    TD* pd = base_ptr<TD>(dst);
+    loop.run([&](int64_t n, const std::array<int64_t, 1>& off, const std::array<int64_t, 1>& st) {
+      for (int64_t i = 0; i < n; ++i) pd[off[0] + i * st[0]] = v;
+    });
+  });
+}
+
+Tensor CpuBackend::unary(UnaryOp op, const Tensor& x, UnaryParams p) {
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+  dispatch_float(x.dtype(), unary_name(op), [&](auto scalar_tag_) {
+    using scalar_t = decltype(scalar_tag_);
+    with_unary<scalar_t>(op, p, [&](auto f) {
+      StridedLoop<2> loop(out.shape(), {out.strides(), x.strides()});
+      scalar_t* po = base_ptr<scalar_t>(out);
+      const scalar_t* px = base_ptr<scalar_t>(x);
+      loop.run([&](int64_t n, const std::array<int64_t, 2>& off, const std::array<int64_t, 2>& st) {
+        scalar_t* o = po + off[0];
+        const scalar_t* xi = px + off[1];
+        if (st[1] == 1) {
+#pragma omp simd
+          for (int64_t i = 0; i < n; ++i) o[i] = f(xi[i]);
+        } else {
+          for (int64_t i = 0; i < n; ++i) o[i] = f(xi[i * st[1]]);
+        }
+      });
+    });
+  });
+  return out;
+}
+
+Tensor CpuBackend::unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, const Tensor& gy, UnaryParams p) {
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+  dispatch_float(x.dtype(), unary_name(op), [&](auto scalar_tag_) {
+    using scalar_t = decltype(scalar_tag_);
+    with_unary_derivative<scalar_t>(op, p, [&](auto df) {
+      StridedLoop<4> loop(out.shape(), {out.strides(), x.strides(), y.strides(), gy.strides()});
+      scalar_t* po = base_ptr<scalar_t>(out);
+      const scalar_t* px = base_ptr<scalar_t>(x);
+      const scalar_t* py = base_ptr<scalar_t>(y);
+      const scalar_t* pg = base_ptr<scalar_t>(gy);
+      loop.run([&](int64_t n, const std::array<int64_t, 4>& off, const std::array<int64_t, 4>& st) {
+        for (int64_t i = 0; i < n; ++i)
+          po[off[0] + i * st[0]] =
+              pg[off[3] + i * st[3]] * df(px[off[1] + i * st[1]], py[off[2] + i * st[2]]);
+      });
+    });
+  });
+  return out;
+}
+
+Tensor CpuBackend::binary(BinaryOp op, const Tensor& a, const Tensor& b) {
+  check_same_device_dtype(a, b, binary_name(op));
+  Tensor out = Tensor::empty(broadcast_shapes(a.shape(), b.shape(), binary_name(op)), a.dtype(), a.device());
+  dispatch_float(a.dtype(), binary_name(op), [&](auto scalar_tag_) {
+    using scalar_t = decltype(scalar_tag_);
+    with_binary<scalar_t>(op, [&](auto f) { binary_loop<scalar_t, scalar_t, scalar_t>(out, a, b, f); });
+  });
+  return out;
+}
+
+void CpuBackend::binary_inplace(BinaryOp op, Tensor& a, const Tensor& b) {
+  check_same_device_dtype(a, b, binary_name(op));
+  TXL_CHECK(broadcast_shapes(a.shape(), b.shape(), binary_name(op)) == a.shape(),
+            "{}_: in-place operand {} cannot take the broadcast shape with {}", binary_name(op),
+            shape_str(a.shape()), shape_str(b.shape()));
+  dispatch_float(a.dtype(), binary_name(op), [&](auto scalar_tag_) {
+    using scalar_t = decltype(scalar_tag_);
+    with_binary<scalar_t>(op, [&](auto f) { binary_loop<scalar_t, scalar_t, scalar_t>(a, a, b, f); });
+  });
+}
+
+Tensor CpuBackend::equal(const Tensor& a, const Tensor& b) {
+  check_same_device_dtype(a, b, "equal");
+  Tensor out = Tensor::empty(broadcast_shapes(a.shape(), b.shape(), "equal"), DType::b8, a.device());
+  dispatch_any(a.dtype(), "equal", [&](auto v) {
+    using T = decltype(v);
+    binary_loop<uint8_t, T, T>(out, a, b, [](T x, T y) { return static_cast<uint8_t>(x == y); });
+  });
+  return out;
+}
+
+Tensor CpuBackend::where(const Tensor& mask, const Tensor& a, const Tensor& b) {
+  TXL_CHECK(mask.dtype() == DType::b8, "where: mask must be b8, got {}", dtype_name(mask.dtype()));
+  check_same_device_dtype(a, b, "where");
+  Shape shape = broadcast_shapes(broadcast_shapes(mask.shape(), a.shape(), "where"), b.shape(), "where");
+  Tensor out = Tensor::empty(shape, a.dtype(), a.device());
+  dispatch_float(a.dtype(), "where", [&](auto scalar_tag_) {
+    using scalar_t = decltype(scalar_tag_);
+    StridedLoop<4> loop(shape, {out.strides(), broadcast_strides(mask.shape(), mask.strides(), shape),
+                                broadcast_strides(a.shape(), a.strides(), shape),
+                                broadcast_strides(b.shape(), b.strides(), shape)});
+    scalar_t* po = base_ptr<scalar_t>(out);
+    const uint8_t* pm = base_ptr<uint8_t>(mask);
+    const scalar_t* pa = base_ptr<scalar_t>(a);
+    const scalar_t* pb = base_ptr<scalar_t>(b);
+    loop.run([&](int64_t n, const std::array<int64_t, 4>& off, const std::array<int64_t, 4>& st) {
+      for (int64_t i = 0; i < n; ++i)
+        po[off[0] + i * st[0]] = pm[off[1] + i * st[1]] ? pa[off[2] + i * st[2]] : pb[off[3] + i * st[3]];
+    });
+  });
+  return out;
+}
+
+}  // namespace txl::cpu

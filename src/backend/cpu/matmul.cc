@@ -1,0 +1,177 @@
+// CPU matrix products. float32 goes to oneDNN matmul primitives, created once per
+// geometry (dims + strides) and cached, so a training step creates none after its
+// first pass. float64 is a plain-loop reference that float32 is tested against.
+#include <dnnl.hpp>
+#include <mutex>
+#include <unordered_map>
+
+#include "cpu_backend.h"
+#include "strided_loop.h"
+
+namespace txl::cpu {
+
+namespace {
+
+struct DnnlContext {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+  std::mutex mu;
+  std::unordered_map<std::string, dnnl::matmul> cache;
+  MatmulCacheStats stats;
+};
+
+DnnlContext& dnnl_ctx() {
+  static DnnlContext ctx;
+  return ctx;
+}
+
+// oneDNN wants a plain row- or column-major matrix in the last two dims.
+bool inner_matrix_ok(const Tensor& t) {
+  const auto& st = t.strides();
+  const auto& sh = t.shape();
+  size_t n = st.size();
+  return (st[n - 1] == 1 || sh[n - 1] == 1) || (st[n - 2] == 1 || sh[n - 2] == 1);
+}
+
+// Geometry of an operand padded to `nd` dims; stride-0 (expanded) batch dims become
+// size 1 so oneDNN broadcasts them itself.
+void padded_geometry(const Tensor& t, size_t nd, dnnl::memory::dims& dims, dnnl::memory::dims& strides) {
+  dims.assign(nd, 1);
+  strides.assign(nd, 0);
+  size_t lead = nd - t.shape().size();
+  for (size_t d = 0; d < t.shape().size(); ++d) {
+    dims[lead + d] = t.shape()[d];
+    strides[lead + d] = t.strides()[d];
+    if (d + 2 < t.shape().size() && t.strides()[d] == 0) dims[lead + d] = 1;
+  }
+  // Size-1 dims get the stride a dense layout would give them.
+  for (size_t d = nd; d-- > 0;) {
+    if (dims[d] == 1) {
+      int64_t s = 1;
+      for (size_t e = d + 1; e < nd; ++e) s = std::max<int64_t>(s, strides[e] * dims[e]);
+      strides[d] = s;
+    }
+  }
+}
+
+std::string geometry_key(const dnnl::memory::dims& a, const dnnl::memory::dims& as, const dnnl::memory::dims& b,
+                         const dnnl::memory::dims& bs, const dnnl::memory::dims& c) {
+  std::string k;
+  for (const auto* v : {&a, &as, &b, &bs, &c}) {
+    for (auto x : *v) k += std::to_string(x) + ",";
+    k += "|";
+  }
+  return k;
+}
+
+void matmul_f32(const Tensor& a, const Tensor& b, Tensor& out) {
+  const size_t nd = out.shape().size();
+  dnnl::memory::dims ad, as, bd, bs;
+  padded_geometry(a, nd, ad, as);
+  padded_geometry(b, nd, bd, bs);
+  dnnl::memory::dims cd(out.shape().begin(), out.shape().end());
+  dnnl::memory::dims cs(out.strides().begin(), out.strides().end());
+  using dt = dnnl::memory::data_type;
+  dnnl::memory::desc a_md(ad, dt::f32, as), b_md(bd, dt::f32, bs), c_md(cd, dt::f32, cs);
+
+  auto& ctx = dnnl_ctx();
+  std::string key = geometry_key(ad, as, bd, bs, cd);
+  dnnl::matmul prim;
+  {
+    std::lock_guard<std::mutex> lock(ctx.mu);
+    auto it = ctx.cache.find(key);
+    if (it != ctx.cache.end()) {
+      prim = it->second;
+      ctx.stats.reused++;
+    } else {
+      try {
+        dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_md, c_md), ctx.engine);
+        prim = dnnl::matmul(pd);
+      } catch (const dnnl::error& e) {
+        TXL_FAIL("matmul: oneDNN cannot create a primitive for {} x {} ({})", shape_str(a.shape()),
+                 shape_str(b.shape()), e.what());
+      }
+      ctx.cache.emplace(key, prim);
+      ctx.stats.created++;
+    }
+  }
+  dnnl::memory am(a_md, ctx.engine, a.raw_data()), bm(b_md, ctx.engine, b.raw_data()),
+      cm(c_md, ctx.engine, out.raw_data());
+  prim.execute(ctx.stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+  ctx.stream.wait();
+}
+
+template <class T>
+void matmul_reference(const Tensor& a, const Tensor& b, Tensor& out) {
+  const size_t nd = out.shape().size();
+  const int64_t M = out.shape()[nd - 2], N = out.shape()[nd - 1], K = a.shape().back();
+  Shape batch(out.shape().begin(), out.shape().end() - 2);
+  Shape a_batch(a.shape().begin(), a.shape().end() - 2), b_batch(b.shape().begin(), b.shape().end() - 2);
+  Strides a_bst = broadcast_strides(a_batch, Strides(a.strides().begin(), a.strides().end() - 2), batch);
+  Strides b_bst = broadcast_strides(b_batch, Strides(b.strides().begin(), b.strides().end() - 2), batch);
+  const int64_t nb = numel_of(batch);
+  const int64_t am = a.strides()[a.dim() - 2], ak = a.strides()[a.dim() - 1];
+  const int64_t bk = b.strides()[b.dim() - 2], bn = b.strides()[b.dim() - 1];
+  const T* pa = static_cast<const T*>(a.impl().storage->data()) + a.offset();
+  const T* pb = static_cast<const T*>(b.impl().storage->data()) + b.offset();
+  T* pc = out.data<T>();
+#pragma omp parallel for collapse(2) schedule(static) if (nb * M * N * K > kParallelGrain)
+  for (int64_t bi = 0; bi < nb; ++bi) {
+    for (int64_t i = 0; i < M; ++i) {
+      int64_t rem = bi, aoff = 0, boff = 0;
+      for (int64_t d = static_cast<int64_t>(batch.size()) - 1; d >= 0; --d) {
+        int64_t idx = rem % batch[d];
+        rem /= batch[d];
+        aoff += idx * a_bst[d];
+        boff += idx * b_bst[d];
+      }
+      T* crow = pc + (bi * M + i) * N;
+      for (int64_t j = 0; j < N; ++j) crow[j] = T(0);
+      for (int64_t k = 0; k < K; ++k) {
+        const T av = pa[aoff + i * am + k * ak];
+        const T* brow = pb + boff + k * bk;
+        for (int64_t j = 0; j < N; ++j) crow[j] += av * brow[j * bn];
+      }
+    }
+  }
+}
+
+}  // namespace
+
+MatmulCacheStats matmul_cache_stats() {
+  auto& ctx = dnnl_ctx();
+  std::lock_guard<std::mutex> lock(ctx.mu);
+  return ctx.stats;
+}
+
+Tensor CpuBackend::matmul(const Tensor& a_in, const Tensor& b_in) {
+  TXL_CHECK(a_in.dtype() == b_in.dtype(), "matmul: dtype mismatch {} vs {}", dtype_name(a_in.dtype()),
+            dtype_name(b_in.dtype()));
+  TXL_CHECK(a_in.dim() >= 2 && b_in.dim() >= 2, "matmul: operands need rank >= 2, got {} and {}",
+            shape_str(a_in.shape()), shape_str(b_in.shape()));
+  TXL_CHECK(a_in.shape().back() == b_in.shape()[b_in.dim() - 2], "matmul: inner dimensions differ: {} x {}",
+            shape_str(a_in.shape()), shape_str(b_in.shape()));
+  Shape a_batch(a_in.shape().begin(), a_in.shape().end() - 2), b_batch(b_in.shape().begin(), b_in.shape().end() - 2);
+  Shape out_shape = broadcast_shapes(a_batch, b_batch, "matmul");
+  out_shape.push_back(a_in.shape()[a_in.dim() - 2]);
+  out_shape.push_back(b_in.shape().back());
+  Tensor out = Tensor::empty(out_shape, a_in.dtype(), a_in.device());
+  if (out.numel() == 0) return out;
+  if (a_in.shape().back() == 0) {
+    fill(out, 0.0);
+    return out;
+  }
+  switch (a_in.dtype()) {
+    case DType::f32: {
+      Tensor a = inner_matrix_ok(a_in) ? a_in : contiguous_of(a_in);
+      Tensor b = inner_matrix_ok(b_in) ? b_in : contiguous_of(b_in);
+      matmul_f32(a, b, out);
+      break;
+    }
+    case DType::f64: matmul_reference<double>(a_in, b_in, out); break;
+    default: TXL_FAIL("matmul: unsupported dtype {}", dtype_name(a_in.dtype()));
+  }
+  return out;
+}
+
+}  // namespace txl::cpu

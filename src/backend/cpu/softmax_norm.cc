@@ -1,0 +1,171 @@
+// CPU row kernels over the last axis: softmax / log_softmax (max-subtracted, one pass
+// per row after the max) and layer norm forward and backward, fused.
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "cpu_backend.h"
+#include "strided_loop.h"
+
+namespace txl::cpu {
+
+namespace {
+int64_t last_dim(const Tensor& x) { return x.dim() == 0 ? 1 : x.shape().back(); }
+}  // namespace
+
+Tensor CpuBackend::softmax_last(const Tensor& x_in, bool log) {
+  Tensor x = contiguous_of(x_in);
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  const int64_t n = last_dim(x), rows = n ? x.numel() / n : 0;
+  dispatch_float(x.dtype(), log ? "log_softmax" : "softmax", [&](auto scalar_tag_) {
+    using scalar_t = decltype(scalar_tag_);
+    const scalar_t* px = x.data<scalar_t>();
+    scalar_t* py = y.data<scalar_t>();
+#pragma omp parallel for schedule(static) if (rows * n > kParallelGrain && rows > 1)
+    for (int64_t r = 0; r < rows; ++r) {
+      const scalar_t* xr = px + r * n;
+      scalar_t* yr = py + r * n;
+      scalar_t m = -std::numeric_limits<scalar_t>::infinity();
+      for (int64_t i = 0; i < n; ++i) m = std::max(m, xr[i]);
+      if (m == -std::numeric_limits<scalar_t>::infinity()) m = 0;  // fully masked row
+      scalar_t s = 0;
+      if (log) {
+#pragma omp simd reduction(+ : s)
+        for (int64_t i = 0; i < n; ++i) s += std::exp(xr[i] - m);
+        const scalar_t lse = m + std::log(s);
+#pragma omp simd
+        for (int64_t i = 0; i < n; ++i) yr[i] = xr[i] - lse;
+      } else {
+        for (int64_t i = 0; i < n; ++i) {
+          yr[i] = std::exp(xr[i] - m);
+          s += yr[i];
+        }
+        const scalar_t inv = scalar_t(1) / s;
+#pragma omp simd
+        for (int64_t i = 0; i < n; ++i) yr[i] *= inv;
+      }
+    }
+  });
+  return y;
+}
+
+Tensor CpuBackend::softmax_last_backward(const Tensor& y_in, const Tensor& gy_in, bool log) {
+  Tensor y = contiguous_of(y_in), gy = contiguous_of(gy_in);
+  Tensor gx = Tensor::empty(y.shape(), y.dtype(), y.device());
+  const int64_t n = last_dim(y), rows = n ? y.numel() / n : 0;
+  dispatch_float(y.dtype(), log ? "log_softmax_backward" : "softmax_backward", [&](auto scalar_tag_) {
+    using scalar_t = decltype(scalar_tag_);
+    const scalar_t* py = y.data<scalar_t>();
+    const scalar_t* pg = gy.data<scalar_t>();
+    scalar_t* px = gx.data<scalar_t>();
+#pragma omp parallel for schedule(static) if (rows * n > kParallelGrain && rows > 1)
+    for (int64_t r = 0; r < rows; ++r) {
+      const scalar_t* yr = py + r * n;
+      const scalar_t* gr = pg + r * n;
+      scalar_t* xr = px + r * n;
+      scalar_t s = 0;
+      if (log) {
+#pragma omp simd reduction(+ : s)
+        for (int64_t i = 0; i < n; ++i) s += gr[i];
+        for (int64_t i = 0; i < n; ++i) xr[i] = gr[i] - std::exp(yr[i]) * s;
+      } else {
+#pragma omp simd reduction(+ : s)
+        for (int64_t i = 0; i < n; ++i) s += gr[i] * yr[i];
+#pragma omp simd
+        for (int64_t i = 0; i < n; ++i) xr[i] = yr[i] * (gr[i] - s);
+      }
+    }
+  });
+  return gx;
+}
+
+LayerNormResult CpuBackend::layer_norm(const Tensor& x_in, const Tensor& gamma_in, const Tensor& beta_in, double eps) {
+  Tensor x = contiguous_of(x_in), gamma = contiguous_of(gamma_in), beta = contiguous_of(beta_in);
+  const int64_t n = last_dim(x), rows = x.numel() / n;
+  Shape row_shape(x.shape().begin(), x.shape().end() - 1);
+  LayerNormResult r{Tensor::empty(x.shape(), x.dtype()), Tensor::empty(row_shape, x.dtype()),
+                    Tensor::empty(row_shape, x.dtype())};
+  dispatch_float(x.dtype(), "layer_norm", [&](auto scalar_tag_) {
+    using scalar_t = decltype(scalar_tag_);
+    const scalar_t* px = x.data<scalar_t>();
+    const scalar_t* pg = gamma.data<scalar_t>();
+    const scalar_t* pb = beta.data<scalar_t>();
+    scalar_t* py = r.y.data<scalar_t>();
+    scalar_t* pm = r.mean.data<scalar_t>();
+    scalar_t* pr = r.rstd.data<scalar_t>();
+#pragma omp parallel for schedule(static) if (rows * n > kParallelGrain && rows > 1)
+    for (int64_t row = 0; row < rows; ++row) {
+      const scalar_t* xr = px + row * n;
+      scalar_t* yr = py + row * n;
+      scalar_t s = 0;
+#pragma omp simd reduction(+ : s)
+      for (int64_t i = 0; i < n; ++i) s += xr[i];
+      const scalar_t mean = s / n;
+      scalar_t v = 0;
+#pragma omp simd reduction(+ : v)
+      for (int64_t i = 0; i < n; ++i) v += (xr[i] - mean) * (xr[i] - mean);
+      const scalar_t rstd = scalar_t(1) / std::sqrt(v / n + static_cast<scalar_t>(eps));
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) yr[i] = (xr[i] - mean) * rstd * pg[i] + pb[i];
+      pm[row] = mean;
+      pr[row] = rstd;
+    }
+  });
+  return r;
+}
+
+LayerNormGrads CpuBackend::layer_norm_backward(const Tensor& x_in, const Tensor& gamma_in, const Tensor& mean,
+                                               const Tensor& rstd, const Tensor& gy_in) {
+  Tensor x = contiguous_of(x_in), gamma = contiguous_of(gamma_in), gy = contiguous_of(gy_in);
+  const int64_t n = last_dim(x), rows = x.numel() / n;
+  LayerNormGrads g{Tensor::empty(x.shape(), x.dtype()), Tensor::zeros({n}, x.dtype()), Tensor::zeros({n}, x.dtype())};
+  dispatch_float(x.dtype(), "layer_norm_backward", [&](auto scalar_tag_) {
+    using scalar_t = decltype(scalar_tag_);
+    const scalar_t* px = x.data<scalar_t>();
+    const scalar_t* pgam = gamma.data<scalar_t>();
+    const scalar_t* pgy = gy.data<scalar_t>();
+    const scalar_t* pm = mean.data<scalar_t>();
+    const scalar_t* pr = rstd.data<scalar_t>();
+    scalar_t* pgx = g.gx.data<scalar_t>();
+    const int nthreads = rows * n > kParallelGrain ? omp_get_max_threads() : 1;
+    // Per-thread partial sums for gamma/beta, added up after the parallel loop.
+    std::vector<double> partial(static_cast<size_t>(nthreads) * 2 * n, 0.0);
+#pragma omp parallel num_threads(nthreads)
+    {
+      double* dgam = partial.data() + static_cast<size_t>(omp_get_thread_num()) * 2 * n;
+      double* dbet = dgam + n;
+#pragma omp for schedule(static)
+      for (int64_t row = 0; row < rows; ++row) {
+        const scalar_t* xr = px + row * n;
+        const scalar_t* gr = pgy + row * n;
+        scalar_t* out = pgx + row * n;
+        const scalar_t m = pm[row], rs = pr[row];
+        scalar_t sum_dxhat = 0, sum_dxhat_xhat = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          const scalar_t xhat = (xr[i] - m) * rs;
+          const scalar_t dxhat = gr[i] * pgam[i];
+          sum_dxhat += dxhat;
+          sum_dxhat_xhat += dxhat * xhat;
+          dgam[i] += gr[i] * xhat;
+          dbet[i] += gr[i];
+        }
+        const scalar_t a = sum_dxhat / n, b = sum_dxhat_xhat / n;
+#pragma omp simd
+        for (int64_t i = 0; i < n; ++i) {
+          const scalar_t xhat = (xr[i] - m) * rs;
+          out[i] = rs * (gr[i] * pgam[i] - a - xhat * b);
+        }
+      }
+    }
+    scalar_t* pgg = g.ggamma.data<scalar_t>();
+    scalar_t* pgb = g.gbeta.data<scalar_t>();
+    for (int t = 0; t < nthreads; ++t)
+      for (int64_t i = 0; i < n; ++i) {
+        pgg[i] += static_cast<scalar_t>(partial[static_cast<size_t>(t) * 2 * n + i]);
+        pgb[i] += static_cast<scalar_t>(partial[static_cast<size_t>(t) * 2 * n + n + i]);
+      }
+  });
+  return g;
+}
+
+}  // namespace txl::cpu

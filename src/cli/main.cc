@@ -1,0 +1,74 @@
+// The txl command line: parses the subcommand, runs it, and is the only place where
+// an error becomes a message and an exit code.
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "commands.h"
+#include "txl/core/error.h"
+
+namespace {
+
+const char* kUsage = R"(txl - memory-augmented Transformer language models
+
+usage: txl [--threads N] [--log-level LEVEL] <command> [args]
+
+commands:
+  bench ops       GEMM, softmax, layer norm and cross-entropy throughput against
+                  oneDNN's peak and memcpy, measured in one run (--json, --quick)
+  info --system   build, oneDNN version, CPU ISA and thread count
+
+global options:
+  --threads N         worker threads (default: TXL_NUM_THREADS, else all cores)
+  --log-level LEVEL   trace, debug, info, warn, error (default: info)
+  -h, --help          this text
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  int threads = 0;
+  try {
+    std::vector<std::string> rest;
+    for (size_t i = 0; i < args.size(); ++i) {
+      const std::string& a = args[i];
+      if (a == "-h" || a == "--help") {
+        std::cout << kUsage;
+        return 0;
+      } else if (a == "--threads" || a == "--log-level") {
+        TXL_CHECK(i + 1 < args.size(), "{}: missing value", a);
+        const std::string& v = args[++i];
+        if (a == "--threads") {
+          threads = txl::cli::parse_positive_int(v, "--threads");
+        } else {
+          auto level = spdlog::level::from_str(v);
+          TXL_CHECK(level != spdlog::level::off || v == "off", "--log-level: unknown level '{}'", v);
+          spdlog::set_level(level);
+        }
+      } else {
+        rest.push_back(a);
+      }
+    }
+    if (rest.empty()) {
+      std::cerr << kUsage;
+      return 2;
+    }
+    const std::string cmd = rest[0];
+    std::vector<std::string> sub(rest.begin() + 1, rest.end());
+    txl::cli::Context ctx{threads};
+    if (cmd == "bench") return txl::cli::bench(ctx, sub);
+    if (cmd == "info") return txl::cli::info(ctx, sub);
+    std::cerr << "error: unknown command '" << cmd << "' (see txl --help)\n";
+    return 2;
+  } catch (const txl::Error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+}
