@@ -77,21 +77,23 @@ void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
     root.impl().grad = slot.impl_ptr();
     return;
   }
-  Node* start = root.grad_fn().get();
+  // Shared ownership while walking: releasing a node may drop the last reference to
+  // intermediate tensors and, through them, to nodes still to be visited.
+  std::shared_ptr<Node> start = root.grad_fn();
   TXL_CHECK(!start->released,
             "backward: the graph of this tensor was already freed by an earlier backward() "
             "(op '{}'); pass retain_graph=true to the first call to run backward twice",
             start->op);
 
   // Reverse topological order by iterative post-order DFS.
-  std::vector<Node*> order;
-  std::unordered_set<Node*> seen{start};
-  std::vector<std::pair<Node*, size_t>> stack{{start, 0}};
+  std::vector<std::shared_ptr<Node>> order;
+  std::unordered_set<Node*> seen{start.get()};
+  std::vector<std::pair<std::shared_ptr<Node>, size_t>> stack{{start, 0}};
   while (!stack.empty()) {
     auto& [node, next] = stack.back();
     if (next < node->inputs.size()) {
       const auto& in = node->inputs[next++];
-      if (in && in->grad_fn && seen.insert(in->grad_fn.get()).second) stack.push_back({in->grad_fn.get(), 0});
+      if (in && in->grad_fn && seen.insert(in->grad_fn.get()).second) stack.push_back({in->grad_fn, 0});
     } else {
       order.push_back(node);
       stack.pop_back();
@@ -99,9 +101,9 @@ void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
   }
 
   std::unordered_map<Node*, Tensor> grads;
-  grads[start] = seed;
+  grads[start.get()] = seed;
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
-    Node* node = *it;
+    Node* node = it->get();
     auto found = grads.find(node);
     if (found == grads.end()) continue;
     Tensor g = std::move(found->second);

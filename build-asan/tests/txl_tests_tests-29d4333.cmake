@@ -1,0 +1,1 @@
+set( txl_tests_TESTS)

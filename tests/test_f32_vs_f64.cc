@@ -1,0 +1,77 @@
+// The fast float32 kernels (oneDNN matmul, vectorised OpenMP loops) against the float64
+// reference path on the same inputs, forward and backward.
+// Tolerance: float32 rounds at u = 6e-8 per operation. Elementwise ops and row kernels
+// (softmax, layer norm, cross-entropy) stay within a few u relative (checked at 1e-5
+// of max(1, |ref|)); a length-K dot product has error ~ sqrt(K)·u·sum|a_i b_i|, so
+// matmul results are compared relative to the scale K of sum|a_i b_i| with unit inputs.
+#include <cmath>
+
+#include "gradcheck.h"
+
+using namespace txl;
+using namespace txl::testing;
+
+namespace {
+
+using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
+
+// Runs f on f64 inputs and on their f32 casts; compares outputs and input gradients.
+void compare_paths(const Fn& f, const std::vector<Tensor>& inputs64, double tol) {
+  std::vector<Tensor> in64, in32;
+  for (const Tensor& x : inputs64) {
+    in64.push_back(contiguous_copy(x).set_requires_grad());
+    in32.push_back(to_dtype(x, DType::f32).set_requires_grad());
+  }
+  Tensor y64 = f(in64), y32 = f(in32);
+  INFO("forward");
+  REQUIRE(max_rel_diff(to_dtype(y32.detach(), DType::f64), y64.detach()) <= tol);
+  Generator gen(7);
+  Tensor w64 = Tensor::randn(y64.shape(), gen, DType::f64);
+  backward(sum(mul(y64, w64)));
+  backward(sum(mul(y32, to_dtype(w64, DType::f32))));
+  for (size_t i = 0; i < in64.size(); ++i) {
+    INFO("gradient of input " << i);
+    REQUIRE(max_rel_diff(to_dtype(in32[i].grad(), DType::f64), in64[i].grad()) <= tol);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("f32 matmul (oneDNN) matches the f64 reference", "[f32]") {
+  for (int64_t K : {7, 64, 512}) {
+    const double tol = 1e-6 * K;  // ~ u * K, with slack for the summation order
+    compare_paths([](auto& in) { return matmul(in[0], in[1]); }, {randn64({33, K}, 1), randn64({K, 17}, 2)}, tol);
+    compare_paths([](auto& in) { return matmul(in[0], transpose(in[1], 1, 2)); },
+                  {randn64({3, 20, K}, 3), randn64({3, 9, K}, 4)}, tol);
+    compare_paths([](auto& in) { return matmul(in[0], in[1]); }, {randn64({2, 3, 5, K}, 5), randn64({K, 6}, 6)}, tol);
+    compare_paths([](auto& in) { return linear(in[0], in[1], in[2]); },
+                  {randn64({4, 6, K}, 7), randn64({10, K}, 8), randn64({10}, 9)}, tol);
+  }
+}
+
+TEST_CASE("f32 elementwise and reductions match the f64 reference", "[f32]") {
+  const double tol = 1e-5;
+  Tensor a = randn64({37, 129}, 11), b = randn64({129}, 12), pos = add_scalar(mul(a, a), 0.5);
+  compare_paths([](auto& in) { return mul(add(in[0], in[1]), sub(in[0], in[1])); }, {a, b}, tol);
+  compare_paths([](auto& in) { return div(tanh(in[0]), add_scalar(exp(in[1]), 1.0)); }, {a, b}, tol);
+  compare_paths([](auto& in) { return add(sigmoid(in[0]), gelu(in[0], true)); }, {a}, tol);
+  compare_paths([](auto& in) { return add(gelu(in[0]), relu(in[0])); }, {a}, tol);
+  compare_paths([](auto& in) { return add(log(in[0]), add(sqrt(in[0]), rsqrt(in[0]))); }, {pos}, tol);
+  compare_paths([](auto& in) { return add(pow(in[0], 1.5), clamp(in[0], 0.7, 2.0)); }, {pos}, tol);
+  compare_paths([](auto& in) { return sum(in[0], {0}); }, {a}, tol);
+  compare_paths([](auto& in) { return mean(in[0], {1}, true); }, {a}, tol);
+  compare_paths([](auto& in) { return max(in[0], {1}); }, {a}, tol);
+  compare_paths([](auto& in) { return sum(transpose(in[0], 0, 1), {1}); }, {a}, tol);
+}
+
+TEST_CASE("f32 softmax, layer norm and cross-entropy match the f64 reference", "[f32]") {
+  const double tol = 1e-5;
+  compare_paths([](auto& in) { return softmax(in[0]); }, {randn64({48, 200}, 21, 3.0)}, tol);
+  compare_paths([](auto& in) { return log_softmax(in[0]); }, {randn64({48, 200}, 22, 3.0)}, tol);
+  compare_paths([](auto& in) { return layer_norm(in[0], in[1], in[2]); },
+                {randn64({50, 128}, 23), add_scalar(randn64({128}, 24, 0.1), 1.0), randn64({128}, 25)}, tol);
+  std::vector<int64_t> t(96);
+  for (size_t i = 0; i < t.size(); ++i) t[i] = static_cast<int64_t>((i * 37) % 256);
+  Tensor targets = Tensor::from_vector<int64_t>({96}, t);
+  compare_paths([targets](auto& in) { return cross_entropy(in[0], targets); }, {randn64({96, 256}, 26, 2.0)}, tol);
+}
