@@ -1,0 +1,39 @@
+// Named parameters as views into one flat arena, with their gradients as views into a
+// second arena: the optimizer, gradient clipping and all-reduce each make one flat
+// pass, and checkpoint names, test names and log names all come from this one table.
+#pragma once
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "txl/core/tensor.h"
+
+namespace txl {
+
+class ParameterSet {
+ public:
+  // Declare in a fixed order, then finalize() allocates both arenas.
+  void declare(const std::string& name, const Shape& shape);
+  void finalize(DType dtype);
+
+  bool finalized() const { return data_.defined(); }
+  const std::vector<std::pair<std::string, Tensor>>& named() const { return params_; }
+  const Tensor& get(const std::string& name) const;
+  bool contains(const std::string& name) const;
+  int64_t numel() const { return total_; }
+  DType dtype() const { return data_.dtype(); }
+
+  Tensor& flat_data() { return data_; }
+  Tensor& flat_grad() { return grad_; }
+  // Zeroes the gradient arena and re-points every parameter's grad at its view.
+  void zero_grad();
+
+ private:
+  std::vector<std::pair<std::string, Shape>> declared_;
+  std::vector<std::pair<std::string, Tensor>> params_;
+  std::vector<Tensor> grad_views_;
+  Tensor data_, grad_;
+  int64_t total_ = 0;
+};
+
+}  // namespace txl

@@ -1,0 +1,57 @@
+// Checkpoint directories: config.yaml, vocab.json, model.safetensors (reference
+// parameter names), and for training checkpoints optimizer.safetensors, mems.safetensors
+// and trainer_state.json. A directory is written beside its target and renamed into
+// place, so a reader sees the old checkpoint or the new one, never a mix.
+#pragma once
+#include <limits>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "txl/config/config.h"
+#include "txl/data/vocab.h"
+#include "txl/models/transformer_xl.h"
+#include "txl/train/optimizer.h"
+
+namespace txl {
+
+struct TrainerState {
+  int64_t step = 0;           // updates done
+  int64_t epoch = 0;
+  int64_t data_position = 0;  // batcher row of the next batch
+  int64_t tokens_seen = 0;
+  double elapsed_s = 0.0;     // training wall time so far
+  double best_val_bpc = std::numeric_limits<double>::infinity();
+  int64_t best_step = -1;
+  nlohmann::json to_json() const;
+  static TrainerState from_json(const nlohmann::json& j, const std::string& source);
+};
+
+struct TrainingSnapshot {
+  const Optimizer* optimizer = nullptr;
+  const TrainerState* state = nullptr;
+  const std::vector<std::vector<Tensor>>* mems = nullptr;  // one memory set per batch chunk
+};
+
+void save_checkpoint(const std::string& dir, const Config& cfg, const Vocab& vocab, const TransformerXL& model,
+                     const TrainingSnapshot& training = {});
+
+struct Checkpoint {
+  std::string dir;
+  Config config;
+  Vocab vocab;
+  std::unique_ptr<TransformerXL> model;
+  bool has_training_state = false;
+  TrainerState state;
+  std::map<std::string, Tensor> optimizer_state;
+  std::vector<std::vector<Tensor>> mems;
+};
+
+// `path` is a checkpoint directory, or a run directory (its best checkpoint, else its last).
+std::string resolve_checkpoint_dir(const std::string& path);
+Checkpoint load_checkpoint(const std::string& path, DType dtype = DType::f32);
+// Copies named weights into the model, checking names, shapes and finiteness.
+void load_weights(TransformerXL& model, const std::map<std::string, Tensor>& weights, const std::string& source);
+
+}  // namespace txl

@@ -1,0 +1,28 @@
+// Scoring a token stream the way kimiyoung's eval.py does (MODELS.md §7): B contiguous
+// columns, segments of tgt_len carrying memory (empty at the start), the last segment
+// shorter, and the exact per-token mean NLL over every predicted token.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "txl/models/transformer_xl.h"
+
+namespace txl {
+
+struct EvalResult {
+  double nll = 0.0;  // mean nats per predicted token
+  int64_t tokens = 0;
+  double seconds = 0.0;
+  double bpc() const { return nll / std::log(2.0); }
+  double ppl() const { return std::exp(nll); }
+  double tokens_per_s() const { return seconds > 0 ? tokens / seconds : 0.0; }
+};
+
+// Uses the model's current mem_len / same_length / clamp_len (set_lengths).
+// max_tokens > 0 scores only the first segments holding about that many predictions.
+EvalResult evaluate(const TransformerXL& model, const std::vector<int32_t>& tokens, int64_t batch_size,
+                    int64_t tgt_len, int64_t max_tokens = 0);
+
+}  // namespace txl

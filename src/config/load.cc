@@ -1,0 +1,666 @@
+// The config loader. One table lists every key (its path, the Config member it
+// fills, its allowed range or values); reading YAML, applying overrides, range
+// checks, did-you-mean suggestions and writing YAML back are all driven by it.
+// A Loader collects every problem and throws them together as one ConfigError.
+// Relative data paths in a YAML file are resolved against the file's directory
+// when the file exists there; otherwise they stay relative to the current
+// directory. Overrides and config_from_yaml_string take paths as written.
+#include "txl/config/load.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <variant>
+
+namespace txl {
+
+ConfigError::ConfigError(const std::string& source, std::vector<std::string> problems)
+    : Error([&] {
+        std::string msg = "config error in " + source + ":";
+        for (const auto& p : problems) msg += "\n  " + p;
+        return msg;
+      }()),
+      problems_(std::move(problems)) {}
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// ---------------------------------------------------------------- the key table
+
+enum class Range { any, positive, non_negative, at_least_minus_one, probability, fraction };
+
+using Pair = std::array<double, 2>;
+using Triple = std::array<double, 3>;
+using FieldRef = std::variant<int64_t*, double*, bool*, std::string*, Pair*, Triple*>;
+
+struct Field {
+  std::string path;
+  FieldRef (*ref)(Config&);
+  Range range = Range::any;
+  std::vector<std::string> choices;  // allowed values of a string key; empty: any
+};
+
+template <class... F>
+struct overloaded : F... {
+  using F::operator()...;
+};
+template <class... F>
+overloaded(F...) -> overloaded<F...>;
+
+Field key(std::string path, FieldRef (*ref)(Config&), Range range = Range::any,
+          std::vector<std::string> choices = {}) {
+  return Field{std::move(path), ref, range, std::move(choices)};
+}
+
+#define TXL_KEY(PATH, MEMBER, ...) \
+  key(PATH, [](Config& c) -> FieldRef { return &c.MEMBER; } __VA_OPT__(, ) __VA_ARGS__)
+
+const std::vector<Field>& fields() {
+  using R = Range;
+  static const std::vector<Field> table = {
+      TXL_KEY("data.path", data.path),
+      TXL_KEY("data.split", data.split, R::fraction),
+      TXL_KEY("data.train", data.train),
+      TXL_KEY("data.valid", data.valid),
+      TXL_KEY("data.test", data.test),
+      TXL_KEY("data.vocab", data.vocab, R::any, {"bytes", "chars"}),
+      TXL_KEY("model.n_layer", model.n_layer, R::positive),
+      TXL_KEY("model.n_head", model.n_head, R::positive),
+      TXL_KEY("model.d_model", model.d_model, R::positive),
+      TXL_KEY("model.d_head", model.d_head, R::positive),
+      TXL_KEY("model.d_inner", model.d_inner, R::positive),
+      TXL_KEY("model.dropout", model.dropout, R::probability),
+      TXL_KEY("model.dropatt", model.dropatt, R::probability),
+      TXL_KEY("model.tgt_len", model.tgt_len, R::positive),
+      TXL_KEY("model.mem_len", model.mem_len, R::non_negative),
+      TXL_KEY("model.pre_lnorm", model.pre_lnorm),
+      TXL_KEY("model.same_length", model.same_length),
+      TXL_KEY("model.clamp_len", model.clamp_len),
+      TXL_KEY("model.init_std", model.init_std, R::positive),
+      TXL_KEY("train.batch_size", train.batch_size, R::positive),
+      TXL_KEY("train.steps", train.steps, R::positive),
+      TXL_KEY("train.seed", train.seed, R::non_negative),
+      TXL_KEY("train.log_interval", train.log_interval, R::positive),
+      TXL_KEY("train.clip", train.clip, R::non_negative),
+      TXL_KEY("train.batch_chunk", train.batch_chunk, R::positive),
+      TXL_KEY("train.max_time", train.max_time, R::non_negative),
+      TXL_KEY("train.checkpoint_interval", train.checkpoint_interval, R::non_negative),
+      TXL_KEY("train.optimizer.name", train.optimizer.name, R::any, {"adam", "adamw", "adagrad"}),
+      TXL_KEY("train.optimizer.lr", train.optimizer.lr, R::positive),
+      TXL_KEY("train.optimizer.betas", train.optimizer.betas, R::probability),
+      TXL_KEY("train.optimizer.eps", train.optimizer.eps, R::positive),
+      TXL_KEY("train.optimizer.weight_decay", train.optimizer.weight_decay, R::non_negative),
+      TXL_KEY("train.schedule.name", train.schedule.name, R::any, {"constant", "cosine", "inv_sqrt"}),
+      TXL_KEY("train.schedule.warmup_steps", train.schedule.warmup_steps, R::non_negative),
+      TXL_KEY("train.schedule.min_lr", train.schedule.min_lr, R::non_negative),
+      TXL_KEY("eval.interval", eval.interval, R::non_negative),
+      TXL_KEY("eval.batch_size", eval.batch_size, R::positive),
+      TXL_KEY("eval.tgt_len", eval.tgt_len, R::non_negative),
+      TXL_KEY("eval.mem_len", eval.mem_len, R::at_least_minus_one),
+      TXL_KEY("eval.max_tokens", eval.max_tokens, R::non_negative),
+      TXL_KEY("run.name", run.name),
+      TXL_KEY("run.dir", run.dir),
+      TXL_KEY("run.threads", run.threads, R::non_negative),
+  };
+  return table;
+}
+
+#undef TXL_KEY
+
+const Field* find_field(const std::string& path) {
+  for (const auto& f : fields())
+    if (f.path == path) return &f;
+  return nullptr;
+}
+
+bool is_section(const std::string& path) {
+  if (path.empty()) return true;
+  for (const auto& f : fields())
+    if (f.path.starts_with(path + ".")) return true;
+  return false;
+}
+
+std::string join_path(const std::string& section, const std::string& key) {
+  return section.empty() ? key : section + "." + key;
+}
+
+std::string last_component(const std::string& path) {
+  auto dot = path.rfind('.');
+  return dot == std::string::npos ? path : path.substr(dot + 1);
+}
+
+// The direct keys of a section, in table order.
+std::vector<std::string> child_keys(const std::string& section) {
+  std::vector<std::string> keys;
+  std::string prefix = section.empty() ? "" : section + ".";
+  for (const auto& f : fields()) {
+    if (!f.path.starts_with(prefix)) continue;
+    std::string key = f.path.substr(prefix.size());
+    key = key.substr(0, key.find('.'));
+    if (std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(key);
+  }
+  return keys;
+}
+
+// Every known path: leaves and sections.
+std::vector<std::string> all_paths() {
+  std::vector<std::string> paths;
+  for (const auto& f : fields()) {
+    std::string p;
+    for (size_t dot = f.path.find('.'); dot != std::string::npos; dot = f.path.find('.', dot + 1)) {
+      p = f.path.substr(0, dot);
+      if (std::find(paths.begin(), paths.end(), p) == paths.end()) paths.push_back(p);
+    }
+    paths.push_back(f.path);
+  }
+  return paths;
+}
+
+std::string join(const std::vector<std::string>& items, const std::string& sep) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) out += sep;
+    out += items[i];
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- did you mean
+
+// Optimal-string-alignment distance (adjacent swaps cost 1), case-insensitive.
+size_t edit_distance(const std::string& a, const std::string& b) {
+  auto lower = [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); };
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t cost = lower(a[i - 1]) == lower(b[j - 1]) ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && lower(a[i - 1]) == lower(b[j - 2]) && lower(a[i - 2]) == lower(b[j - 1]))
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+// Known paths within a small edit distance of `path` (the closest ones only).
+std::vector<std::string> close_paths(const std::string& path) {
+  size_t limit = last_component(path).size() <= 4 ? 1 : 2;
+  size_t best = limit + 1;
+  std::vector<std::string> found;
+  for (const auto& p : all_paths()) {
+    size_t d = edit_distance(path, p);
+    if (d < best) best = d, found.clear();
+    if (d == best) found.push_back(p);
+  }
+  return found;
+}
+
+// Known paths whose last component is the unknown path's (a key in the wrong section).
+std::vector<std::string> same_name_paths(const std::string& path) {
+  std::vector<std::string> found;
+  for (const auto& p : all_paths())
+    if (edit_distance(last_component(p), last_component(path)) == 0) found.push_back(p);
+  return found;
+}
+
+std::string unknown_key_message(const std::string& path) {
+  std::string parent;  // the deepest known prefix of `path`
+  for (size_t dot = path.find('.'); dot != std::string::npos; dot = path.find('.', dot + 1)) {
+    std::string prefix = path.substr(0, dot);
+    if (find_field(prefix)) return "unknown key; " + prefix + " takes a value and has no keys";
+    if (!is_section(prefix)) break;
+    parent = prefix;
+  }
+  auto near = close_paths(path);
+  if (near.empty()) near = same_name_paths(path);
+  if (!near.empty()) return "unknown key; did you mean " + join(near, " or ") + "?";
+  return fmt::format("unknown key; valid keys {} are {}", parent.empty() ? "at the top level" : "of " + parent,
+                     join(child_keys(parent), ", "));
+}
+
+// ---------------------------------------------------------------- values
+
+std::string format_double(double v) {
+  // Always with a '.', so that YAML 1.1 readers (PyYAML) also see a float: 1.0e-08.
+  std::string s = fmt::format("{}", v);
+  if (!std::isfinite(v) || s.find('.') != std::string::npos) return s;
+  auto e = s.find('e');
+  return e == std::string::npos ? s + ".0" : s.insert(e, ".0");
+}
+
+template <size_t N>
+std::string format_list(const std::array<double, N>& a) {
+  std::string out = "[";
+  for (size_t i = 0; i < N; ++i) {
+    if (i) out += ", ";
+    out += format_double(a[i]);
+  }
+  out += "]";
+  return out;
+}
+
+std::string quote_text(const std::string& s) { return "\"" + s + "\""; }
+
+void set_flow_style(YAML::Node n) {
+  n.SetStyle(YAML::EmitterStyle::Flow);
+  if (n.IsSequence())
+    for (auto child : n) set_flow_style(child);
+  if (n.IsMap())
+    for (auto kv : n) set_flow_style(kv.second);
+}
+
+// A YAML node as the user wrote it, for "got ..." in messages.
+std::string describe(const YAML::Node& n) {
+  if (!n.IsDefined() || n.IsNull()) return "nothing (null)";
+  if (n.IsScalar()) return n.Tag() == "!" ? quote_text(n.Scalar()) : n.Scalar();
+  YAML::Node flow = YAML::Clone(n);
+  set_flow_style(flow);
+  YAML::Emitter out;
+  out << flow;
+  return (n.IsSequence() ? "a list " : "a mapping ") + std::string(out.c_str());
+}
+
+bool is_plain_scalar(const YAML::Node& n) { return n.IsScalar() && n.Tag() != "!"; }
+
+template <class T>
+std::optional<T> parse_number(const YAML::Node& n) {
+  if (!is_plain_scalar(n)) return std::nullopt;
+  std::string s = n.Scalar();
+  if (s.size() > 1 && s[0] == '+' && s[1] != '-') s.erase(0, 1);
+  T v{};
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+  if constexpr (std::is_floating_point_v<T>)
+    if (!std::isfinite(v)) return std::nullopt;
+  return v;
+}
+
+std::optional<bool> parse_bool(const YAML::Node& n) {
+  if (!is_plain_scalar(n)) return std::nullopt;
+  const std::string& s = n.Scalar();
+  if (s == "true" || s == "True" || s == "TRUE") return true;
+  if (s == "false" || s == "False" || s == "FALSE") return false;
+  return std::nullopt;
+}
+
+std::optional<std::string> parse_string(const YAML::Node& n) {
+  if (n.IsNull()) return std::string();
+  if (n.IsScalar()) return n.Scalar();
+  return std::nullopt;
+}
+
+template <size_t N>
+std::optional<std::array<double, N>> parse_list(const YAML::Node& n) {
+  if (!n.IsSequence() || n.size() != N) return std::nullopt;
+  std::array<double, N> a{};
+  for (size_t i = 0; i < N; ++i) {
+    auto v = parse_number<double>(n[i]);
+    if (!v) return std::nullopt;
+    a[i] = *v;
+  }
+  return a;
+}
+
+bool in_range(Range r, double v) {
+  switch (r) {
+    case Range::any: return true;
+    case Range::positive: return v > 0;
+    case Range::non_negative: return v >= 0;
+    case Range::at_least_minus_one: return v >= -1;
+    case Range::probability: return v >= 0 && v < 1;
+    case Range::fraction: return v >= 0 && v <= 1;
+  }
+  return true;
+}
+
+std::string integer_text(Range r) {
+  switch (r) {
+    case Range::positive: return "a positive integer";
+    case Range::non_negative: return "a non-negative integer";
+    case Range::at_least_minus_one: return "an integer >= -1";
+    default: return "an integer";
+  }
+}
+
+// The bounds of a number, as a suffix: " in [0, 1)".
+std::string number_bounds(Range r) {
+  switch (r) {
+    case Range::positive: return " > 0";
+    case Range::non_negative: return " >= 0";
+    case Range::at_least_minus_one: return " >= -1";
+    case Range::probability: return " in [0, 1)";
+    case Range::fraction: return " in [0, 1]";
+    default: return "";
+  }
+}
+
+std::string number_text(Range r) {
+  switch (r) {
+    case Range::positive: return "a positive number";
+    case Range::non_negative: return "a non-negative number";
+    default: return "a number" + number_bounds(r);
+  }
+}
+
+// What a key accepts, for "expected ..." in messages.
+std::string expected_text(const Field& f) {
+  static Config scratch;
+  return std::visit(overloaded{
+                        [&](int64_t*) { return integer_text(f.range); },
+                        [&](double*) { return number_text(f.range); },
+                        [&](bool*) { return std::string("true or false"); },
+                        [&](std::string*) {
+                          return f.choices.empty() ? std::string("a string") : "one of " + join(f.choices, ", ");
+                        },
+                        [&](auto* a) {
+                          return fmt::format("a list of {} numbers{}", a->size(), number_bounds(f.range));
+                        },
+                    },
+                    f.ref(scratch));
+}
+
+// The value of a key if it breaks the key's range or choices, formatted for "got ...".
+std::optional<std::string> out_of_range(const Field& f, Config& cfg) {
+  return std::visit(overloaded{
+                        [&](int64_t* v) -> std::optional<std::string> {
+                          if (in_range(f.range, static_cast<double>(*v))) return std::nullopt;
+                          return std::to_string(*v);
+                        },
+                        [&](double* v) -> std::optional<std::string> {
+                          if (std::isfinite(*v) && in_range(f.range, *v)) return std::nullopt;
+                          return format_double(*v);
+                        },
+                        [&](bool*) -> std::optional<std::string> { return std::nullopt; },
+                        [&](std::string* v) -> std::optional<std::string> {
+                          if (f.choices.empty() || std::count(f.choices.begin(), f.choices.end(), *v))
+                            return std::nullopt;
+                          return quote_text(*v);
+                        },
+                        [&](auto* a) -> std::optional<std::string> {
+                          for (double v : *a)
+                            if (!std::isfinite(v) || !in_range(f.range, v)) return format_list(*a);
+                          return std::nullopt;
+                        },
+                    },
+                    f.ref(cfg));
+}
+
+// Stores a YAML value into a key's member; false (member untouched) on a wrong type.
+bool store(const YAML::Node& n, FieldRef ref) {
+  auto put = [](auto* dst, const auto& parsed) {
+    if (parsed) *dst = *parsed;
+    return parsed.has_value();
+  };
+  return std::visit(overloaded{
+                        [&](int64_t* v) { return put(v, parse_number<int64_t>(n)); },
+                        [&](double* v) { return put(v, parse_number<double>(n)); },
+                        [&](bool* v) { return put(v, parse_bool(n)); },
+                        [&](std::string* v) { return put(v, parse_string(n)); },
+                        [&](Pair* v) { return put(v, parse_list<2>(n)); },
+                        [&](Triple* v) { return put(v, parse_list<3>(n)); },
+                    },
+                    ref);
+}
+
+void emit_value(YAML::Emitter& out, FieldRef ref) {
+  std::visit(overloaded{
+                 [&](int64_t* v) { out << *v; },
+                 [&](double* v) { out << format_double(*v); },
+                 [&](bool* v) { out << *v; },
+                 [&](std::string* v) { out << YAML::DoubleQuoted << *v; },
+                 [&](auto* a) {
+                   out << YAML::Flow << YAML::BeginSeq;
+                   for (double v : *a) out << format_double(v);
+                   out << YAML::EndSeq;
+                 },
+             },
+             ref);
+}
+
+void emit_section(YAML::Emitter& out, Config& cfg, const std::string& section) {
+  out << YAML::BeginMap;
+  for (const auto& key : child_keys(section)) {
+    std::string path = join_path(section, key);
+    out << YAML::Key << key << YAML::Value;
+    if (const Field* f = find_field(path))
+      emit_value(out, f->ref(cfg));
+    else
+      emit_section(out, cfg, path);
+  }
+  out << YAML::EndMap;
+}
+
+// ---------------------------------------------------------------- the loader
+
+// "key.path=value" -> {"key.path", "value"}; nullopt without '=' or key.
+std::optional<std::pair<std::string, std::string>> split_override(const std::string& text) {
+  auto eq = text.find('=');
+  if (eq == std::string::npos) return std::nullopt;
+  std::string key = text.substr(0, eq);
+  key.erase(0, key.find_first_not_of(" \t"));
+  key.erase(key.find_last_not_of(" \t") + 1);
+  if (key.empty()) return std::nullopt;
+  return std::make_pair(key, text.substr(eq + 1));
+}
+
+class Loader {
+ public:
+  explicit Loader(Config cfg) : cfg_(std::move(cfg)) {}
+
+  // Parses YAML text and applies it; false on a syntax error (already reported).
+  bool apply_yaml_text(const std::string& text, const std::string& source) {
+    YAML::Node root;
+    try {
+      root = YAML::Load(text);
+    } catch (const YAML::ParserException& e) {
+      std::string where = e.mark.is_null() ? source : fmt::format("{}:{}:{}", source, e.mark.line + 1, e.mark.column + 1);
+      problems_.push_back(where + ": invalid YAML: " + e.msg);
+      return false;
+    }
+    guarded([&] { apply_node("", root); });
+    return true;
+  }
+
+  void apply_override(const std::string& text) {
+    auto kv = split_override(text);
+    if (!kv) return problems_.push_back("<override> " + text + ": expected key.path=value");
+    override_ = text;
+    guarded([&] {
+      YAML::Node value;
+      try {
+        value = YAML::Load(kv->second);
+      } catch (const YAML::ParserException& e) {
+        return report(kv->first, "cannot parse the value as YAML: " + e.msg);
+      }
+      apply_node(kv->first, value);
+    });
+    override_.clear();
+  }
+
+  void resolve_data_paths(const fs::path& base_dir) {
+    if (base_dir.empty()) return;
+    for (std::string* p : {&cfg_.data.path, &cfg_.data.train, &cfg_.data.valid, &cfg_.data.test}) {
+      if (p->empty() || fs::path(*p).is_absolute()) continue;
+      std::error_code ec;
+      fs::path there = base_dir / *p;
+      if (fs::exists(there, ec)) *p = there.lexically_normal().string();
+    }
+  }
+
+  void validate() {
+    for (const auto& f : fields()) {
+      if (bad_.count(f.path)) continue;
+      if (auto got = out_of_range(f, cfg_)) report(f.path, "expected " + expected_text(f) + ", got " + *got);
+    }
+    validate_data();
+    validate_train();
+  }
+
+  Config finish(const std::string& source) {
+    if (!problems_.empty()) throw ConfigError(source, std::move(problems_));
+    return cfg_;
+  }
+
+ private:
+  // Runs `fn`, turning any yaml-cpp failure into a reported problem.
+  template <class Fn>
+  void guarded(Fn&& fn) {
+    try {
+      fn();
+    } catch (const YAML::Exception& e) {
+      problems_.push_back("YAML error: " + e.msg);
+    }
+  }
+
+  void apply_node(const std::string& path, const YAML::Node& node) {
+    if (const Field* f = find_field(path)) return set_field(*f, node);
+    if (!is_section(path)) return report(path, unknown_key_message(path));
+    if (node.IsNull()) return;  // an empty section keeps its defaults
+    if (!node.IsMap())
+      return report(path, fmt::format("expected a mapping with keys {}, got {}", join(child_keys(path), ", "),
+                                      describe(node)));
+    std::set<std::string> seen;
+    for (const auto& kv : node) {
+      if (!kv.first.IsScalar()) {
+        report(path, "expected a key name, got " + describe(kv.first));
+        continue;
+      }
+      std::string child = join_path(path, kv.first.Scalar());
+      if (!seen.insert(child).second) {
+        report(child, "duplicate key");
+        continue;
+      }
+      apply_node(child, kv.second);
+    }
+  }
+
+  void set_field(const Field& f, const YAML::Node& node) {
+    if (!store(node, f.ref(cfg_))) {
+      bad_.insert(f.path);
+      return report(f.path, "expected " + expected_text(f) + ", got " + describe(node));
+    }
+    bad_.erase(f.path);
+    if (override_.empty())
+      origin_.erase(f.path);
+    else
+      origin_[f.path] = override_;
+  }
+
+  void validate_data() {
+    const DataConfig& d = cfg_.data;
+    bool has_path = !d.path.empty(), has_train = !d.train.empty();
+    if (has_path && has_train)
+      report("data", "give either data.path (one file, split by data.split) or data.train, not both");
+    if (!has_path && !has_train) report("data", "one of data.path or data.train is required");
+    if (!has_train && !d.valid.empty()) report("data.valid", "only allowed together with data.train");
+    if (!has_train && !d.test.empty()) report("data.test", "only allowed together with data.train");
+    if (bad_.count("data.split") || out_of_range(*find_field("data.split"), cfg_)) return;
+    double sum = d.split[0] + d.split[1] + d.split[2];
+    if (sum > 1 + 1e-9)
+      report("data.split", fmt::format("fractions must sum to <= 1, got {} (sum {})", format_list(d.split), sum));
+    if (d.split[0] <= 0)
+      report("data.split", fmt::format("the train fraction must be > 0, got {}", format_list(d.split)));
+  }
+
+  void validate_train() {
+    const TrainConfig& t = cfg_.train;
+    if (t.batch_size > 0 && t.batch_chunk > 0 && t.batch_size % t.batch_chunk != 0)
+      report("train.batch_chunk",
+             fmt::format("must divide train.batch_size ({}), got {}", t.batch_size, t.batch_chunk));
+    if (t.optimizer.lr > 0 && t.schedule.min_lr > t.optimizer.lr)
+      report("train.schedule.min_lr", fmt::format("must be <= train.optimizer.lr ({}), got {}",
+                                                  format_double(t.optimizer.lr), format_double(t.schedule.min_lr)));
+  }
+
+  // One problem line; keys set by an override are reported as "<override> k=v: ...".
+  void report(const std::string& path, const std::string& msg) {
+    std::string where = path.empty() ? "(top level)" : path;
+    std::string ovr = override_;
+    if (ovr.empty() && origin_.count(path)) ovr = origin_[path];
+    if (ovr.empty()) return problems_.push_back(where + ": " + msg);
+    if (split_override(ovr)->first == path) return problems_.push_back("<override> " + ovr + ": " + msg);
+    problems_.push_back("<override> " + ovr + ": " + where + ": " + msg);
+  }
+
+  Config cfg_;
+  std::vector<std::string> problems_;
+  std::set<std::string> bad_;                  // keys whose given value had the wrong type
+  std::map<std::string, std::string> origin_;  // key -> the override that last set it
+  std::string override_;                       // the override being applied, if any
+};
+
+std::string read_file(const std::string& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) throw ConfigError(path, {"cannot read " + path + ": no such file"});
+  if (fs::is_directory(path, ec)) throw ConfigError(path, {"cannot read " + path + ": it is a directory"});
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(path, {"cannot read " + path + ": " + std::strerror(errno)});
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw ConfigError(path, {"cannot read " + path + ": read failed"});
+  return text.str();
+}
+
+Config load_text(const std::string& text, const std::string& source, const fs::path& base_dir,
+                 const std::vector<std::string>& overrides) {
+  Loader loader{Config{}};
+  if (!loader.apply_yaml_text(text, source)) return loader.finish(source);
+  loader.resolve_data_paths(base_dir);
+  for (const auto& o : overrides) loader.apply_override(o);
+  loader.validate();
+  return loader.finish(source);
+}
+
+}  // namespace
+
+Config load_config(const std::string& yaml_path, const std::vector<std::string>& overrides) {
+  return load_text(read_file(yaml_path), yaml_path, fs::path(yaml_path).parent_path(), overrides);
+}
+
+Config config_from_yaml_string(const std::string& text, const std::string& source_name,
+                               const std::vector<std::string>& overrides) {
+  return load_text(text, source_name, fs::path(), overrides);
+}
+
+void apply_overrides(Config& cfg, const std::vector<std::string>& overrides, const std::string& source) {
+  Loader loader{cfg};
+  for (const auto& o : overrides) loader.apply_override(o);
+  loader.validate();
+  cfg = loader.finish(source);
+}
+
+void validate_config(const Config& cfg, const std::string& source) {
+  Loader loader{cfg};
+  loader.validate();
+  loader.finish(source);
+}
+
+std::string config_to_yaml(const Config& cfg) {
+  Config copy = cfg;
+  YAML::Emitter out;
+  out.SetIndent(2);
+  emit_section(out, copy, "");
+  return "# txl config, fully resolved: every key, defaults included\n" + std::string(out.c_str()) + "\n";
+}
+
+std::vector<std::string> config_keys() {
+  std::vector<std::string> keys;
+  for (const auto& f : fields()) keys.push_back(f.path);
+  return keys;
+}
+
+}  // namespace txl

@@ -1,0 +1,167 @@
+// safetensors reader/writer and the atomic file write every checkpoint uses.
+#include "txl/io/safetensors.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "txl/ops/elementwise.h"
+
+namespace txl {
+
+namespace {
+
+const char* st_dtype(DType t) {
+  switch (t) {
+    case DType::f32: return "F32";
+    case DType::f64: return "F64";
+    case DType::i32: return "I32";
+    case DType::i64: return "I64";
+    case DType::b8: return "BOOL";
+    case DType::bf16: return "BF16";
+  }
+  return "?";
+}
+
+bool parse_dtype(const std::string& s, DType* out) {
+  static const std::pair<const char*, DType> table[] = {{"F32", DType::f32}, {"F64", DType::f64}, {"I32", DType::i32},
+                                                        {"I64", DType::i64}, {"BOOL", DType::b8}, {"U8", DType::b8},
+                                                        {"BF16", DType::bf16}};
+  for (const auto& [name, dt] : table)
+    if (s == name) {
+      *out = dt;
+      return true;
+    }
+  return false;
+}
+
+void fsync_path(const std::string& path, int flags) {
+  int fd = ::open(path.c_str(), flags);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+}  // namespace
+
+void write_file_atomic(const std::string& path, const std::string& bytes) {
+  namespace fs = std::filesystem;
+  fs::path target(path);
+  fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  std::string tmp = (dir / ("." + target.filename().string() + ".tmp." + std::to_string(::getpid()))).string();
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  TXL_CHECK(fd >= 0, "{}: cannot write ({})", tmp, std::strerror(errno));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int err = errno;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      TXL_FAIL("{}: write failed after {} of {} bytes ({}); the previous file is untouched", path, done, bytes.size(),
+               std::strerror(err));
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    TXL_FAIL("{}: flushing to disk failed ({}); the previous file is untouched", path, std::strerror(err));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    TXL_FAIL("{}: rename failed ({})", path, std::strerror(err));
+  }
+  fsync_path(dir.string(), O_RDONLY | O_DIRECTORY);
+}
+
+std::string read_file(const std::string& path, const char* what) {
+  std::ifstream f(path, std::ios::binary);
+  TXL_CHECK(f.good(), "{}: cannot open {} ({})", path, what,
+            std::filesystem::exists(path) ? "permission denied or not a file" : "no such file");
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+void save_safetensors(const std::string& path, const NamedTensors& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  nlohmann::json header = nlohmann::json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::vector<Tensor> contiguous_tensors;
+  size_t offset = 0;
+  for (const auto& [name, t] : tensors) {
+    Tensor c = t.is_contiguous() ? t : contiguous_copy(t);
+    size_t bytes = c.numel() * dtype_size(c.dtype());
+    header[name] = {{"dtype", st_dtype(c.dtype())}, {"shape", c.shape()}, {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+    contiguous_tensors.push_back(c);
+  }
+  std::string h = header.dump();
+  h.append((8 - h.size() % 8) % 8, ' ');  // align the data section
+  std::string out;
+  out.reserve(8 + h.size() + offset);
+  uint64_t n = h.size();
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
+  out += h;
+  for (const Tensor& c : contiguous_tensors)
+    out.append(static_cast<const char*>(c.raw_data()), c.numel() * dtype_size(c.dtype()));
+  write_file_atomic(path, out);
+}
+
+std::map<std::string, Tensor> load_safetensors(const std::string& path, std::map<std::string, std::string>* metadata) {
+  std::string bytes = read_file(path, "safetensors file");
+  TXL_CHECK(bytes.size() >= 8, "{}: not a safetensors file (only {} bytes)", path, bytes.size());
+  uint64_t n = 0;
+  for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
+  TXL_CHECK(n > 0 && n <= bytes.size() - 8, "{}: corrupt safetensors header (length {} for a {}-byte file)", path, n,
+            bytes.size());
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(bytes.substr(8, n));
+  } catch (const std::exception& e) {
+    TXL_FAIL("{}: corrupt safetensors header ({})", path, e.what());
+  }
+  TXL_CHECK(header.is_object(), "{}: corrupt safetensors header (not a JSON object)", path);
+  const size_t data_start = 8 + n, data_len = bytes.size() - data_start;
+  std::map<std::string, Tensor> out;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    if (it.key() == "__metadata__") {
+      if (metadata && it.value().is_object())
+        for (auto m = it.value().begin(); m != it.value().end(); ++m)
+          (*metadata)[m.key()] = m.value().is_string() ? m.value().get<std::string>() : m.value().dump();
+      continue;
+    }
+    const auto& e = it.value();
+    DType dt;
+    TXL_CHECK(e.is_object() && e.contains("dtype") && e["dtype"].is_string() && parse_dtype(e["dtype"], &dt),
+              "{}: tensor '{}' has a missing or unknown dtype", path, it.key());
+    TXL_CHECK(e.contains("shape") && e["shape"].is_array() && e.contains("data_offsets") &&
+                  e["data_offsets"].is_array() && e["data_offsets"].size() == 2,
+              "{}: tensor '{}' lacks shape or data_offsets", path, it.key());
+    Shape shape;
+    for (const auto& d : e["shape"]) {
+      TXL_CHECK(d.is_number_integer() && d.get<int64_t>() >= 0, "{}: tensor '{}' has a bad shape", path, it.key());
+      shape.push_back(d.get<int64_t>());
+    }
+    const uint64_t b = e["data_offsets"][0].get<uint64_t>(), f = e["data_offsets"][1].get<uint64_t>();
+    TXL_CHECK(b <= f && f <= data_len && f - b == numel_of(shape) * dtype_size(dt),
+              "{}: tensor '{}' byte range [{}, {}) does not fit its shape {} {} or the file (truncated?)", path,
+              it.key(), b, f, dtype_name(dt), shape_str(shape));
+    Tensor t = Tensor::empty(shape, dt);
+    if (f > b) std::memcpy(t.raw_data(), bytes.data() + data_start + b, f - b);
+    out.emplace(it.key(), t);
+  }
+  return out;
+}
+
+}  // namespace txl

@@ -1,0 +1,146 @@
+// Saving and loading checkpoint directories; every failure names the file and what
+// was expected.
+#include "txl/train/checkpoint.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "txl/config/load.h"
+#include "txl/io/safetensors.h"
+#include "txl/backend/backend.h"
+#include "txl/ops/ops.h"
+
+namespace txl {
+
+namespace fs = std::filesystem;
+
+nlohmann::json TrainerState::to_json() const {
+  return {{"format", "txl-trainer-state-1"}, {"step", step}, {"epoch", epoch}, {"data_position", data_position},
+          {"tokens_seen", tokens_seen}, {"elapsed_s", elapsed_s},
+          {"best_val_bpc", std::isfinite(best_val_bpc) ? nlohmann::json(best_val_bpc) : nlohmann::json(nullptr)},
+          {"best_step", best_step}};
+}
+
+TrainerState TrainerState::from_json(const nlohmann::json& j, const std::string& source) {
+  TrainerState s;
+  try {
+    TXL_CHECK(j.value("format", "") == "txl-trainer-state-1", "{}: unknown trainer state format", source);
+    s.step = j.at("step").get<int64_t>();
+    s.epoch = j.at("epoch").get<int64_t>();
+    s.data_position = j.at("data_position").get<int64_t>();
+    s.tokens_seen = j.at("tokens_seen").get<int64_t>();
+    s.elapsed_s = j.at("elapsed_s").get<double>();
+    if (!j.at("best_val_bpc").is_null()) s.best_val_bpc = j.at("best_val_bpc").get<double>();
+    s.best_step = j.at("best_step").get<int64_t>();
+  } catch (const nlohmann::json::exception& e) {
+    TXL_FAIL("{}: corrupt trainer state ({})", source, e.what());
+  }
+  return s;
+}
+
+void save_checkpoint(const std::string& dir, const Config& cfg, const Vocab& vocab, const TransformerXL& model,
+                     const TrainingSnapshot& training) {
+  const fs::path target(dir);
+  const fs::path tmp = target.string() + ".tmp-" + std::to_string(::getpid());
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  fs::create_directories(tmp, ec);
+  TXL_CHECK(!ec, "{}: cannot create checkpoint directory ({})", tmp.string(), ec.message());
+
+  NamedTensors weights;
+  for (const auto& [name, t] : model.params().named()) {
+    TXL_CHECK(std::isfinite(sum(to_dtype(t.detach(), DType::f64)).item()),
+              "checkpoint: parameter {} holds a non-finite value; refusing to write {}", name, dir);
+    weights.emplace_back(name, t.detach());
+  }
+  save_safetensors((tmp / "model.safetensors").string(), weights, {{"format", "txl-transformer-xl-1"}});
+  write_file_atomic((tmp / "config.yaml").string(), config_to_yaml(cfg));
+  write_file_atomic((tmp / "vocab.json").string(), vocab.to_json().dump(1) + "\n");
+  if (training.state) {
+    save_safetensors((tmp / "optimizer.safetensors").string(), training.optimizer->state());
+    NamedTensors mem_tensors;
+    if (training.mems)
+      for (size_t c = 0; c < training.mems->size(); ++c)
+        for (size_t l = 0; l < (*training.mems)[c].size(); ++l)
+          mem_tensors.emplace_back("mem/" + std::to_string(c) + "/" + std::to_string(l), (*training.mems)[c][l]);
+    save_safetensors((tmp / "mems.safetensors").string(), mem_tensors);
+    write_file_atomic((tmp / "trainer_state.json").string(), training.state->to_json().dump(1) + "\n");
+  }
+  // Swap the finished directory into place; the old one is removed only afterwards.
+  const fs::path old = target.string() + ".old-" + std::to_string(::getpid());
+  if (fs::exists(target)) {
+    fs::rename(target, old, ec);
+    TXL_CHECK(!ec, "{}: cannot move the previous checkpoint aside ({})", dir, ec.message());
+  }
+  fs::rename(tmp, target, ec);
+  TXL_CHECK(!ec, "{}: cannot move the new checkpoint into place ({})", dir, ec.message());
+  fs::remove_all(old, ec);
+}
+
+std::string resolve_checkpoint_dir(const std::string& path) {
+  const fs::path p(path);
+  TXL_CHECK(fs::exists(p), "{}: no such checkpoint or run directory", path);
+  TXL_CHECK(fs::is_directory(p), "{}: expected a checkpoint or run directory, got a file", path);
+  if (fs::exists(p / "model.safetensors")) return p.string();
+  for (const char* sub : {"checkpoints/best", "checkpoints/last"})
+    if (fs::exists(p / sub / "model.safetensors")) return (p / sub).string();
+  TXL_FAIL("{}: not a checkpoint (no model.safetensors) and not a run directory with checkpoints/best or "
+           "checkpoints/last",
+           path);
+}
+
+void load_weights(TransformerXL& model, const std::map<std::string, Tensor>& weights, const std::string& source) {
+  NoGradGuard no_grad;
+  for (const auto& [name, param] : model.params().named()) {
+    auto it = weights.find(name);
+    TXL_CHECK(it != weights.end(), "{}: missing parameter '{}' (expected shape {})", source, name,
+              shape_str(param.shape()));
+    TXL_CHECK(it->second.shape() == param.shape(), "{}: parameter '{}' has shape {}, the model needs {}", source, name,
+              shape_str(it->second.shape()), shape_str(param.shape()));
+    TXL_CHECK(is_floating(it->second.dtype()), "{}: parameter '{}' has dtype {}, expected a float", source, name,
+              dtype_name(it->second.dtype()));
+    TXL_CHECK(std::isfinite(sum(to_dtype(it->second, DType::f64)).item()), "{}: parameter '{}' holds non-finite values",
+              source, name);
+    Tensor dst = param.detach();
+    backend_of(dst).copy(it->second, dst);
+  }
+  for (const auto& [name, t] : weights)
+    TXL_CHECK(model.params().contains(name), "{}: unexpected parameter '{}' (not part of this model)", source, name);
+}
+
+Checkpoint load_checkpoint(const std::string& path, DType dtype) {
+  Checkpoint ck;
+  ck.dir = resolve_checkpoint_dir(path);
+  const fs::path d(ck.dir);
+  ck.config = config_from_yaml_string(read_file((d / "config.yaml").string(), "checkpoint config"),
+                                      (d / "config.yaml").string());
+  ck.vocab = Vocab::load((d / "vocab.json").string());
+  ck.model = std::make_unique<TransformerXL>(ck.config.model, ck.vocab.size(), dtype);
+  load_weights(*ck.model, load_safetensors((d / "model.safetensors").string()), (d / "model.safetensors").string());
+  if (fs::exists(d / "trainer_state.json")) {
+    ck.has_training_state = true;
+    const std::string sp = (d / "trainer_state.json").string();
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(read_file(sp, "trainer state"));
+    } catch (const nlohmann::json::exception& e) {
+      TXL_FAIL("{}: corrupt trainer state ({})", sp, e.what());
+    }
+    ck.state = TrainerState::from_json(j, sp);
+    ck.optimizer_state = load_safetensors((d / "optimizer.safetensors").string());
+    auto mems = load_safetensors((d / "mems.safetensors").string());
+    for (const auto& [name, t] : mems) {
+      int c = 0, l = 0;
+      TXL_CHECK(std::sscanf(name.c_str(), "mem/%d/%d", &c, &l) == 2, "{}: unexpected tensor '{}'",
+                (d / "mems.safetensors").string(), name);
+      if (static_cast<int>(ck.mems.size()) <= c) ck.mems.resize(c + 1);
+      if (static_cast<int>(ck.mems[c].size()) <= l) ck.mems[c].resize(l + 1);
+      ck.mems[c][l] = to_dtype(t, dtype);
+    }
+  }
+  return ck;
+}
+
+}  // namespace txl

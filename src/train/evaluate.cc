@@ -1,0 +1,34 @@
+#include "txl/train/evaluate.h"
+
+#include <chrono>
+
+#include "txl/data/batcher.h"
+#include "txl/ops/ops.h"
+
+namespace txl {
+
+EvalResult evaluate(const TransformerXL& model, const std::vector<int32_t>& tokens, int64_t batch_size,
+                    int64_t tgt_len, int64_t max_tokens) {
+  NoGradGuard no_grad;
+  const auto t0 = std::chrono::steady_clock::now();
+  StreamBatcher batches(tokens, batch_size, tgt_len);
+  TXL_CHECK(batches.n_step() >= 2, "eval: {} tokens are too few for {} streams (need at least 2 per stream)",
+            tokens.size(), batch_size);
+  std::vector<Tensor> mems;
+  Tensor input, target;
+  double total = 0.0;
+  EvalResult r;
+  ForwardOptions opt;
+  while (batches.next(input, target)) {
+    ForwardResult out = model.forward(input, target, mems, opt);
+    total += sum(to_dtype(out.loss, DType::f64)).item();
+    r.tokens += out.loss.numel();
+    mems = std::move(out.mems);
+    if (max_tokens > 0 && r.tokens >= max_tokens) break;
+  }
+  r.nll = total / static_cast<double>(r.tokens);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+}  // namespace txl

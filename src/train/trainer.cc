@@ -1,0 +1,288 @@
+// The training loop of `txl train`, following kimiyoung's train.py: contiguous stream
+// batches, memories carried per batch chunk, mean token loss, backward, global-norm
+// clip, optimizer step with the scheduled learning rate.
+#include "txl/train/trainer.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "txl/config/load.h"
+#include "txl/core/threads.h"
+#include "txl/data/batcher.h"
+#include "txl/data/corpus.h"
+#include "txl/io/safetensors.h"
+#include "txl/ops/ops.h"
+#include "txl/train/checkpoint.h"
+#include "txl/train/evaluate.h"
+
+namespace txl {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string hms(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "--:--:--";
+  int64_t s = static_cast<int64_t>(seconds + 0.5);
+  return fmt::format("{}:{:02d}:{:02d}", s / 3600, (s / 60) % 60, s % 60);
+}
+
+// Model keys that change the parameters or the computation they feed; the rest
+// (dropout, lengths, masks) may differ between a checkpoint and a run started from it.
+const std::set<std::string> kArchitectureKeys = {"n_layer", "n_head", "d_model", "d_head", "d_inner", "pre_lnorm"};
+
+// The model.* keys a YAML file and the overrides set explicitly.
+std::set<std::string> explicit_model_keys(const std::string& path, const std::vector<std::string>& overrides) {
+  std::set<std::string> keys;
+  YAML::Node root = YAML::LoadFile(path);
+  if (root["model"] && root["model"].IsMap())
+    for (const auto& kv : root["model"]) keys.insert(kv.first.as<std::string>());
+  for (const std::string& o : overrides)
+    if (o.rfind("model.", 0) == 0) keys.insert(o.substr(6, o.find('=') - 6));
+  return keys;
+}
+
+// --init: the checkpoint's architecture with the run's non-architecture settings.
+ModelConfig merge_init_model(const ModelConfig& ckpt, const ModelConfig& run, const std::set<std::string>& set_keys,
+                             const std::string& ckpt_dir) {
+  ModelConfig out = ckpt;
+  const std::vector<std::pair<std::string, std::pair<double, double>>> arch = {
+      {"n_layer", {double(ckpt.n_layer), double(run.n_layer)}}, {"n_head", {double(ckpt.n_head), double(run.n_head)}},
+      {"d_model", {double(ckpt.d_model), double(run.d_model)}}, {"d_head", {double(ckpt.d_head), double(run.d_head)}},
+      {"d_inner", {double(ckpt.d_inner), double(run.d_inner)}},
+      {"pre_lnorm", {double(ckpt.pre_lnorm), double(run.pre_lnorm)}}};
+  for (const auto& [key, values] : arch)
+    TXL_CHECK(!set_keys.count(key) || values.first == values.second,
+              "model.{}: the config says {} but the --init checkpoint {} was trained with {}; leave it out or match it",
+              key, values.second, ckpt_dir, values.first);
+  if (set_keys.count("dropout")) out.dropout = run.dropout;
+  if (set_keys.count("dropatt")) out.dropatt = run.dropatt;
+  if (set_keys.count("tgt_len")) out.tgt_len = run.tgt_len;
+  if (set_keys.count("mem_len")) out.mem_len = run.mem_len;
+  if (set_keys.count("same_length")) out.same_length = run.same_length;
+  if (set_keys.count("clamp_len")) out.clamp_len = run.clamp_len;
+  return out;
+}
+
+std::string default_run_dir(const Config& cfg) {
+  std::string name = cfg.run.name;
+  if (name.empty()) {
+    std::time_t now = std::time(nullptr);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", std::localtime(&now));
+    name = buf;
+  }
+  return (fs::path("runs") / name).string();
+}
+
+class MetricsLog {
+ public:
+  explicit MetricsLog(const std::string& path) : path_(path), out_(path, std::ios::app) {
+    TXL_CHECK(out_.good(), "{}: cannot open for writing", path);
+  }
+  void write(const nlohmann::json& j) {
+    out_ << j.dump() << "\n";
+    out_.flush();
+    TXL_CHECK(out_.good(), "{}: write failed (disk full?)", path_);
+  }
+
+ private:
+  std::string path_;
+  std::ofstream out_;
+};
+
+uint64_t dropout_seed(int64_t run_seed, int64_t step, int64_t chunk) {
+  return counter_hash(static_cast<uint64_t>(run_seed), 7, static_cast<uint64_t>(step) * 1024 + chunk);
+}
+
+}  // namespace
+
+int run_training(const TrainOptions& opt) {
+  Config cfg;
+  Vocab vocab;
+  std::unique_ptr<TransformerXL> model;
+  TrainerState st;
+  std::map<std::string, Tensor> optimizer_state;
+  std::vector<std::vector<Tensor>> mems;
+  std::string run_dir;
+
+  if (!opt.resume_dir.empty()) {
+    run_dir = opt.resume_dir;
+    TXL_CHECK(fs::is_directory(fs::path(run_dir) / "checkpoints" / "last"),
+              "--resume {}: no checkpoints/last in this directory (not a txl run, or it never saved)", run_dir);
+    Checkpoint ck = load_checkpoint((fs::path(run_dir) / "checkpoints" / "last").string());
+    TXL_CHECK(ck.has_training_state, "--resume {}: checkpoints/last holds no training state", run_dir);
+    cfg = ck.config;
+    for (const std::string& o : opt.overrides) {
+      std::string key = o.substr(0, o.find('='));
+      TXL_CHECK(!(key.rfind("model.", 0) == 0 && kArchitectureKeys.count(key.substr(6))),
+                "{}: cannot change the architecture of a run being resumed", key);
+    }
+    apply_overrides(cfg, opt.overrides, "--resume " + run_dir);
+    vocab = ck.vocab;
+    model = std::move(ck.model);
+    model->set_lengths(cfg.model.mem_len, cfg.model.same_length, cfg.model.clamp_len);
+    st = ck.state;
+    optimizer_state = std::move(ck.optimizer_state);
+    mems = std::move(ck.mems);
+  } else {
+    cfg = load_config(opt.config_path, opt.overrides);
+    if (!opt.init_checkpoint.empty()) {
+      Checkpoint ck = load_checkpoint(opt.init_checkpoint);
+      cfg.model = merge_init_model(ck.config.model, cfg.model, explicit_model_keys(opt.config_path, opt.overrides),
+                                   ck.dir);
+      TXL_CHECK(cfg.data.vocab == ck.vocab.kind(), "data.vocab: the config says {} but the --init checkpoint uses {}",
+                cfg.data.vocab, ck.vocab.kind());
+      vocab = ck.vocab;
+      model = std::move(ck.model);
+      model->set_lengths(cfg.model.mem_len, cfg.model.same_length, cfg.model.clamp_len);
+    }
+    run_dir = cfg.run.dir.empty() ? default_run_dir(cfg) : cfg.run.dir;
+    if (fs::exists(run_dir) && !fs::is_empty(run_dir)) {
+      TXL_CHECK(opt.overwrite, "{}: run directory exists; use --resume {} to continue it or --overwrite to replace it",
+                run_dir, run_dir);
+      fs::remove_all(run_dir);
+    }
+  }
+  configure_threads(opt.threads > 0 ? opt.threads : static_cast<int>(cfg.run.threads));
+
+  Corpus corpus = vocab.size() > 0 ? load_corpus(cfg.data, vocab) : load_corpus(cfg.data);
+  if (vocab.size() == 0) vocab = corpus.vocab;
+  if (!model) {
+    model = std::make_unique<TransformerXL>(cfg.model, vocab.size());
+    model->init_weights(static_cast<uint64_t>(cfg.train.seed));
+  }
+  TXL_CHECK(model->vocab_size() == vocab.size(), "model vocabulary {} does not match the data vocabulary {}",
+            model->vocab_size(), vocab.size());
+
+  fs::create_directories(fs::path(run_dir) / "checkpoints");
+  write_file_atomic((fs::path(run_dir) / "config.yaml").string(), config_to_yaml(cfg));
+  MetricsLog metrics((fs::path(run_dir) / "metrics.jsonl").string());
+
+  ParameterSet& params = model->params();
+  auto optimizer = make_optimizer(cfg.train.optimizer, params);
+  if (!optimizer_state.empty()) optimizer->load_state(optimizer_state, run_dir + "/checkpoints/last/optimizer.safetensors");
+
+  const int64_t B = cfg.train.batch_size, chunks = cfg.train.batch_chunk, bc = B / chunks;
+  StreamBatcher batches(corpus.train, B, cfg.model.tgt_len);
+  TXL_CHECK(batches.n_step() > cfg.model.tgt_len,
+            "data: the training split ({} tokens) is too short for batch_size {} x tgt_len {}", corpus.train.size(), B,
+            cfg.model.tgt_len);
+  batches.set_position(st.data_position);
+  mems.resize(static_cast<size_t>(chunks));
+
+  const int64_t n_params = params.numel();
+  std::cout << fmt::format("txl train: {} parameters, vocab {} ({}), {} train tokens, run dir {}\n", n_params,
+                           vocab.size(), vocab.kind(), corpus.train.size(), run_dir)
+            << std::flush;
+
+  auto save_last = [&] {
+    save_checkpoint((fs::path(run_dir) / "checkpoints" / "last").string(), cfg, vocab, *model,
+                    TrainingSnapshot{optimizer.get(), &st, &mems});
+  };
+  auto run_eval = [&]() -> bool {
+    if (corpus.valid.empty()) return false;
+    const int64_t T = cfg.eval.tgt_len > 0 ? cfg.eval.tgt_len : cfg.model.tgt_len;
+    const int64_t M = cfg.eval.mem_len >= 0 ? cfg.eval.mem_len : cfg.model.mem_len;
+    model->set_lengths(M, cfg.model.same_length, cfg.model.clamp_len);
+    EvalResult r = evaluate(*model, corpus.valid, cfg.eval.batch_size, T, cfg.eval.max_tokens);
+    model->set_lengths(cfg.model.mem_len, cfg.model.same_length, cfg.model.clamp_len);
+    const bool best = r.bpc() < st.best_val_bpc;
+    if (best) {
+      st.best_val_bpc = r.bpc();
+      st.best_step = st.step;
+    }
+    metrics.write({{"event", "eval"}, {"step", st.step}, {"split", "valid"}, {"loss", r.nll}, {"bpc", r.bpc()},
+                   {"ppl", r.ppl()}, {"tokens", r.tokens}, {"elapsed_s", st.elapsed_s}, {"eval_seconds", r.seconds}});
+    std::cout << fmt::format("eval  step {} | valid loss {:.4f} | bpc {:.4f} | ppl {:.3f} | {} tokens in {:.1f}s{}\n",
+                             st.step, r.nll, r.bpc(), r.ppl(), r.tokens, r.seconds, best ? " | best" : "")
+              << std::flush;
+    if (best) save_checkpoint((fs::path(run_dir) / "checkpoints" / "best").string(), cfg, vocab, *model);
+    return true;
+  };
+
+  double interval_loss = 0.0;
+  int64_t interval_steps = 0, interval_tokens = 0;
+  double interval_time = 0.0;
+  bool evaluated_at_end = false;
+  const double max_time = cfg.train.max_time;
+  while (st.step < cfg.train.steps && (max_time <= 0 || st.elapsed_s < max_time)) {
+    Tensor input, target;
+    if (!batches.next(input, target)) {  // end of the data: a new epoch with empty memories
+      batches.reset();
+      for (auto& m : mems) m.clear();
+      st.epoch++;
+      continue;
+    }
+    const auto t0 = Clock::now();
+    params.zero_grad();
+    const int64_t T = input.shape()[0];
+    double step_loss = 0.0;
+    for (int64_t c = 0; c < chunks; ++c) {
+      Tensor in_c = chunks > 1 ? narrow(input, 1, c * bc, bc) : input;
+      Tensor tg_c = chunks > 1 ? narrow(target, 1, c * bc, bc) : target;
+      ForwardOptions fo{true, dropout_seed(cfg.train.seed, st.step, c)};
+      ForwardResult out = model->forward(in_c, tg_c, mems[c], fo);
+      Tensor loss = mean(out.loss);
+      step_loss += loss.item() / static_cast<double>(chunks);
+      backward(chunks > 1 ? mul_scalar(loss, 1.0 / static_cast<double>(chunks)) : loss);
+      mems[c] = std::move(out.mems);
+    }
+    const double gnorm = clip_grad_norm(params, cfg.train.clip);
+    TXL_CHECK(std::isfinite(step_loss) && std::isfinite(gnorm),
+              "step {}: non-finite loss ({}) or gradient norm ({}); stopping without saving. The last good "
+              "checkpoint is in {}/checkpoints/last; lower train.optimizer.lr or set train.clip",
+              st.step + 1, step_loss, gnorm, run_dir);
+    const double lr = scheduled_lr(cfg.train.schedule, cfg.train.optimizer.lr, st.step + 1, cfg.train.steps);
+    optimizer->step(params, lr);
+    st.step++;
+    st.tokens_seen += T * B;
+    st.data_position = batches.position();
+    const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+    st.elapsed_s += dt;
+    interval_loss += step_loss * T;
+    interval_tokens += T * B;
+    interval_time += dt;
+    interval_steps++;
+    evaluated_at_end = false;
+
+    if (st.step % cfg.train.log_interval == 0) {
+      const double loss = interval_loss / (static_cast<double>(interval_tokens) / B);
+      const double tps = interval_tokens / std::max(interval_time, 1e-9);
+      const double per_step = st.elapsed_s / std::max<int64_t>(1, st.step);
+      double eta = (cfg.train.steps - st.step) * per_step;
+      if (max_time > 0) eta = std::min(eta, max_time - st.elapsed_s);
+      metrics.write({{"event", "train"}, {"step", st.step}, {"loss", loss}, {"bpc", loss / std::log(2.0)}, {"lr", lr},
+                     {"tokens_per_s", tps}, {"grad_norm", gnorm}, {"elapsed_s", st.elapsed_s}, {"epoch", st.epoch}});
+      std::cout << fmt::format("step {}/{} | loss {:.4f} | bpc {:.4f} | lr {:.3e} | {:.0f} tok/s | elapsed {} | eta {}\n",
+                               st.step, cfg.train.steps, loss, loss / std::log(2.0), lr, tps, hms(st.elapsed_s), hms(eta))
+                << std::flush;
+      interval_loss = 0.0;
+      interval_tokens = interval_steps = 0;
+      interval_time = 0.0;
+    }
+    if (cfg.eval.interval > 0 && st.step % cfg.eval.interval == 0) {
+      evaluated_at_end = run_eval();
+      save_last();
+    } else if (cfg.train.checkpoint_interval > 0 && st.step % cfg.train.checkpoint_interval == 0) {
+      save_last();
+    }
+  }
+  if (!evaluated_at_end) run_eval();
+  save_last();
+  std::cout << fmt::format("done: {} steps, {} training time; best valid bpc {:.4f} at step {}; run dir {}\n", st.step,
+                           hms(st.elapsed_s), st.best_val_bpc, st.best_step, run_dir);
+  return 0;
+}
+
+}  // namespace txl
