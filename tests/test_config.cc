@@ -3,7 +3,9 @@
 // of error (unknown key or section, wrong type, out of range, cross-field rules,
 // bad override, missing file, YAML syntax error), all collected in one exception.
 #include <catch2/catch.hpp>
+#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>

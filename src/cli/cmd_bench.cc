@@ -3,6 +3,8 @@
 
 #include "commands.h"
 #include "txl/bench/ops_bench.h"
+#include "txl/bench/train_bench.h"
+#include "txl/config/load.h"
 #include "txl/core/error.h"
 #include "txl/core/threads.h"
 
@@ -16,8 +18,47 @@ int parse_positive_int(const std::string& s, const std::string& what) {
   return static_cast<int>(v);
 }
 
+namespace {
+
+// `txl bench train CONFIG [key.path=value ...] [--vocab V] [--repeats N] [--warmup N] [--json]`
+int bench_train(const Context& ctx, const std::vector<std::string>& args) {
+  std::string config;
+  std::vector<std::string> overrides;
+  int repeats = 10, warmup = 3, vocab = 256;
+  bool json = false;
+  for (size_t i = 1; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--json") json = true;
+    else if (a == "--repeats" && i + 1 < args.size()) repeats = parse_positive_int(args[++i], a);
+    else if (a == "--warmup" && i + 1 < args.size()) warmup = parse_positive_int(args[++i], a);
+    else if (a == "--vocab" && i + 1 < args.size()) vocab = parse_positive_int(args[++i], a);
+    else if (a.rfind("--", 0) == 0) TXL_FAIL("bench train: unknown option '{}'", a);
+    else if (a.find('=') != std::string::npos) overrides.push_back(a);
+    else config = a;
+  }
+  TXL_CHECK(!config.empty(), "bench train: missing CONFIG (usage: txl bench train CONFIG.yaml [--json])");
+  Config cfg = load_config(config, overrides);
+  configure_threads(ctx.threads > 0 ? ctx.threads : static_cast<int>(cfg.run.threads));
+  auto r = run_train_bench(cfg, vocab, warmup, repeats);
+  r["config"] = config;
+  if (json) {
+    std::cout << r.dump() << "\n";
+  } else {
+    std::cout << fmt::format("{}: {:.1f} ms/step (median of {}, min {:.1f}, max {:.1f}), {:.0f} tokens/s, {} threads, "
+                             "{} parameters, allocator misses in timed steps: {}\n",
+                             config, r["ms_per_step"].get<double>(), repeats, r["min_ms"].get<double>(),
+                             r["max_ms"].get<double>(), r["tokens_per_s"].get<double>(), r["threads"].get<int>(),
+                             r["parameters"].get<int64_t>(), r["allocator_misses"].get<uint64_t>());
+  }
+  return 0;
+}
+
+}  // namespace
+
 int bench(const Context& ctx, const std::vector<std::string>& args) {
-  TXL_CHECK(!args.empty() && args[0] == "ops", "bench: expected 'ops' (usage: txl bench ops [--json] [--quick])");
+  if (!args.empty() && args[0] == "train") return bench_train(ctx, args);
+  TXL_CHECK(!args.empty() && args[0] == "ops",
+            "bench: expected 'ops' or 'train' (usage: txl bench ops [--json] [--quick] | txl bench train CONFIG)");
   OpsBenchOptions opt;
   bool json = false;
   for (size_t i = 1; i < args.size(); ++i) {

@@ -4,7 +4,9 @@
 
 #include "commands.h"
 #include "txl/core/error.h"
+#include "txl/config/load.h"
 #include "txl/core/threads.h"
+#include "txl/train/checkpoint.h"
 
 namespace txl::cli {
 
@@ -23,8 +25,30 @@ const char* isa_name(dnnl::cpu_isa isa) {
 }
 }  // namespace
 
+namespace {
+
+int checkpoint_info(const std::string& path) {
+  Checkpoint ck = load_checkpoint(path);
+  const int64_t n = ck.model->params().numel();
+  const int64_t formula = TransformerXL::parameter_count(ck.config.model, ck.vocab.size());
+  std::cout << "checkpoint: " << ck.dir << "\n"
+            << fmt::format("parameters: {} (closed form {}: {})\n", n, formula, n == formula ? "match" : "MISMATCH")
+            << fmt::format("vocabulary: {} symbols ({})\n", ck.vocab.size(), ck.vocab.kind());
+  if (ck.has_training_state) {
+    const TrainerState& s = ck.state;
+    std::cout << fmt::format("training: step {} of {}, epoch {}, {} tokens seen, {:.1f} s of training\n", s.step,
+                             ck.config.train.steps, s.epoch, s.tokens_seen, s.elapsed_s);
+    if (s.best_step >= 0) std::cout << fmt::format("best valid bpc: {:.4f} at step {}\n", s.best_val_bpc, s.best_step);
+  }
+  std::cout << "config:\n" << config_to_yaml(ck.config);
+  return 0;
+}
+
+}  // namespace
+
 int info(const Context& ctx, const std::vector<std::string>& args) {
-  TXL_CHECK(args.size() == 1 && args[0] == "--system", "info: expected --system (usage: txl info --system)");
+  TXL_CHECK(args.size() == 1, "info: expected CHECKPOINT_OR_RUN_DIR or --system");
+  if (args[0] != "--system") return checkpoint_info(args[0]);
   int threads = configure_threads(ctx.threads);
   const dnnl_version_t* v = dnnl_version();
   std::cout << "txl " << TXL_VERSION << "\n"

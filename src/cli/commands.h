@@ -11,6 +11,9 @@ struct Context {
 
 int bench(const Context& ctx, const std::vector<std::string>& args);
 int info(const Context& ctx, const std::vector<std::string>& args);
+int train(const Context& ctx, const std::vector<std::string>& args);
+int eval(const Context& ctx, const std::vector<std::string>& args);
+int generate(const Context& ctx, const std::vector<std::string>& args);
 
 int parse_positive_int(const std::string& s, const std::string& what);
 

@@ -17,9 +17,23 @@ const char* kUsage = R"(txl - memory-augmented Transformer language models
 usage: txl [--threads N] [--log-level LEVEL] <command> [args]
 
 commands:
-  bench ops       GEMM, softmax, layer norm and cross-entropy throughput against
-                  oneDNN's peak and memcpy, measured in one run (--json, --quick)
-  info --system   build, oneDNN version, CPU ISA and thread count
+  train CONFIG.yaml [key.path=value ...] [--init CHECKPOINT] [--overwrite]
+                  train a model; progress lines, runs/NAME/{config.yaml,metrics.jsonl,
+                  checkpoints/{last,best}}
+  train --resume RUN_DIR [key.path=value ...]
+                  continue a run from its last checkpoint
+  eval CHECKPOINT_OR_RUN_DIR [--data FILE] [--split train|valid|test|all]
+       [--batch-size B] [--tgt-len T] [--mem-len M] [--clamp-len C] [--same-length] [--json]
+                  NLL, bits per character and perplexity, as kimiyoung's eval.py
+  generate CHECKPOINT [--prompt TEXT] [--tokens N] [--temperature X] [--top-k K] [--seed S]
+                  stream sampled text, carrying the memory
+  info CHECKPOINT_OR_RUN_DIR | --system
+                  a checkpoint's config, parameters and training state; or the system
+  bench ops [--json] [--quick]
+                  GEMM, softmax, layer norm and cross-entropy throughput against
+                  oneDNN's peak and memcpy, measured in one run
+  bench train CONFIG.yaml [key.path=value ...] [--json] [--repeats N] [--vocab V]
+                  median time of a full training step and tokens/s
 
 global options:
   --threads N         worker threads (default: TXL_NUM_THREADS, else all cores)
@@ -62,6 +76,9 @@ int main(int argc, char** argv) {
     txl::cli::Context ctx{threads};
     if (cmd == "bench") return txl::cli::bench(ctx, sub);
     if (cmd == "info") return txl::cli::info(ctx, sub);
+    if (cmd == "train") return txl::cli::train(ctx, sub);
+    if (cmd == "eval") return txl::cli::eval(ctx, sub);
+    if (cmd == "generate") return txl::cli::generate(ctx, sub);
     std::cerr << "error: unknown command '" << cmd << "' (see txl --help)\n";
     return 2;
   } catch (const txl::Error& e) {

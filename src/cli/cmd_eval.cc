@@ -1,0 +1,94 @@
+// `txl eval CHECKPOINT_OR_RUN_DIR [--data FILE] [--split train|valid|test|all] [--batch-size B]
+//  [--tgt-len T] [--mem-len M] [--clamp-len C] [--same-length] [--json]`
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "txl/core/threads.h"
+#include "txl/data/corpus.h"
+#include "txl/train/checkpoint.h"
+#include "txl/train/evaluate.h"
+
+namespace txl::cli {
+
+namespace {
+int64_t parse_int(const std::string& s, const std::string& what, int64_t min) {
+  char* end = nullptr;
+  long long v = std::strtoll(s.c_str(), &end, 10);
+  TXL_CHECK(!s.empty() && end && *end == '\0' && v >= min, "{}: expected an integer >= {}, got '{}'", what, min, s);
+  return v;
+}
+}  // namespace
+
+int eval(const Context& ctx, const std::vector<std::string>& args) {
+  std::string path, data, split;
+  int64_t batch = -1, tgt = -1, mem = -2, clamp = -2;
+  bool same_length = false, json = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&]() -> const std::string& {
+      TXL_CHECK(i + 1 < args.size(), "eval: {} needs a value", a);
+      return args[++i];
+    };
+    if (a == "--data") data = value();
+    else if (a == "--split") split = value();
+    else if (a == "--batch-size") batch = parse_int(value(), a, 1);
+    else if (a == "--tgt-len") tgt = parse_int(value(), a, 1);
+    else if (a == "--mem-len") mem = parse_int(value(), a, 0);
+    else if (a == "--clamp-len") clamp = parse_int(value(), a, -1);
+    else if (a == "--same-length") same_length = true;
+    else if (a == "--json") json = true;
+    else if (a.rfind("--", 0) == 0) TXL_FAIL("eval: unknown option '{}'", a);
+    else {
+      TXL_CHECK(path.empty(), "eval: two checkpoints given ('{}' and '{}')", path, a);
+      path = a;
+    }
+  }
+  TXL_CHECK(!path.empty(), "eval: missing CHECKPOINT_OR_RUN_DIR (see txl --help)");
+  if (split.empty()) split = data.empty() ? "valid" : "all";
+  TXL_CHECK(split == "train" || split == "valid" || split == "test" || split == "all",
+            "--split: expected train, valid, test or all, got '{}'", split);
+  configure_threads(ctx.threads);
+
+  Checkpoint ck = load_checkpoint(path);
+  const Config& cfg = ck.config;
+  std::vector<int32_t> tokens;
+  if (split == "all") {
+    TXL_CHECK(!data.empty() || !cfg.data.path.empty(), "--split all needs --data FILE or a checkpoint with data.path");
+    tokens = load_tokens_file(data.empty() ? cfg.data.path : data, ck.vocab);
+  } else {
+    DataConfig dc = cfg.data;
+    if (!data.empty()) {
+      dc = DataConfig{};
+      dc.path = data;
+      dc.split = cfg.data.split;
+      dc.vocab = cfg.data.vocab;
+    }
+    Corpus corpus = load_corpus(dc, ck.vocab);
+    tokens = split == "train" ? corpus.train : split == "valid" ? corpus.valid : corpus.test;
+    TXL_CHECK(!tokens.empty(), "eval: the {} split of {} is empty", split, dc.path.empty() ? dc.train : dc.path);
+  }
+  if (batch < 0) batch = cfg.eval.batch_size;
+  if (tgt < 0) tgt = cfg.eval.tgt_len > 0 ? cfg.eval.tgt_len : cfg.model.tgt_len;
+  if (mem == -2) mem = cfg.eval.mem_len >= 0 ? cfg.eval.mem_len : cfg.model.mem_len;
+  if (clamp == -2) clamp = cfg.model.clamp_len;
+  same_length = same_length || cfg.model.same_length;
+  ck.model->set_lengths(mem, same_length, clamp);
+
+  EvalResult r = evaluate(*ck.model, tokens, batch, tgt);
+  if (json) {
+    nlohmann::json j = {{"nll", r.nll},         {"bpc", r.bpc()},      {"ppl", r.ppl()},   {"tokens", r.tokens},
+                        {"tokens_per_s", r.tokens_per_s()}, {"split", split}, {"batch_size", batch},
+                        {"tgt_len", tgt},       {"mem_len", mem},      {"clamp_len", clamp}, {"same_length", same_length},
+                        {"checkpoint", ck.dir}};
+    std::cout << j.dump() << "\n";
+  } else {
+    std::cout << fmt::format("{} split of {}: nll {:.6f} nats/token | bpc {:.6f} | ppl {:.4f} | {} tokens | {:.0f} tok/s\n",
+                             split, data.empty() ? ck.dir : data, r.nll, r.bpc(), r.ppl(), r.tokens, r.tokens_per_s());
+    std::cout << fmt::format("(batch {} streams, tgt_len {}, mem_len {}, clamp_len {}, same_length {})\n", batch, tgt,
+                             mem, clamp, same_length);
+  }
+  return 0;
+}
+
+}  // namespace txl::cli
