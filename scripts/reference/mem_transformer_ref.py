@@ -862,6 +862,7 @@ def add_model_args(p, defaults):
     p.add_argument("--batch", "--batch-size", "--batch_size", dest="batch", type=int,
                    default=d.get("batch", 12))
     add(p, "dtype", choices=list(DTYPES), default=d.get("dtype", "float32"))
+    add(p, "threads", type=int, default=2, help="torch intra-op threads (default 2)")
 
 
 def add_opt_args(p, lr, warmup, max_step, min_lr, clip):
@@ -932,6 +933,7 @@ def main(argv=None):
     p.set_defaults(func=cmd_selftest)
 
     a = ap.parse_args(argv)
+    torch.set_num_threads(getattr(a, "threads", 2))
     a.func(a)
 
 

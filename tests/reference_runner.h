@@ -1,0 +1,50 @@
+// Runs our PyTorch reference scripts (scripts/reference, Debian's python3-torch) from
+// tests. When torch is not installed the calling test is skipped with a message.
+#pragma once
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <unistd.h>
+
+namespace txl::testing {
+
+inline bool torch_available() {
+  static const bool ok = std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0;
+  return ok;
+}
+
+#define TXL_REQUIRE_TORCH()                                                                  \
+  do {                                                                                       \
+    if (!::txl::testing::torch_available()) {                                                \
+      WARN("skipped: /usr/bin/python3 cannot import torch (apt-get install python3-torch)"); \
+      return;                                                                                \
+    }                                                                                        \
+  } while (0)
+
+inline std::string source_path(const std::string& rel) { return std::string(TXL_SOURCE_DIR) + "/" + rel; }
+
+// A fresh directory under the temp dir, unique per process and name.
+inline std::string scratch_dir(const std::string& name) {
+  auto d = std::filesystem::temp_directory_path() / ("txl_test_" + name + "_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(d);
+  std::filesystem::create_directories(d);
+  return d.string();
+}
+
+// Runs a shell command; returns its stdout. REQUIREs exit status 0.
+inline std::string run_command(const std::string& cmd) {
+  const std::string out_file = scratch_dir("cmd") + "/out.txt";
+  const int rc = std::system((cmd + " > " + out_file + " 2>&1").c_str());
+  std::ifstream f(out_file);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  INFO("command: " << cmd << "\noutput:\n" << ss.str());
+  REQUIRE(rc == 0);
+  return ss.str();
+}
+
+}  // namespace txl::testing
