@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "txl/backend/backend.h"
+#include "txl/ops/attention.h"
 #include "txl/ops/ops.h"
 
 namespace txl {
@@ -114,22 +115,6 @@ Tensor TransformerXL::attention_mask(int64_t qlen, int64_t mlen) const {
   return Tensor::from_vector<uint8_t>({qlen, klen}, m);
 }
 
-namespace {
-// The reference _rel_shift: left-pad one zero column, reinterpret [T, K+1] as [K+1, T],
-// drop the first row, reinterpret as [T, K]. Entries right of the diagonal band are
-// garbage that the causal mask always removes.
-Tensor rel_shift(const Tensor& x) {
-  const int64_t nd = x.dim(), T = x.shape()[nd - 2], K = x.shape()[nd - 1];
-  std::vector<std::pair<int64_t, int64_t>> pads(nd, {0, 0});
-  pads[nd - 1] = {1, 0};
-  Tensor padded = pad(x, pads);
-  Shape s = x.shape();
-  s[nd - 2] = K + 1;
-  s[nd - 1] = T;
-  Tensor r = narrow(reshape(padded, s), nd - 2, 1, K);
-  return reshape(r, x.shape());
-}
-}  // namespace
 
 Tensor TransformerXL::attention(int64_t l, const Tensor& w, const Tensor& r, const Tensor& mem, const Tensor& mask,
                                 Ctx& ctx) const {
@@ -150,9 +135,9 @@ Tensor TransformerXL::attention(int64_t l, const Tensor& w, const Tensor& r, con
   // Scores in [B, H, T, K]: content term with u = r_w_bias, position term with v = r_r_bias.
   Tensor ac = matmul(permute(add(q, p("r_w_bias")), {1, 2, 0, 3}), permute(k, {1, 2, 3, 0}));
   Tensor bd = matmul(permute(add(q, p("r_r_bias")), {1, 2, 0, 3}), permute(r_head_k, {1, 2, 0}));
-  Tensor score = mul_scalar(add(ac, rel_shift(bd)), 1.0 / std::sqrt(static_cast<double>(Dh)));
-  score = masked_fill(score, mask, -std::numeric_limits<double>::infinity());
-  Tensor prob = ctx.drop(softmax(score), cfg_.dropatt);
+  // softmax(mask(scale * (AC + rel_shift(BD)))) fused: the reference's _rel_shift
+  // garbage entries are exactly the ones the causal mask removes.
+  Tensor prob = ctx.drop(rel_attn_probs(ac, bd, mask, 1.0 / std::sqrt(static_cast<double>(Dh))), cfg_.dropatt);
 
   Tensor vec = matmul(prob, permute(v, {1, 2, 0, 3}));  // [B, H, T, Dh]
   vec = reshape(permute(vec, {2, 0, 1, 3}), {T, B, HD});

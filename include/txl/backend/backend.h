@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "txl/core/tensor.h"
@@ -85,6 +86,16 @@ class Backend {
   virtual Tensor dropout_mask(const Shape& shape, double p, uint64_t seed, uint64_t counter, DType dtype) = 0;
   // b8 mask: upper ? (j - i >= diagonal) : (j - i <= diagonal).
   virtual Tensor triangle_mask(int64_t rows, int64_t cols, int64_t diagonal, bool upper) = 0;
+
+  // Transformer-XL attention probabilities in one pass per row: for scores
+  // ac, bd_raw [..., T, K] and mask [T, K] (b8, true = masked),
+  //   p[i, :] = softmax_j(scale * (ac[i, j] + bd_raw[i, j + T - 1 - i]))  over unmasked j,
+  // i.e. the reference's _rel_shift without materialising the shifted tensor. Every
+  // key j > K - T + i must be masked (the causal mask guarantees it).
+  virtual Tensor rel_attn_probs(const Tensor& ac, const Tensor& bd_raw, const Tensor& mask, double scale) = 0;
+  // Gradients of ac and bd_raw from p and dL/dp (bd_raw's gradient is the inverse shift).
+  virtual std::pair<Tensor, Tensor> rel_attn_probs_backward(const Tensor& p, const Tensor& gp, const Tensor& mask,
+                                                            double scale) = 0;
 };
 
 Backend& backend_for(Device device);
