@@ -459,7 +459,8 @@ std::optional<std::pair<std::string, std::string>> split_override(const std::str
 
 class Loader {
  public:
-  explicit Loader(Config cfg) : cfg_(std::move(cfg)) {}
+  explicit Loader(Config cfg, bool require_data_source = true)
+      : cfg_(std::move(cfg)), require_data_source_(require_data_source) {}
 
   // Parses YAML text and applies it; false on a syntax error (already reported).
   bool apply_yaml_text(const std::string& text, const std::string& source) {
@@ -565,7 +566,8 @@ class Loader {
     bool has_path = !d.path.empty(), has_train = !d.train.empty();
     if (has_path && has_train)
       report("data", "give either data.path (one file, split by data.split) or data.train, not both");
-    if (!has_path && !has_train) report("data", "one of data.path or data.train is required");
+    if (!has_path && !has_train && require_data_source_)
+      report("data", "one of data.path or data.train is required");
     if (!has_train && !d.valid.empty()) report("data.valid", "only allowed together with data.train");
     if (!has_train && !d.test.empty()) report("data.test", "only allowed together with data.train");
     if (bad_.count("data.split") || out_of_range(*find_field("data.split"), cfg_)) return;
@@ -596,6 +598,7 @@ class Loader {
     problems_.push_back("<override> " + ovr + ": " + where + ": " + msg);
   }
 
+  bool require_data_source_ = true;  // false for a checkpoint's stored config
   Config cfg_;
   std::vector<std::string> problems_;
   std::set<std::string> bad_;                  // keys whose given value had the wrong type
@@ -616,8 +619,8 @@ std::string read_file(const std::string& path) {
 }
 
 Config load_text(const std::string& text, const std::string& source, const fs::path& base_dir,
-                 const std::vector<std::string>& overrides) {
-  Loader loader{Config{}};
+                 const std::vector<std::string>& overrides, bool require_data_source = true) {
+  Loader loader{Config{}, require_data_source};
   if (!loader.apply_yaml_text(text, source)) return loader.finish(source);
   loader.resolve_data_paths(base_dir);
   for (const auto& o : overrides) loader.apply_override(o);
@@ -632,12 +635,12 @@ Config load_config(const std::string& yaml_path, const std::vector<std::string>&
 }
 
 Config config_from_yaml_string(const std::string& text, const std::string& source_name,
-                               const std::vector<std::string>& overrides) {
-  return load_text(text, source_name, fs::path(), overrides);
+                               const std::vector<std::string>& overrides, bool require_data_source) {
+  return load_text(text, source_name, fs::path(), overrides, require_data_source);
 }
 
 void apply_overrides(Config& cfg, const std::vector<std::string>& overrides, const std::string& source) {
-  Loader loader{cfg};
+  Loader loader{cfg, false};
   for (const auto& o : overrides) loader.apply_override(o);
   loader.validate();
   cfg = loader.finish(source);

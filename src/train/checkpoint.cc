@@ -115,7 +115,7 @@ Checkpoint load_checkpoint(const std::string& path, DType dtype) {
   ck.dir = resolve_checkpoint_dir(path);
   const fs::path d(ck.dir);
   ck.config = config_from_yaml_string(read_file((d / "config.yaml").string(), "checkpoint config"),
-                                      (d / "config.yaml").string());
+                                      (d / "config.yaml").string(), {}, /*require_data_source=*/false);
   ck.vocab = Vocab::load((d / "vocab.json").string());
   ck.model = std::make_unique<TransformerXL>(ck.config.model, ck.vocab.size(), dtype);
   load_weights(*ck.model, load_safetensors((d / "model.safetensors").string()), (d / "model.safetensors").string());

@@ -30,9 +30,10 @@ class ConfigError : public Error {
 Config load_config(const std::string& yaml_path, const std::vector<std::string>& overrides = {});
 
 // Same from YAML text (tests, a checkpoint's stored config); source_name only
-// names the source in messages, data paths are taken as written.
+// names the source in messages, data paths are taken as written. A checkpoint's
+// config may lack a data source (an imported model): pass require_data_source=false.
 Config config_from_yaml_string(const std::string& text, const std::string& source_name,
-                               const std::vector<std::string>& overrides = {});
+                               const std::vector<std::string>& overrides = {}, bool require_data_source = true);
 
 // Applies overrides to an already loaded config and validates the result
 // (`txl eval --mem-len 0` style reuse). Throws ConfigError naming `source`.
