@@ -3,6 +3,7 @@
 #include <unordered_set>
 
 #include "txl/autograd/node.h"
+#include "txl/backend/profiler.h"
 #include "txl/ops/elementwise.h"
 
 namespace txl {
@@ -28,9 +29,14 @@ std::shared_ptr<Node> make_node(Tensor& out, const char* op, const std::vector<c
   return node;
 }
 
-void accumulate(Tensor& slot, const Tensor& g) {
+// A non-leaf's gradient slot holds whatever tensor arrived first (no copy); a second
+// arrival replaces it with a fresh sum, so views into saved tensors are never written.
+void accumulate_node(Tensor& slot, const Tensor& g) { slot = slot.defined() ? add(slot, g) : g; }
+
+// A leaf's gradient is owned by the leaf: copied on first arrival (or preallocated, as
+// the parameter arena does) and then added to in place.
+void accumulate_leaf(Tensor& slot, const Tensor& g) {
   if (!slot.defined()) {
-    // Gradients may be views into saved tensors; own a private copy before adding in place.
     slot = contiguous_copy(g);
   } else {
     add_(slot, g);
@@ -73,7 +79,7 @@ void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
   NoGradGuard no_grad;
   if (root.is_leaf()) {
     Tensor slot = root.grad();
-    accumulate(slot, seed);
+    accumulate_leaf(slot, seed);
     root.impl().grad = slot.impl_ptr();
     return;
   }
@@ -100,6 +106,11 @@ void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
     }
   }
 
+  // Kernels run from here on are attributed to the backward pass in profiles.
+  struct BackwardMark {
+    BackwardMark() { profiler::set_in_backward(true); }
+    ~BackwardMark() { profiler::set_in_backward(false); }
+  } mark;
   std::unordered_map<Node*, Tensor> grads;
   grads[start.get()] = seed;
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
@@ -119,10 +130,10 @@ void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
                 "backward of '{}': gradient for input {} has shape {}, expected {}", node->op, i,
                 shape_str(gin[i].shape()), shape_str(in->shape));
       if (in->grad_fn) {
-        accumulate(grads[in->grad_fn.get()], gin[i]);
+        accumulate_node(grads[in->grad_fn.get()], gin[i]);
       } else {
         Tensor slot(in->grad);
-        accumulate(slot, gin[i]);
+        accumulate_leaf(slot, gin[i]);
         in->grad = slot.impl_ptr();
       }
     }

@@ -36,23 +36,6 @@ double median_ms(int repeats, F&& f) {
   return t[t.size() / 2];
 }
 
-// oneDNN's own matmul on a large square f32 problem: the ceiling for our GEMMs.
-double dnnl_peak_gflops(int repeats, int n) {
-  using dt = dnnl::memory::data_type;
-  dnnl::engine eng(dnnl::engine::kind::cpu, 0);
-  dnnl::stream s(eng);
-  dnnl::memory::desc md({n, n}, dt::f32, dnnl::memory::format_tag::ab);
-  dnnl::matmul prim(dnnl::matmul::primitive_desc(dnnl::matmul::desc(md, md, md), eng));
-  dnnl::memory a(md, eng), b(md, eng), c(md, eng);
-  std::fill_n(static_cast<float*>(a.get_data_handle()), n * n, 0.5f);
-  std::fill_n(static_cast<float*>(b.get_data_handle()), n * n, 0.25f);
-  double ms = median_ms(repeats, [&] {
-    prim.execute(s, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
-    s.wait();
-  });
-  return 2.0 * n * n * n / (ms * 1e6);
-}
-
 double memcpy_gbps(int repeats, size_t bytes) {
   // The op moves `bytes` in total (read + write); memcpy of bytes/2 moves the same.
   size_t half = std::max<size_t>(bytes / 2, 64);
@@ -111,6 +94,22 @@ json bench_memop(const std::string& op, const std::string& pass, const Shape& sh
 }
 
 }  // namespace
+
+double dnnl_peak_gflops(int repeats, int n) {
+  using dt = dnnl::memory::data_type;
+  dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  dnnl::stream s(eng);
+  dnnl::memory::desc md({n, n}, dt::f32, dnnl::memory::format_tag::ab);
+  dnnl::matmul prim(dnnl::matmul::primitive_desc(dnnl::matmul::desc(md, md, md), eng));
+  dnnl::memory a(md, eng), b(md, eng), c(md, eng);
+  std::fill_n(static_cast<float*>(a.get_data_handle()), n * n, 0.5f);
+  std::fill_n(static_cast<float*>(b.get_data_handle()), n * n, 0.25f);
+  double ms = median_ms(repeats, [&] {
+    prim.execute(s, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
+    s.wait();
+  });
+  return 2.0 * n * n * n / (ms * 1e6);
+}
 
 json run_ops_bench(const OpsBenchOptions& opt) {
   NoGradGuard no_grad;

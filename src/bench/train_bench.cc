@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include "txl/backend/profiler.h"
+#include "txl/bench/ops_bench.h"
 #include "txl/core/allocator.h"
 #include "txl/core/threads.h"
 #include "txl/models/transformer_xl.h"
@@ -11,7 +13,7 @@
 
 namespace txl {
 
-nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup, int repeats) {
+nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup, int repeats, bool profile) {
   TransformerXL model(cfg.model, vocab_size);
   model.init_weights(static_cast<uint64_t>(cfg.train.seed));
   auto optimizer = make_optimizer(cfg.train.optimizer, model.params());
@@ -26,24 +28,55 @@ nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup
     model.params().zero_grad();
     ForwardResult out = model.forward(input, target, mems, ForwardOptions{true, static_cast<uint64_t>(i)});
     backward(mean(out.loss));
-    clip_grad_norm(model.params(), cfg.train.clip);
-    optimizer->step(model.params(), 1e-4);
+    {
+      profiler::Scope p("clip_grad_norm");
+      clip_grad_norm(model.params(), cfg.train.clip);
+    }
+    {
+      profiler::Scope p("optimizer");
+      optimizer->step(model.params(), 1e-4);
+    }
     mems = std::move(out.mems);
   };
   // Enough warm-up steps to fill the memory to mem_len, so timed steps see full length.
   const int64_t fill = cfg.model.mem_len > 0 ? (cfg.model.mem_len + T - 1) / T : 0;
   for (int64_t i = 0; i < std::max<int64_t>(warmup, fill + 1); ++i) step(i);
   HostAllocator::instance().reset_counters();
+  profiler::reset();
+  profiler::set_enabled(profile);
   std::vector<double> ms;
   for (int i = 0; i < repeats; ++i) {
     auto t0 = std::chrono::steady_clock::now();
     step(1000 + i);
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
+  profiler::set_enabled(false);
+  double total_ms = 0;
+  for (double m : ms) total_ms += m;
   std::sort(ms.begin(), ms.end());
   const double med = ms[ms.size() / 2];
   AllocatorStats st = HostAllocator::instance().stats();
-  return {{"ms_per_step", med},
+  nlohmann::json prof = nlohmann::json::array();
+  if (profile) {
+    const double peak = dnnl_peak_gflops(5, 1024);
+    double accounted = 0;
+    for (const auto& e : profiler::snapshot()) {
+      const double ms_step = e.seconds * 1e3 / repeats;
+      accounted += ms_step;
+      nlohmann::json row = {{"name", e.name}, {"calls_per_step", static_cast<double>(e.calls) / repeats},
+                            {"ms_per_step", ms_step}, {"share", e.seconds * 1e3 / total_ms}};
+      if (e.flops > 0) {
+        row["gflops"] = e.flops / e.seconds * 1e-9;
+        row["frac_peak"] = e.flops / e.seconds * 1e-9 / peak;
+      }
+      prof.push_back(row);
+    }
+    const double mean_ms = total_ms / repeats;
+    prof.push_back({{"name", "other (autograd, allocation, views)"}, {"calls_per_step", 0},
+                    {"ms_per_step", mean_ms - accounted}, {"share", (mean_ms - accounted) / mean_ms}});
+    prof = {{"kernels", prof}, {"peak_gflops_f32", peak}, {"mean_ms_per_step", mean_ms}};
+  }
+  return {{"profile", prof},{"ms_per_step", med},
           {"tokens_per_s", T * B / (med / 1000.0)},
           {"min_ms", ms.front()},
           {"max_ms", ms.back()},
@@ -54,6 +87,23 @@ nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup
           {"allocator_hits", st.hits},
           {"allocator_misses", st.misses},
           {"peak_bytes", st.peak_bytes_in_use}};
+}
+
+std::string format_train_profile(const nlohmann::json& r) {
+  const auto& p = r["profile"];
+  std::string s = fmt::format("profile: mean {:.2f} ms/step over {} steps; oneDNN f32 peak {:.1f} GFLOP/s\n",
+                              p["mean_ms_per_step"].get<double>(), r["repeats"].get<int>(),
+                              p["peak_gflops_f32"].get<double>());
+  s += fmt::format("{:<40} {:>8} {:>10} {:>7} {:>9} {:>7}\n", "kernel", "calls", "ms/step", "share", "GFLOP/s", "%peak");
+  for (const auto& k : p["kernels"]) {
+    s += fmt::format("{:<40} {:>8.1f} {:>10.3f} {:>6.1f}%", k["name"].get<std::string>(),
+                     k["calls_per_step"].get<double>(), k["ms_per_step"].get<double>(),
+                     100 * k["share"].get<double>());
+    if (k.contains("gflops"))
+      s += fmt::format(" {:>9.1f} {:>6.1f}%", k["gflops"].get<double>(), 100 * k["frac_peak"].get<double>());
+    s += "\n";
+  }
+  return s;
 }
 
 }  // namespace txl

@@ -20,15 +20,16 @@ int parse_positive_int(const std::string& s, const std::string& what) {
 
 namespace {
 
-// `txl bench train CONFIG [key.path=value ...] [--vocab V] [--repeats N] [--warmup N] [--json]`
+// `txl bench train CONFIG [key.path=value ...] [--vocab V] [--repeats N] [--warmup N] [--json] [--profile]`
 int bench_train(const Context& ctx, const std::vector<std::string>& args) {
   std::string config;
   std::vector<std::string> overrides;
   int repeats = 10, warmup = 3, vocab = 256;
-  bool json = false;
+  bool json = false, profile = false;
   for (size_t i = 1; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (a == "--json") json = true;
+    else if (a == "--profile") profile = true;
     else if (a == "--repeats" && i + 1 < args.size()) repeats = parse_positive_int(args[++i], a);
     else if (a == "--warmup" && i + 1 < args.size()) warmup = parse_positive_int(args[++i], a);
     else if (a == "--vocab" && i + 1 < args.size()) vocab = parse_positive_int(args[++i], a);
@@ -39,7 +40,7 @@ int bench_train(const Context& ctx, const std::vector<std::string>& args) {
   TXL_CHECK(!config.empty(), "bench train: missing CONFIG (usage: txl bench train CONFIG.yaml [--json])");
   Config cfg = load_config(config, overrides);
   configure_threads(ctx.threads > 0 ? ctx.threads : static_cast<int>(cfg.run.threads));
-  auto r = run_train_bench(cfg, vocab, warmup, repeats);
+  auto r = run_train_bench(cfg, vocab, warmup, repeats, profile);
   r["config"] = config;
   if (json) {
     std::cout << r.dump() << "\n";
@@ -49,6 +50,7 @@ int bench_train(const Context& ctx, const std::vector<std::string>& args) {
                              config, r["ms_per_step"].get<double>(), repeats, r["min_ms"].get<double>(),
                              r["max_ms"].get<double>(), r["tokens_per_s"].get<double>(), r["threads"].get<int>(),
                              r["parameters"].get<int64_t>(), r["allocator_misses"].get<uint64_t>());
+    if (profile) std::cout << format_train_profile(r);
   }
   return 0;
 }

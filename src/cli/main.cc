@@ -32,7 +32,7 @@ commands:
   bench ops [--json] [--quick]
                   GEMM, softmax, layer norm and cross-entropy throughput against
                   oneDNN's peak and memcpy, measured in one run
-  bench train CONFIG.yaml [key.path=value ...] [--json] [--repeats N] [--vocab V]
+  bench train CONFIG.yaml [key.path=value ...] [--json] [--repeats N] [--vocab V] [--profile]
                   median time of a full training step and tokens/s
 
 global options:

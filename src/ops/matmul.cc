@@ -5,13 +5,14 @@
 #include "txl/autograd/node.h"
 #include "txl/backend/backend.h"
 #include "txl/ops/elementwise.h"
+#include "txl/ops/reduce.h"
 #include "txl/ops/view.h"
 
 namespace txl {
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
   TXL_CHECK(a.device() == b.device(), "matmul: device mismatch {} vs {}", a.device().str(), b.device().str());
-  Tensor y = backend_of(a).matmul(a, b);
+  Tensor y = backend_of(a).matmul(a, b, Tensor());
   if (needs_record({&a, &b})) {
     record(y, "matmul", {&a, &b},
            [ad = a.detach(), bd = b.detach(), ga = a.requires_grad(), gb = b.requires_grad()](const Tensor& g) {
@@ -37,11 +38,25 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
             shape_str(x.shape()), shape_str(weight.shape()));
   TXL_CHECK(!bias.defined() || bias.shape() == Shape{weight.shape()[0]}, "linear: bias {} for weight {}",
             bias.defined() ? shape_str(bias.shape()) : "", shape_str(weight.shape()));
+  const int64_t in = weight.shape()[1], out = weight.shape()[0];
   Shape out_shape = x.shape();
-  out_shape.back() = weight.shape()[0];
-  Tensor y = matmul(reshape(x, {-1, weight.shape()[1]}), transpose(weight, 0, 1));
-  if (bias.defined()) y = add(y, bias);
-  return reshape(y, out_shape);
+  out_shape.back() = out;
+  // One GEMM over all leading dims with the bias added inside it.
+  Tensor x2 = reshape(x.detach(), {-1, in});
+  Tensor y = reshape(backend_of(x).matmul(x2, transpose(weight.detach(), 0, 1), bias), out_shape);
+  if (needs_record({&x, &weight, &bias})) {
+    record(y, "linear", {&x, &weight, &bias},
+           [x2, wd = weight.detach(), xs = x.shape(), gx = x.requires_grad(), gw = weight.requires_grad(),
+            gb = bias.defined() && bias.requires_grad(), out](const Tensor& g) {
+             Tensor g2 = reshape(g, {-1, out});
+             std::vector<Tensor> grads(3);
+             if (gx) grads[0] = reshape(matmul(g2, wd), xs);
+             if (gw) grads[1] = matmul(transpose(g2, 0, 1), x2);
+             if (gb) grads[2] = sum(g2, {0});
+             return grads;
+           });
+  }
+  return y;
 }
 
 }  // namespace txl

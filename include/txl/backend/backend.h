@@ -62,8 +62,9 @@ class Backend {
 
   virtual Tensor reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& axes, bool keepdim) = 0;
 
-  // (..., M, K) x (..., K, N) -> (..., M, N); batch dims broadcast.
-  virtual Tensor matmul(const Tensor& a, const Tensor& b) = 0;
+  // (..., M, K) x (..., K, N) -> (..., M, N); batch dims broadcast. An optional bias
+  // [N] is added to every row inside the same kernel.
+  virtual Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& bias) = 0;
 
   virtual Tensor softmax_last(const Tensor& x, bool log) = 0;
   virtual Tensor softmax_last_backward(const Tensor& y, const Tensor& gy, bool log) = 0;

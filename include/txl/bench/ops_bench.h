@@ -12,6 +12,9 @@ struct OpsBenchOptions {
 };
 
 nlohmann::json run_ops_bench(const OpsBenchOptions& opt);
+// oneDNN's own f32 matmul on an n x n x n problem, in GFLOP/s: the GEMM ceiling.
+double dnnl_peak_gflops(int repeats, int n);
+
 // The human-readable table of a run_ops_bench result.
 std::string format_ops_bench(const nlohmann::json& result);
 

@@ -55,8 +55,8 @@ void padded_geometry(const Tensor& t, size_t nd, dnnl::memory::dims& dims, dnnl:
 }
 
 std::string geometry_key(const dnnl::memory::dims& a, const dnnl::memory::dims& as, const dnnl::memory::dims& b,
-                         const dnnl::memory::dims& bs, const dnnl::memory::dims& c) {
-  std::string k;
+                         const dnnl::memory::dims& bs, const dnnl::memory::dims& c, bool bias) {
+  std::string k = bias ? "bias|" : "|";
   for (const auto* v : {&a, &as, &b, &bs, &c}) {
     for (auto x : *v) k += std::to_string(x) + ",";
     k += "|";
@@ -64,7 +64,7 @@ std::string geometry_key(const dnnl::memory::dims& a, const dnnl::memory::dims& 
   return k;
 }
 
-void matmul_f32(const Tensor& a, const Tensor& b, Tensor& out) {
+void matmul_f32(const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& out) {
   const size_t nd = out.shape().size();
   dnnl::memory::dims ad, as, bd, bs;
   padded_geometry(a, nd, ad, as);
@@ -73,9 +73,16 @@ void matmul_f32(const Tensor& a, const Tensor& b, Tensor& out) {
   dnnl::memory::dims cs(out.strides().begin(), out.strides().end());
   using dt = dnnl::memory::data_type;
   dnnl::memory::desc a_md(ad, dt::f32, as), b_md(bd, dt::f32, bs), c_md(cd, dt::f32, cs);
+  dnnl::memory::desc bias_md;
+  if (bias.defined()) {
+    dnnl::memory::dims bias_dims(nd, 1);
+    bias_dims[nd - 1] = cd[nd - 1];
+    dnnl::memory::dims bias_strides(nd, 1);
+    bias_md = dnnl::memory::desc(bias_dims, dt::f32, bias_strides);
+  }
 
   auto& ctx = dnnl_ctx();
-  std::string key = geometry_key(ad, as, bd, bs, cd);
+  std::string key = geometry_key(ad, as, bd, bs, cd, bias.defined());
   dnnl::matmul prim;
   {
     std::lock_guard<std::mutex> lock(ctx.mu);
@@ -85,7 +92,9 @@ void matmul_f32(const Tensor& a, const Tensor& b, Tensor& out) {
       ctx.stats.reused++;
     } else {
       try {
-        dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_md, c_md), ctx.engine);
+        dnnl::matmul::primitive_desc pd(
+            bias.defined() ? dnnl::matmul::desc(a_md, b_md, bias_md, c_md) : dnnl::matmul::desc(a_md, b_md, c_md),
+            ctx.engine);
         prim = dnnl::matmul(pd);
       } catch (const dnnl::error& e) {
         TXL_FAIL("matmul: oneDNN cannot create a primitive for {} x {} ({})", shape_str(a.shape()),
@@ -97,12 +106,14 @@ void matmul_f32(const Tensor& a, const Tensor& b, Tensor& out) {
   }
   dnnl::memory am(a_md, ctx.engine, a.raw_data()), bm(b_md, ctx.engine, b.raw_data()),
       cm(c_md, ctx.engine, out.raw_data());
-  prim.execute(ctx.stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+  std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}};
+  if (bias.defined()) args.emplace(DNNL_ARG_BIAS, dnnl::memory(bias_md, ctx.engine, bias.raw_data()));
+  prim.execute(ctx.stream, args);
   ctx.stream.wait();
 }
 
 template <class T>
-void matmul_reference(const Tensor& a, const Tensor& b, Tensor& out) {
+void matmul_reference(const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& out) {
   const size_t nd = out.shape().size();
   const int64_t M = out.shape()[nd - 2], N = out.shape()[nd - 1], K = a.shape().back();
   Shape batch(out.shape().begin(), out.shape().end() - 2);
@@ -115,6 +126,7 @@ void matmul_reference(const Tensor& a, const Tensor& b, Tensor& out) {
   const T* pa = static_cast<const T*>(a.impl().storage->data()) + a.offset();
   const T* pb = static_cast<const T*>(b.impl().storage->data()) + b.offset();
   T* pc = out.data<T>();
+  const T* pbias = bias.defined() ? bias.data<T>() : nullptr;
 #pragma omp parallel for collapse(2) schedule(static) if (nb * M * N * K > kParallelGrain)
   for (int64_t bi = 0; bi < nb; ++bi) {
     for (int64_t i = 0; i < M; ++i) {
@@ -126,7 +138,7 @@ void matmul_reference(const Tensor& a, const Tensor& b, Tensor& out) {
         boff += idx * b_bst[d];
       }
       T* crow = pc + (bi * M + i) * N;
-      for (int64_t j = 0; j < N; ++j) crow[j] = T(0);
+      for (int64_t j = 0; j < N; ++j) crow[j] = pbias ? pbias[j] : T(0);
       for (int64_t k = 0; k < K; ++k) {
         const T av = pa[aoff + i * am + k * ak];
         const T* brow = pb + boff + k * bk;
@@ -144,7 +156,7 @@ MatmulCacheStats matmul_cache_stats() {
   return ctx.stats;
 }
 
-Tensor CpuBackend::matmul(const Tensor& a_in, const Tensor& b_in) {
+Tensor CpuBackend::matmul(const Tensor& a_in, const Tensor& b_in, const Tensor& bias_in) {
   TXL_CHECK(a_in.dtype() == b_in.dtype(), "matmul: dtype mismatch {} vs {}", dtype_name(a_in.dtype()),
             dtype_name(b_in.dtype()));
   TXL_CHECK(a_in.dim() >= 2 && b_in.dim() >= 2, "matmul: operands need rank >= 2, got {} and {}",
@@ -155,20 +167,25 @@ Tensor CpuBackend::matmul(const Tensor& a_in, const Tensor& b_in) {
   Shape out_shape = broadcast_shapes(a_batch, b_batch, "matmul");
   out_shape.push_back(a_in.shape()[a_in.dim() - 2]);
   out_shape.push_back(b_in.shape().back());
+  Tensor bias = bias_in.defined() ? contiguous_of(bias_in) : bias_in;
+  TXL_CHECK(!bias.defined() || (bias.shape() == Shape{b_in.shape().back()} && bias.dtype() == a_in.dtype()),
+            "matmul: bias {} {} for an output of width {}", dtype_name(bias.dtype()), shape_str(bias.shape()),
+            b_in.shape().back());
   Tensor out = Tensor::empty(out_shape, a_in.dtype(), a_in.device());
   if (out.numel() == 0) return out;
   if (a_in.shape().back() == 0) {
     fill(out, 0.0);
+    if (bias.defined()) binary_inplace(BinaryOp::add, out, bias);
     return out;
   }
   switch (a_in.dtype()) {
     case DType::f32: {
       Tensor a = inner_matrix_ok(a_in) ? a_in : contiguous_of(a_in);
       Tensor b = inner_matrix_ok(b_in) ? b_in : contiguous_of(b_in);
-      matmul_f32(a, b, out);
+      matmul_f32(a, b, bias, out);
       break;
     }
-    case DType::f64: matmul_reference<double>(a_in, b_in, out); break;
+    case DType::f64: matmul_reference<double>(a_in, b_in, bias, out); break;
     default: TXL_FAIL("matmul: unsupported dtype {}", dtype_name(a_in.dtype()));
   }
   return out;

@@ -1,0 +1,40 @@
+// Kernel-level time accounting: when on, backend_for() hands out a decorator that
+// times every kernel call by name (forward and backward passes apart), so
+// `txl bench train --profile` can say where a step's time goes. Off, it costs nothing.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace txl::profiler {
+
+struct Entry {
+  std::string name;  // kernel name, with " (bwd)" when called from a backward pass
+  int64_t calls = 0;
+  double seconds = 0.0;
+  double flops = 0.0;  // for matrix products
+};
+
+void set_enabled(bool on);
+bool enabled();
+void reset();
+std::vector<Entry> snapshot();  // sorted by time, largest first
+
+// Marks the current thread as running a backward pass (set by the tape).
+void set_in_backward(bool on);
+
+// Times one named region when profiling is on (used for the optimizer and clipping).
+class Scope {
+ public:
+  explicit Scope(const char* name, double flops = 0.0);
+  ~Scope();
+  Scope(const Scope&) = delete;
+  Scope& operator=(const Scope&) = delete;
+
+ private:
+  const char* name_;
+  double flops_;
+  int64_t start_ns_ = -1;
+};
+
+}  // namespace txl::profiler

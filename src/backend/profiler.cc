@@ -1,0 +1,177 @@
+// The profiling decorator around a device backend and the time table it fills.
+#include "txl/backend/profiler.h"
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <mutex>
+
+#include "cpu/cpu_backend.h"
+
+namespace txl::profiler {
+
+namespace {
+bool g_enabled = false;
+thread_local bool t_in_backward = false;
+std::mutex g_mu;
+std::map<std::string, Entry> g_table;
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+void add(const char* name, int64_t ns, double flops) {
+  std::string key = t_in_backward ? std::string(name) + " (bwd)" : std::string(name);
+  std::lock_guard<std::mutex> lock(g_mu);
+  Entry& e = g_table[key];
+  e.name = key;
+  e.calls++;
+  e.seconds += static_cast<double>(ns) * 1e-9;
+  e.flops += flops;
+}
+}  // namespace
+
+void set_enabled(bool on) { g_enabled = on; }
+bool enabled() { return g_enabled; }
+void set_in_backward(bool on) { t_in_backward = on; }
+
+void reset() {
+  std::lock_guard<std::mutex> lock(g_mu);
+  g_table.clear();
+}
+
+std::vector<Entry> snapshot() {
+  std::lock_guard<std::mutex> lock(g_mu);
+  std::vector<Entry> out;
+  for (const auto& [k, e] : g_table) out.push_back(e);
+  std::sort(out.begin(), out.end(), [](const Entry& a, const Entry& b) { return a.seconds > b.seconds; });
+  return out;
+}
+
+Scope::Scope(const char* name, double flops) : name_(name), flops_(flops) {
+  if (g_enabled) start_ns_ = now_ns();
+}
+Scope::~Scope() {
+  if (start_ns_ >= 0) add(name_, now_ns() - start_ns_, flops_);
+}
+
+}  // namespace txl::profiler
+
+namespace txl {
+
+namespace {
+
+// Forwards every kernel to the wrapped backend inside a timing scope.
+class ProfilingBackend final : public Backend {
+ public:
+  explicit ProfilingBackend(Backend& inner) : in_(inner) {}
+  const char* name() const override { return in_.name(); }
+  void copy(const Tensor& s, Tensor& d) override {
+    profiler::Scope p("copy");
+    in_.copy(s, d);
+  }
+  void fill(Tensor& d, double v) override {
+    profiler::Scope p("fill");
+    in_.fill(d, v);
+  }
+  Tensor unary(UnaryOp op, const Tensor& x, UnaryParams q) override {
+    profiler::Scope p(unary_name(op));
+    return in_.unary(op, x, q);
+  }
+  Tensor unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, const Tensor& gy, UnaryParams q) override {
+    profiler::Scope p(unary_name(op));
+    return in_.unary_backward(op, x, y, gy, q);
+  }
+  Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) override {
+    profiler::Scope p(binary_name(op));
+    return in_.binary(op, a, b);
+  }
+  void binary_inplace(BinaryOp op, Tensor& a, const Tensor& b) override {
+    profiler::Scope p(op == BinaryOp::add ? "add_ (accumulate)" : "binary_inplace");
+    in_.binary_inplace(op, a, b);
+  }
+  Tensor equal(const Tensor& a, const Tensor& b) override {
+    profiler::Scope p("equal");
+    return in_.equal(a, b);
+  }
+  Tensor where(const Tensor& m, const Tensor& a, const Tensor& b) override {
+    profiler::Scope p("where");
+    return in_.where(m, a, b);
+  }
+  Tensor reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& axes, bool keepdim) override {
+    profiler::Scope p(op == ReduceOp::sum ? "sum" : "max");
+    return in_.reduce(op, x, axes, keepdim);
+  }
+  Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& bias) override {
+    const double batch = static_cast<double>(numel_of(broadcast_shapes(
+        Shape(a.shape().begin(), a.shape().end() - 2), Shape(b.shape().begin(), b.shape().end() - 2), "matmul")));
+    profiler::Scope p("matmul", 2.0 * batch * a.shape()[a.dim() - 2] * a.shape().back() * b.shape().back());
+    return in_.matmul(a, b, bias);
+  }
+  Tensor softmax_last(const Tensor& x, bool log) override {
+    profiler::Scope p("softmax");
+    return in_.softmax_last(x, log);
+  }
+  Tensor softmax_last_backward(const Tensor& y, const Tensor& gy, bool log) override {
+    profiler::Scope p("softmax");
+    return in_.softmax_last_backward(y, gy, log);
+  }
+  LayerNormResult layer_norm(const Tensor& x, const Tensor& g, const Tensor& b, double eps) override {
+    profiler::Scope p("layer_norm");
+    return in_.layer_norm(x, g, b, eps);
+  }
+  LayerNormGrads layer_norm_backward(const Tensor& x, const Tensor& g, const Tensor& m, const Tensor& r,
+                                     const Tensor& gy) override {
+    profiler::Scope p("layer_norm");
+    return in_.layer_norm_backward(x, g, m, r, gy);
+  }
+  CrossEntropyResult cross_entropy(const Tensor& l, const Tensor& t, int64_t ig) override {
+    profiler::Scope p("cross_entropy");
+    return in_.cross_entropy(l, t, ig);
+  }
+  Tensor cross_entropy_backward(const Tensor& l, const Tensor& t, const Tensor& lse, const Tensor& g,
+                                int64_t ig) override {
+    profiler::Scope p("cross_entropy");
+    return in_.cross_entropy_backward(l, t, lse, g, ig);
+  }
+  Tensor index_select(const Tensor& x, int64_t axis, const Tensor& idx) override {
+    profiler::Scope p("index_select");
+    return in_.index_select(x, axis, idx);
+  }
+  void index_add(Tensor& d, int64_t axis, const Tensor& idx, const Tensor& s) override {
+    profiler::Scope p("index_add");
+    in_.index_add(d, axis, idx, s);
+  }
+  Tensor dropout_mask(const Shape& s, double pr, uint64_t seed, uint64_t c, DType dt) override {
+    profiler::Scope p("dropout_mask");
+    return in_.dropout_mask(s, pr, seed, c, dt);
+  }
+  Tensor triangle_mask(int64_t r, int64_t c, int64_t d, bool u) override {
+    profiler::Scope p("triangle_mask");
+    return in_.triangle_mask(r, c, d, u);
+  }
+  Tensor rel_attn_probs(const Tensor& ac, const Tensor& bd, const Tensor& m, double s) override {
+    profiler::Scope p("rel_attn_probs");
+    return in_.rel_attn_probs(ac, bd, m, s);
+  }
+  std::pair<Tensor, Tensor> rel_attn_probs_backward(const Tensor& pr, const Tensor& gp, const Tensor& m,
+                                                    double s) override {
+    profiler::Scope p("rel_attn_probs");
+    return in_.rel_attn_probs_backward(pr, gp, m, s);
+  }
+
+ private:
+  Backend& in_;
+};
+
+}  // namespace
+
+Backend& backend_for(Device device) {
+  static cpu::CpuBackend cpu_backend;
+  static ProfilingBackend profiled_cpu(cpu_backend);
+  TXL_CHECK(device.is_cpu(), "no backend for device {} in this build", device.str());
+  return profiler::enabled() ? static_cast<Backend&>(profiled_cpu) : cpu_backend;
+}
+
+}  // namespace txl
