@@ -1,11 +1,13 @@
 // `txl info --system`: what this build and this machine offer.
 #include <dnnl.hpp>
+#include <filesystem>
 #include <iostream>
 
 #include "commands.h"
 #include "txl/core/error.h"
 #include "txl/config/load.h"
 #include "txl/core/threads.h"
+#include "txl/io/safetensors.h"
 #include "txl/train/checkpoint.h"
 
 namespace txl::cli {
@@ -34,6 +36,12 @@ int checkpoint_info(const std::string& path) {
   std::cout << "checkpoint: " << ck.dir << "\n"
             << fmt::format("parameters: {} (closed form {}: {})\n", n, formula, n == formula ? "match" : "MISMATCH")
             << fmt::format("vocabulary: {} symbols ({})\n", ck.vocab.size(), ck.vocab.kind());
+  // A run directory's best checkpoint holds weights only; its training state is in last.
+  const std::filesystem::path last = std::filesystem::path(path) / "checkpoints" / "last" / "trainer_state.json";
+  if (!ck.has_training_state && std::filesystem::exists(last)) {
+    ck.state = TrainerState::from_json(nlohmann::json::parse(read_file(last.string(), "trainer state")), last.string());
+    ck.has_training_state = true;
+  }
   if (ck.has_training_state) {
     const TrainerState& s = ck.state;
     std::cout << fmt::format("training: step {} of {}, epoch {}, {} tokens seen, {:.1f} s of training\n", s.step,

@@ -1,0 +1,183 @@
+// The txl command line end to end on a tiny model: train / resume / eval / generate /
+// info, and the one-line errors for bad configs, data and checkpoints.
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "gradcheck.h"
+#include "reference_runner.h"
+#include "txl/io/safetensors.h"
+#include "txl/models/transformer_xl.h"
+#include "txl/train/checkpoint.h"
+
+using namespace txl;
+using namespace txl::testing;
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kTxl = std::string(TXL_BINARY_DIR) + "/bin/txl --threads 2";
+
+std::string tiny_setup(const std::string& name, const std::string& extra = "") {
+  const std::string dir = scratch_dir(name);
+  std::ifstream in(source_path("third_party/tinyshakespeare/tinyshakespeare.txt"), std::ios::binary);
+  std::string text(20000, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  std::ofstream(dir + "/data.txt", std::ios::binary) << text;
+  std::ofstream(dir + "/tiny.yaml") << "data: {path: " << dir << "/data.txt, split: [0.9, 0.1, 0.0], vocab: chars}\n"
+                                    << "model: {n_layer: 2, n_head: 2, d_model: 16, d_head: 8, d_inner: 32, "
+                                       "dropout: 0.1, dropatt: 0.1, tgt_len: 8, mem_len: 8}\n"
+                                    << "train: {batch_size: 4, steps: 20, log_interval: 1, seed: 3, clip: 0.5, "
+                                       "checkpoint_interval: 10,\n"
+                                       "        optimizer: {name: adam, lr: 3.0e-3}, schedule: {name: constant, "
+                                       "warmup_steps: 4}}\n"
+                                    << "eval: {interval: 10, batch_size: 2}\n" << extra;
+  return dir;
+}
+
+// Runs a command that must fail; returns its combined output.
+std::string run_failing(const std::string& cmd, int* rc_out = nullptr) {
+  const std::string out_file = scratch_dir("fail") + "/out.txt";
+  const int rc = std::system((cmd + " > " + out_file + " 2>&1").c_str());
+  std::ifstream f(out_file);
+  std::string out((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  INFO(cmd << "\n" << out);
+  REQUIRE(rc != 0);
+  if (rc_out) *rc_out = rc;
+  return out;
+}
+
+std::vector<json> events(const std::string& run, const std::string& kind) {
+  std::vector<json> out;
+  std::ifstream f(run + "/metrics.jsonl");
+  for (std::string line; std::getline(f, line);) {
+    json j = json::parse(line);
+    if (j["event"] == kind) out.push_back(j);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("txl --help lists the subcommands", "[cli]") {
+  std::string out = run_command(kTxl + " --help");
+  for (const char* cmd : {"train", "eval", "generate", "info", "bench ops", "bench train"})
+    REQUIRE(out.find(cmd) != std::string::npos);
+}
+
+TEST_CASE("train writes a run directory; resume continues exactly", "[cli][slow]") {
+  const std::string dir = tiny_setup("resume");
+  run_command(kTxl + " train " + dir + "/tiny.yaml run.dir=" + dir + "/full");
+  // The same run stopped after 10 steps, then resumed to 20 (a constant schedule, so
+  // the shorter first leg does not change the learning rates).
+  run_command(kTxl + " train " + dir + "/tiny.yaml run.dir=" + dir + "/split train.steps=10");
+  run_command(kTxl + " train --resume " + dir + "/split train.steps=20");
+
+  for (const char* f : {"config.yaml", "metrics.jsonl", "checkpoints/last/model.safetensors",
+                        "checkpoints/last/optimizer.safetensors", "checkpoints/best/model.safetensors"})
+    REQUIRE(fs::exists(dir + "/full/" + f));
+  auto full = events(dir + "/full", "train"), split = events(dir + "/split", "train");
+  REQUIRE(full.size() == 20);
+  REQUIRE(split.size() == 20);
+  for (size_t i = 0; i < full.size(); ++i) {
+    INFO("step " << i + 1);
+    REQUIRE(split[i]["step"] == full[i]["step"]);
+    REQUIRE(split[i]["loss"].get<double>() == full[i]["loss"].get<double>());
+  }
+  auto a = load_safetensors(dir + "/full/checkpoints/last/model.safetensors");
+  auto b = load_safetensors(dir + "/split/checkpoints/last/model.safetensors");
+  for (const auto& [name, t] : a) REQUIRE(t.to_doubles() == b.at(name).to_doubles());
+  // Training loss went down; the log interval of 1 gives every step.
+  REQUIRE(full.back()["loss"].get<double>() < full.front()["loss"].get<double>());
+}
+
+TEST_CASE("eval, generate and info work on a trained run", "[cli][slow]") {
+  const std::string dir = tiny_setup("evalgen");
+  run_command(kTxl + " train " + dir + "/tiny.yaml run.dir=" + dir + "/run train.steps=10");
+  json e = json::parse(run_command(kTxl + " eval " + dir + "/run --json"));
+  for (const char* k : {"nll", "bpc", "ppl", "tokens"}) REQUIRE(e.contains(k));
+  REQUIRE(e["bpc"].get<double>() == Approx(e["nll"].get<double>() / std::log(2.0)));
+  REQUIRE(e["ppl"].get<double>() == Approx(std::exp(e["nll"].get<double>())));
+  // The last eval event of training scored the same split with the same settings.
+  auto evals = events(dir + "/run", "eval");
+  REQUIRE(e["nll"].get<double>() == Approx(evals.back()["loss"].get<double>()).epsilon(1e-9));
+  json all = json::parse(run_command(kTxl + " eval " + dir + "/run --data " + dir + "/data.txt --split all "
+                                     "--batch-size 3 --tgt-len 5 --mem-len 11 --json"));
+  REQUIRE(all["tokens"].get<int64_t>() == (20000 / 3 - 1) * 3);
+
+  std::string text = run_command(kTxl + " generate " + dir + "/run --prompt \"ROMEO:\" --tokens 40 --seed 1");
+  REQUIRE(text.rfind("ROMEO:", 0) == 0);
+  REQUIRE(text.size() >= 46);
+  REQUIRE(text == run_command(kTxl + " generate " + dir + "/run --prompt \"ROMEO:\" --tokens 40 --seed 1"));
+
+  std::string info = run_command(kTxl + " info " + dir + "/run");
+  REQUIRE(info.find("closed form") != std::string::npos);
+  REQUIRE(info.find("match") != std::string::npos);
+  REQUIRE(info.find("step 10") != std::string::npos);
+}
+
+TEST_CASE("incremental decoding with memory equals a full forward", "[cli]") {
+  // Generation feeds one token at a time with the memory carried; with enough memory
+  // each position's logits must equal those of one forward over the whole sequence.
+  ModelConfig c;
+  c.n_layer = 2;
+  c.n_head = 2;
+  c.d_model = 16;
+  c.d_head = 8;
+  c.d_inner = 32;
+  c.tgt_len = 12;
+  c.mem_len = 12;
+  TransformerXL m(c, 20, DType::f64);
+  m.init_weights(4);
+  NoGradGuard ng;
+  std::vector<int64_t> ids = {3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8};
+  ForwardOptions fo;
+  fo.want_logits = true;
+  fo.want_loss = false;
+  Tensor full = m.forward(Tensor::from_vector<int64_t>({12, 1}, ids), Tensor(), {}, fo).logits;
+  std::vector<Tensor> mems;
+  for (int64_t t = 0; t < 12; ++t) {
+    ForwardResult r = m.forward(Tensor::from_vector<int64_t>({1, 1}, {ids[t]}), Tensor(), mems, fo);
+    mems = r.mems;
+    REQUIRE(max_rel_diff(r.logits, narrow(full, 0, t, 1)) <= 1e-12);
+  }
+}
+
+TEST_CASE("bad inputs give one clear error line and a non-zero exit", "[cli]") {
+  const std::string dir = tiny_setup("bad");
+  std::string out = run_failing(kTxl + " train " + dir + "/tiny.yaml model.dmodel=4");
+  REQUIRE(out.find("model.dmodel") != std::string::npos);
+  REQUIRE(out.find("did you mean model.d_model") != std::string::npos);
+  out = run_failing(kTxl + " train " + dir + "/tiny.yaml model.dropout=1.5 run.dir=" + dir + "/r1");
+  REQUIRE(out.find("model.dropout") != std::string::npos);
+  REQUIRE_FALSE(fs::exists(dir + "/r1"));
+  out = run_failing(kTxl + " train " + dir + "/missing.yaml");
+  REQUIRE(out.find("missing.yaml") != std::string::npos);
+  out = run_failing(kTxl + " train " + dir + "/tiny.yaml data.path=" + dir + "/nope.txt run.dir=" + dir + "/r2");
+  REQUIRE(out.find("nope.txt") != std::string::npos);
+  std::ofstream(dir + "/empty.txt").close();
+  out = run_failing(kTxl + " train " + dir + "/tiny.yaml data.path=" + dir + "/empty.txt run.dir=" + dir + "/r3");
+  REQUIRE(out.find("empty.txt") != std::string::npos);
+  out = run_failing(kTxl + " eval " + dir + "/no_such_checkpoint");
+  REQUIRE(out.find("no_such_checkpoint") != std::string::npos);
+
+  // A run directory is never silently replaced.
+  run_command(kTxl + " train " + dir + "/tiny.yaml run.dir=" + dir + "/run train.steps=2");
+  const auto before = fs::last_write_time(dir + "/run/metrics.jsonl");
+  out = run_failing(kTxl + " train " + dir + "/tiny.yaml run.dir=" + dir + "/run train.steps=2");
+  REQUIRE(out.find("--resume") != std::string::npos);
+  REQUIRE(fs::last_write_time(dir + "/run/metrics.jsonl") == before);
+
+  // Corrupt and truncated checkpoints are refused by name.
+  const std::string ck = dir + "/run/checkpoints/last/model.safetensors";
+  std::string bytes = read_file(ck, "test");
+  std::ofstream(ck, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  out = run_failing(kTxl + " eval " + dir + "/run/checkpoints/last");
+  REQUIRE(out.find("model.safetensors") != std::string::npos);
+  std::ofstream(ck, std::ios::binary) << "garbage";
+  out = run_failing(kTxl + " info " + dir + "/run/checkpoints/last");
+  REQUIRE(out.find("model.safetensors") != std::string::npos);
+  // Every failure above is a single error line, not a crash.
+  REQUIRE(std::count(out.begin(), out.end(), '\n') == 1);
+  REQUIRE(out.rfind("error: ", 0) == 0);
+}
