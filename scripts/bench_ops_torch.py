@@ -29,7 +29,6 @@ Only the backward is timed for backward passes; their inputs are computed once.
 """
 import json
 import os
-import statistics
 import sys
 import time
 

@@ -13,6 +13,9 @@ txl=build/bin/txl
 repeats=10
 [ "${1:-}" = "--quick" ] && repeats=3
 ref=scripts/reference/mem_transformer_ref.py
+# OpenBLAS 0.3.21 does not recognise newer Xeons and falls back to its SSE3 kernels;
+# the AVX-512 ones are what PyTorch would use on a CPU it knows (unless the user chose).
+export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-SkylakeX}"
 out=$(mktemp -d)
 
 run_shape() {  # name config overrides reference-flags

@@ -116,6 +116,36 @@ TEST_CASE("eval, generate and info work on a trained run", "[cli][slow]") {
   REQUIRE(info.find("step 10") != std::string::npos);
 }
 
+TEST_CASE("gradient accumulation over batch chunks follows the unchunked run", "[cli][slow]") {
+  // Batch columns are independent streams with their own memories, so two chunks of 2
+  // columns give the same mean loss and gradients as one batch of 4, up to rounding.
+  const std::string dir = tiny_setup("chunks");
+  run_command(kTxl + " train " + dir + "/tiny.yaml run.dir=" + dir + "/one train.steps=8 model.dropout=0.0 "
+              "model.dropatt=0.0 eval.interval=0");
+  run_command(kTxl + " train " + dir + "/tiny.yaml run.dir=" + dir + "/two train.steps=8 model.dropout=0.0 "
+              "model.dropatt=0.0 eval.interval=0 train.batch_chunk=2");
+  auto one = events(dir + "/one", "train"), two = events(dir + "/two", "train");
+  REQUIRE(one.size() == 8);
+  REQUIRE(two.size() == 8);
+  for (size_t i = 0; i < one.size(); ++i)
+    REQUIRE(two[i]["loss"].get<double>() == Approx(one[i]["loss"].get<double>()).epsilon(1e-5));
+}
+
+TEST_CASE("--init fine-tunes from a checkpoint and refuses a different architecture", "[cli][slow]") {
+  const std::string dir = tiny_setup("init");
+  run_command(kTxl + " train " + dir + "/tiny.yaml run.dir=" + dir + "/run train.steps=1 eval.interval=0");
+  // A config without a model section takes the checkpoint's architecture.
+  std::ofstream(dir + "/ft.yaml") << "data: {path: " << dir << "/data.txt, vocab: chars}\n"
+                                  << "train: {batch_size: 2, steps: 2, log_interval: 1}\neval: {interval: 0}\n";
+  run_command(kTxl + " train " + dir + "/ft.yaml --init " + dir + "/run/checkpoints/last run.dir=" + dir +
+              "/ft model.dropout=0.0 model.mem_len=4");
+  REQUIRE(events(dir + "/ft", "train").size() == 2);
+  std::string out = run_failing(kTxl + " train " + dir + "/ft.yaml --init " + dir + "/run/checkpoints/last run.dir=" +
+                                dir + "/ft2 model.d_model=32");
+  REQUIRE(out.find("model.d_model") != std::string::npos);
+  REQUIRE(out.find("--init") != std::string::npos);
+}
+
 TEST_CASE("incremental decoding with memory equals a full forward", "[cli]") {
   // Generation feeds one token at a time with the memory carried; with enough memory
   // each position's logits must equal those of one forward over the whole sequence.

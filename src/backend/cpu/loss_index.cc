@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "cpu_backend.h"
+#include "fast_exp.h"
 #include "strided_loop.h"
 #include "txl/core/rng.h"
 
@@ -43,10 +44,11 @@ CrossEntropyResult CpuBackend::cross_entropy(const Tensor& logits_in, const Tens
       for (int64_t i = 0; i < N; ++i) {
         const scalar_t* row = px + i * V;
         scalar_t m = -std::numeric_limits<scalar_t>::infinity();
-        for (int64_t v = 0; v < V; ++v) m = std::max(m, row[v]);
+#pragma omp simd reduction(max : m)
+        for (int64_t v = 0; v < V; ++v) m = row[v] > m ? row[v] : m;
         scalar_t s = 0;
 #pragma omp simd reduction(+ : s)
-        for (int64_t v = 0; v < V; ++v) s += std::exp(row[v] - m);
+        for (int64_t v = 0; v < V; ++v) s += fast_exp(row[v] - m);
         plse[i] = m + std::log(s);
         pl[i] = pt[i] == ignore_index ? scalar_t(0) : plse[i] - row[pt[i]];
       }
@@ -80,7 +82,7 @@ Tensor CpuBackend::cross_entropy_backward(const Tensor& logits_in, const Tensor&
         const scalar_t* row = px + i * V;
         const scalar_t gi = pgr[i], l = plse[i];
 #pragma omp simd
-        for (int64_t v = 0; v < V; ++v) out[v] = gi * std::exp(row[v] - l);
+        for (int64_t v = 0; v < V; ++v) out[v] = gi * fast_exp(row[v] - l);
         out[pt[i]] -= gi;
       }
     });

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "cpu_backend.h"
+#include "fast_exp.h"
 #include "strided_loop.h"
 
 namespace txl::cpu {
@@ -51,21 +52,26 @@ Tensor CpuBackend::rel_attn_probs(const Tensor& ac_in, const Tensor& bd_in, cons
       const T* b = pb + r * K + shift;  // bd_raw[i, j + T - 1 - i]
       const uint8_t* m = pm + i * K;
       T* out = pp + r * K;
+      // Keys past K - T + i are always masked, so only the first K - shift are read.
+      const int64_t visible = K - shift;
       T mx = -std::numeric_limits<T>::infinity();
-      for (int64_t j = 0; j < K; ++j) {
-        const T s = m[j] ? -std::numeric_limits<T>::infinity() : (a[j] + (j + shift < K ? b[j] : T(0))) * sc;
+#pragma omp simd reduction(max : mx)
+      for (int64_t j = 0; j < visible; ++j) {
+        const T s = m[j] ? -std::numeric_limits<T>::infinity() : (a[j] + b[j]) * sc;
         out[j] = s;
         mx = s > mx ? s : mx;
       }
       T sum = 0;
-      for (int64_t j = 0; j < K; ++j) {
-        const T e = m[j] ? T(0) : std::exp(out[j] - mx);
+#pragma omp simd reduction(+ : sum)
+      for (int64_t j = 0; j < visible; ++j) {
+        const T e = m[j] ? T(0) : fast_exp(out[j] - mx);
         out[j] = e;
         sum += e;
       }
+      for (int64_t j = visible; j < K; ++j) out[j] = 0;
       const T inv = T(1) / sum;
 #pragma omp simd
-      for (int64_t j = 0; j < K; ++j) out[j] *= inv;
+      for (int64_t j = 0; j < visible; ++j) out[j] *= inv;
     }
   });
   return p;

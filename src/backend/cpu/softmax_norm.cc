@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "cpu_backend.h"
+#include "fast_exp.h"
 #include "strided_loop.h"
 
 namespace txl::cpu {
@@ -26,18 +27,20 @@ Tensor CpuBackend::softmax_last(const Tensor& x_in, bool log) {
       const scalar_t* xr = px + r * n;
       scalar_t* yr = py + r * n;
       scalar_t m = -std::numeric_limits<scalar_t>::infinity();
-      for (int64_t i = 0; i < n; ++i) m = std::max(m, xr[i]);
+#pragma omp simd reduction(max : m)
+      for (int64_t i = 0; i < n; ++i) m = xr[i] > m ? xr[i] : m;
       if (m == -std::numeric_limits<scalar_t>::infinity()) m = 0;  // fully masked row
       scalar_t s = 0;
       if (log) {
 #pragma omp simd reduction(+ : s)
-        for (int64_t i = 0; i < n; ++i) s += std::exp(xr[i] - m);
+        for (int64_t i = 0; i < n; ++i) s += fast_exp(xr[i] - m);
         const scalar_t lse = m + std::log(s);
 #pragma omp simd
         for (int64_t i = 0; i < n; ++i) yr[i] = xr[i] - lse;
       } else {
+#pragma omp simd reduction(+ : s)
         for (int64_t i = 0; i < n; ++i) {
-          yr[i] = std::exp(xr[i] - m);
+          yr[i] = fast_exp(xr[i] - m);
           s += yr[i];
         }
         const scalar_t inv = scalar_t(1) / s;
@@ -67,7 +70,8 @@ Tensor CpuBackend::softmax_last_backward(const Tensor& y_in, const Tensor& gy_in
       if (log) {
 #pragma omp simd reduction(+ : s)
         for (int64_t i = 0; i < n; ++i) s += gr[i];
-        for (int64_t i = 0; i < n; ++i) xr[i] = gr[i] - std::exp(yr[i]) * s;
+#pragma omp simd
+        for (int64_t i = 0; i < n; ++i) xr[i] = gr[i] - fast_exp(yr[i]) * s;
       } else {
 #pragma omp simd reduction(+ : s)
         for (int64_t i = 0; i < n; ++i) s += gr[i] * yr[i];

@@ -1,0 +1,130 @@
+// Optimizers, clipping and schedules against their closed forms (PyTorch's formulas),
+// computed here in double precision by hand.
+#include <cmath>
+
+#include "gradcheck.h"
+#include "txl/nn/parameters.h"
+#include "txl/train/optimizer.h"
+
+using namespace txl;
+using namespace txl::testing;
+
+namespace {
+
+struct Fixture {
+  ParameterSet params;
+  std::vector<double> w0 = {0.5, -1.0, 2.0, 0.25};
+  std::vector<double> g = {0.1, -0.3, 0.05, 1.5};
+  Fixture() {
+    params.declare("a", {2});
+    params.declare("b", {2});
+    params.finalize(DType::f64);
+    std::copy(w0.begin(), w0.end(), params.flat_data().data<double>());
+  }
+  void set_grad() { std::copy(g.begin(), g.end(), params.flat_grad().data<double>()); }
+  std::vector<double> weights() { return params.flat_data().to_doubles(); }
+};
+
+}  // namespace
+
+TEST_CASE("Adam and AdamW follow PyTorch's update over several steps", "[optimizer]") {
+  for (const char* name : {"adam", "adamw"}) {
+    Fixture f;
+    OptimizerConfig c;
+    c.name = name;
+    c.lr = 0.01;
+    c.betas = {0.8, 0.9};
+    c.eps = 1e-6;
+    c.weight_decay = 0.1;
+    auto opt = make_optimizer(c, f.params);
+    std::vector<double> w = f.w0, m(4, 0), v(4, 0);
+    for (int t = 1; t <= 3; ++t) {
+      f.set_grad();
+      opt->step(f.params, c.lr);
+      for (int i = 0; i < 4; ++i) {
+        double gi = f.g[i];
+        if (std::string(name) == "adamw")
+          w[i] *= 1 - c.lr * c.weight_decay;
+        else
+          gi += c.weight_decay * w[i];
+        m[i] = 0.8 * m[i] + 0.2 * gi;
+        v[i] = 0.9 * v[i] + 0.1 * gi * gi;
+        const double denom = std::sqrt(v[i]) / std::sqrt(1 - std::pow(0.9, t)) + c.eps;
+        w[i] -= c.lr / (1 - std::pow(0.8, t)) * m[i] / denom;
+      }
+    }
+    auto got = f.weights();
+    for (int i = 0; i < 4; ++i) REQUIRE(got[i] == Approx(w[i]).epsilon(1e-12));
+    REQUIRE(opt->steps_taken() == 3);
+  }
+}
+
+TEST_CASE("Adagrad follows PyTorch's update", "[optimizer]") {
+  Fixture f;
+  OptimizerConfig c;
+  c.name = "adagrad";
+  c.lr = 0.07;
+  c.eps = 1e-10;
+  auto opt = make_optimizer(c, f.params);
+  std::vector<double> w = f.w0, s(4, 0);
+  for (int t = 1; t <= 3; ++t) {
+    f.set_grad();
+    opt->step(f.params, c.lr);
+    for (int i = 0; i < 4; ++i) {
+      s[i] += f.g[i] * f.g[i];
+      w[i] -= c.lr * f.g[i] / (std::sqrt(s[i]) + c.eps);
+    }
+  }
+  auto got = f.weights();
+  for (int i = 0; i < 4; ++i) REQUIRE(got[i] == Approx(w[i]).epsilon(1e-12));
+}
+
+TEST_CASE("optimizer state round-trips and rejects a mismatch", "[optimizer]") {
+  Fixture f;
+  OptimizerConfig c;
+  auto a = make_optimizer(c, f.params);
+  f.set_grad();
+  a->step(f.params, 0.1);
+  auto state = a->state();
+  std::map<std::string, Tensor> m(state.begin(), state.end());
+  auto b = make_optimizer(c, f.params);
+  b->load_state(m, "test");
+  REQUIRE(b->steps_taken() == 1);
+  OptimizerConfig ada;
+  ada.name = "adagrad";
+  auto wrong = make_optimizer(ada, f.params);
+  REQUIRE_THROWS_WITH(wrong->load_state(m, "ckpt/optimizer.safetensors"),
+                      Catch::Contains("ckpt/optimizer.safetensors") && Catch::Contains("adagrad.sum"));
+}
+
+TEST_CASE("global-norm clipping matches clip_grad_norm_", "[optimizer]") {
+  Fixture f;
+  f.set_grad();
+  double norm = 0;
+  for (double g : f.g) norm += g * g;
+  norm = std::sqrt(norm);
+  REQUIRE(clip_grad_norm(f.params, 0.0) == Approx(norm));  // measure only
+  REQUIRE(clip_grad_norm(f.params, 10.0) == Approx(norm));  // below the bound: untouched
+  REQUIRE(f.params.flat_grad().to_doubles() == f.g);
+  clip_grad_norm(f.params, 0.5);
+  auto g = f.params.flat_grad().to_doubles();
+  for (int i = 0; i < 4; ++i) REQUIRE(g[i] == Approx(f.g[i] * 0.5 / (norm + 1e-6)).epsilon(1e-12));
+}
+
+TEST_CASE("learning-rate schedules", "[optimizer]") {
+  ScheduleConfig s;
+  s.name = "cosine";
+  s.warmup_steps = 10;
+  s.min_lr = 1e-4;
+  REQUIRE(scheduled_lr(s, 1e-3, 1, 110) == Approx(1e-4));
+  REQUIRE(scheduled_lr(s, 1e-3, 10, 110) == Approx(1e-3));
+  REQUIRE(scheduled_lr(s, 1e-3, 60, 110) == Approx(1e-4 + 0.5 * 9e-4));
+  REQUIRE(scheduled_lr(s, 1e-3, 110, 110) == Approx(1e-4));
+  REQUIRE(scheduled_lr(s, 1e-3, 500, 110) == Approx(1e-4));  // past the end: the floor
+  s.name = "constant";
+  REQUIRE(scheduled_lr(s, 1e-3, 5, 110) == Approx(5e-4));
+  REQUIRE(scheduled_lr(s, 1e-3, 50, 110) == Approx(1e-3));
+  s.name = "inv_sqrt";
+  REQUIRE(scheduled_lr(s, 1e-3, 5, 110) == Approx(1e-3 * 5 / std::pow(10.0, 1.5)));
+  REQUIRE(scheduled_lr(s, 1e-3, 40, 110) == Approx(1e-3 / std::sqrt(40.0)));
+}
