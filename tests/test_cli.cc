@@ -131,7 +131,7 @@ TEST_CASE("gradient accumulation over batch chunks follows the unchunked run", "
     REQUIRE(two[i]["loss"].get<double>() == Approx(one[i]["loss"].get<double>()).epsilon(1e-5));
 }
 
-TEST_CASE("--init fine-tunes from a checkpoint and refuses a different architecture", "[cli][slow]") {
+TEST_CASE("train --init fine-tunes from a checkpoint and refuses a different architecture", "[cli][slow]") {
   const std::string dir = tiny_setup("init");
   run_command(kTxl + " train " + dir + "/tiny.yaml run.dir=" + dir + "/run train.steps=1 eval.interval=0");
   // A config without a model section takes the checkpoint's architecture.

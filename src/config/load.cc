@@ -97,6 +97,9 @@ const std::vector<Field>& fields() {
       TXL_KEY("train.batch_chunk", train.batch_chunk, R::positive),
       TXL_KEY("train.max_time", train.max_time, R::non_negative),
       TXL_KEY("train.checkpoint_interval", train.checkpoint_interval, R::non_negative),
+      TXL_KEY("train.keep_checkpoints", train.keep_checkpoints, R::positive),
+      TXL_KEY("train.on_nonfinite", train.on_nonfinite, R::any, {"skip", "rewind", "stop"}),
+      TXL_KEY("train.max_rewinds", train.max_rewinds, R::non_negative),
       TXL_KEY("train.optimizer.name", train.optimizer.name, R::any, {"adam", "adamw", "adagrad"}),
       TXL_KEY("train.optimizer.lr", train.optimizer.lr, R::positive),
       TXL_KEY("train.optimizer.betas", train.optimizer.betas, R::probability),
@@ -598,8 +601,8 @@ class Loader {
     problems_.push_back("<override> " + ovr + ": " + where + ": " + msg);
   }
 
-  bool require_data_source_ = true;  // false for a checkpoint's stored config
   Config cfg_;
+  bool require_data_source_ = true;  // false for a checkpoint's stored config
   std::vector<std::string> problems_;
   std::set<std::string> bad_;                  // keys whose given value had the wrong type
   std::map<std::string, std::string> origin_;  // key -> the override that last set it

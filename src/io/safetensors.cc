@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -40,6 +41,25 @@ bool parse_dtype(const std::string& s, DType* out) {
     }
   return false;
 }
+
+// CRC-32 (IEEE 802.3, as zlib): each tensor's bytes carry one in the metadata.
+uint32_t crc32(const char* data, size_t n) {
+  static const auto table = [] {
+    std::array<uint32_t, 256> t{};
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      t[i] = c;
+    }
+    return t;
+  }();
+  uint32_t c = 0xFFFFFFFFu;
+  for (size_t i = 0; i < n; ++i) c = table[(c ^ static_cast<unsigned char>(data[i])) & 0xFF] ^ (c >> 8);
+  return c ^ 0xFFFFFFFFu;
+}
+
+constexpr const char* kFormatKey = "txl_format_version";
+constexpr const char* kFormatVersion = "1";
 
 void fsync_path(const std::string& path, int flags) {
   int fd = ::open(path.c_str(), flags);
@@ -96,16 +116,19 @@ std::string read_file(const std::string& path, const char* what) {
 void save_safetensors(const std::string& path, const NamedTensors& tensors,
                       const std::map<std::string, std::string>& metadata) {
   nlohmann::json header = nlohmann::json::object();
-  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::map<std::string, std::string> meta = metadata;
+  meta[kFormatKey] = kFormatVersion;
   std::vector<Tensor> contiguous_tensors;
   size_t offset = 0;
   for (const auto& [name, t] : tensors) {
     Tensor c = t.is_contiguous() ? t : contiguous_copy(t);
     size_t bytes = c.numel() * dtype_size(c.dtype());
+    meta["crc32:" + name] = fmt::format("{:08x}", crc32(static_cast<const char*>(c.raw_data()), bytes));
     header[name] = {{"dtype", st_dtype(c.dtype())}, {"shape", c.shape()}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
     contiguous_tensors.push_back(c);
   }
+  header["__metadata__"] = meta;
   std::string h = header.dump();
   h.append((8 - h.size() % 8) % 8, ' ');  // align the data section
   std::string out;
@@ -133,14 +156,19 @@ std::map<std::string, Tensor> load_safetensors(const std::string& path, std::map
   }
   TXL_CHECK(header.is_object(), "{}: corrupt safetensors header (not a JSON object)", path);
   const size_t data_start = 8 + n, data_len = bytes.size() - data_start;
+  std::map<std::string, std::string> meta;
+  if (header.contains("__metadata__") && header["__metadata__"].is_object())
+    for (auto m = header["__metadata__"].begin(); m != header["__metadata__"].end(); ++m)
+      meta[m.key()] = m.value().is_string() ? m.value().get<std::string>() : m.value().dump();
+  // Files written by txl carry a format version and a checksum per tensor; files from
+  // other writers (an imported reference model) are checked for structure only.
+  const bool ours = meta.count(kFormatKey) > 0;
+  TXL_CHECK(!ours || meta[kFormatKey] == kFormatVersion, "{}: format version {} is not supported (expected {})", path,
+            meta[kFormatKey], kFormatVersion);
+  if (metadata) *metadata = meta;
   std::map<std::string, Tensor> out;
   for (auto it = header.begin(); it != header.end(); ++it) {
-    if (it.key() == "__metadata__") {
-      if (metadata && it.value().is_object())
-        for (auto m = it.value().begin(); m != it.value().end(); ++m)
-          (*metadata)[m.key()] = m.value().is_string() ? m.value().get<std::string>() : m.value().dump();
-      continue;
-    }
+    if (it.key() == "__metadata__") continue;
     const auto& e = it.value();
     DType dt;
     TXL_CHECK(e.is_object() && e.contains("dtype") && e["dtype"].is_string() && parse_dtype(e["dtype"], &dt),
@@ -157,6 +185,13 @@ std::map<std::string, Tensor> load_safetensors(const std::string& path, std::map
     TXL_CHECK(b <= f && f <= data_len && f - b == numel_of(shape) * dtype_size(dt),
               "{}: tensor '{}' byte range [{}, {}) does not fit its shape {} {} or the file (truncated?)", path,
               it.key(), b, f, dtype_name(dt), shape_str(shape));
+    if (ours) {
+      auto c = meta.find("crc32:" + it.key());
+      TXL_CHECK(c != meta.end(), "{}: tensor '{}' has no checksum", path, it.key());
+      const std::string actual = fmt::format("{:08x}", crc32(bytes.data() + data_start + b, f - b));
+      TXL_CHECK(c->second == actual, "{}: checksum mismatch for tensor '{}' (stored {}, computed {}): the file is corrupt",
+                path, it.key(), c->second, actual);
+    }
     Tensor t = Tensor::empty(shape, dt);
     if (f > b) std::memcpy(t.raw_data(), bytes.data() + data_start + b, f - b);
     out.emplace(it.key(), t);

@@ -2,7 +2,11 @@
 // was expected.
 #include "txl/train/checkpoint.h"
 
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <set>
 
 #include <cmath>
 #include <filesystem>
@@ -48,6 +52,7 @@ void save_checkpoint(const std::string& dir, const Config& cfg, const Vocab& voc
   fs::remove_all(tmp, ec);
   fs::create_directories(tmp, ec);
   TXL_CHECK(!ec, "{}: cannot create checkpoint directory ({})", tmp.string(), ec.message());
+  try {
 
   NamedTensors weights;
   for (const auto& [name, t] : model.params().named()) {
@@ -68,6 +73,10 @@ void save_checkpoint(const std::string& dir, const Config& cfg, const Vocab& voc
     save_safetensors((tmp / "mems.safetensors").string(), mem_tensors);
     write_file_atomic((tmp / "trainer_state.json").string(), training.state->to_json().dump(1) + "\n");
   }
+  } catch (...) {
+    fs::remove_all(tmp, ec);  // a half-written checkpoint never stays behind
+    throw;
+  }
   // Swap the finished directory into place; the old one is removed only afterwards.
   const fs::path old = target.string() + ".old-" + std::to_string(::getpid());
   if (fs::exists(target)) {
@@ -77,6 +86,40 @@ void save_checkpoint(const std::string& dir, const Config& cfg, const Vocab& voc
   fs::rename(tmp, target, ec);
   TXL_CHECK(!ec, "{}: cannot move the new checkpoint into place ({})", dir, ec.message());
   fs::remove_all(old, ec);
+}
+
+void point_symlink(const std::string& link, const std::string& target) {
+  const fs::path l(link);
+  const fs::path tmp = l.string() + ".tmp-" + std::to_string(::getpid());
+  std::error_code ec;
+  fs::remove(tmp, ec);
+  fs::create_symlink(target, tmp, ec);
+  TXL_CHECK(!ec, "{}: cannot create a symlink ({})", tmp.string(), ec.message());
+  fs::rename(tmp, l, ec);
+  TXL_CHECK(!ec, "{}: cannot update the symlink ({})", link, ec.message());
+  const int fd = ::open(l.parent_path().c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+void prune_checkpoints(const std::string& checkpoints_dir, int64_t keep) {
+  const fs::path d(checkpoints_dir);
+  std::vector<std::string> steps;
+  for (const auto& e : fs::directory_iterator(d))
+    if (e.is_directory() && !e.is_symlink() && e.path().filename().string().rfind("step_", 0) == 0 &&
+        e.path().filename().string().find('.') == std::string::npos)
+      steps.push_back(e.path().filename().string());
+  std::sort(steps.begin(), steps.end());
+  std::set<std::string> protect;
+  for (const char* link : {"last", "best"}) {
+    std::error_code ec;
+    fs::path t = fs::read_symlink(d / link, ec);
+    if (!ec) protect.insert(t.filename().string());
+  }
+  for (size_t i = 0; i + static_cast<size_t>(keep) < steps.size(); ++i)
+    if (!protect.count(steps[i])) fs::remove_all(d / steps[i]);
 }
 
 std::string resolve_checkpoint_dir(const std::string& path) {

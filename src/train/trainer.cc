@@ -3,7 +3,11 @@
 // clip, optimizer step with the scheduled learning rate.
 #include "txl/train/trainer.h"
 
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
+
+#include <atomic>
+#include <csignal>
 
 #include <chrono>
 #include <cmath>
@@ -13,6 +17,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 
 #include "txl/config/load.h"
 #include "txl/core/threads.h"
@@ -101,6 +106,45 @@ class MetricsLog {
   std::ofstream out_;
 };
 
+// SIGINT / SIGTERM: the first asks the loop to finish its step, checkpoint and exit;
+// a second SIGINT exits at once (every file is written atomically, so nothing tears).
+std::atomic<int> g_stop_signal{0};
+
+extern "C" void on_stop_signal(int sig) {
+  if (g_stop_signal.load() != 0 && sig == SIGINT) _exit(130);
+  g_stop_signal.store(sig);
+}
+
+struct SignalHandlers {
+  struct sigaction old_int {}, old_term {};
+  SignalHandlers() {
+    g_stop_signal.store(0);
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+  }
+  ~SignalHandlers() {
+    sigaction(SIGINT, &old_int, nullptr);
+    sigaction(SIGTERM, &old_term, nullptr);
+  }
+};
+
+// Test hook: TXL_FAULT_NAN_STEPS=5,9 makes the gradient norm of those steps NaN, once
+// each per process, so the on_nonfinite policies can be exercised end to end.
+struct FaultInjection {
+  std::set<int64_t> pending;
+  FaultInjection() {
+    if (const char* env = std::getenv("TXL_FAULT_NAN_STEPS")) {
+      std::stringstream ss(env);
+      for (std::string item; std::getline(ss, item, ',');)
+        if (!item.empty()) pending.insert(std::stoll(item));
+    }
+  }
+  bool nan_at(int64_t step) { return pending.erase(step) > 0; }
+};
+
 uint64_t dropout_seed(int64_t run_seed, int64_t step, int64_t chunk) {
   return counter_hash(static_cast<uint64_t>(run_seed), 7, static_cast<uint64_t>(step) * 1024 + chunk);
 }
@@ -118,7 +162,7 @@ int run_training(const TrainOptions& opt) {
 
   if (!opt.resume_dir.empty()) {
     run_dir = opt.resume_dir;
-    TXL_CHECK(fs::is_directory(fs::path(run_dir) / "checkpoints" / "last"),
+    TXL_CHECK(fs::exists(fs::path(run_dir) / "checkpoints" / "last" / "trainer_state.json"),
               "--resume {}: no checkpoints/last in this directory (not a txl run, or it never saved)", run_dir);
     Checkpoint ck = load_checkpoint((fs::path(run_dir) / "checkpoints" / "last").string());
     TXL_CHECK(ck.has_training_state, "--resume {}: checkpoints/last holds no training state", run_dir);
@@ -186,9 +230,24 @@ int run_training(const TrainOptions& opt) {
                            vocab.size(), vocab.kind(), corpus.train.size(), run_dir)
             << std::flush;
 
-  auto save_last = [&] {
-    save_checkpoint((fs::path(run_dir) / "checkpoints" / "last").string(), cfg, vocab, *model,
-                    TrainingSnapshot{optimizer.get(), &st, &mems});
+  // Step checkpoints are immutable directories; last and best are symlinks moved
+  // atomically once the directory they name is complete on disk.
+  const fs::path ck_dir = fs::path(run_dir) / "checkpoints";
+  // Leftovers of a run killed while writing (temporary directories and links).
+  for (const auto& e : fs::directory_iterator(ck_dir)) {
+    const std::string n = e.path().filename().string();
+    if (n.find(".tmp-") != std::string::npos || n.find(".old-") != std::string::npos) fs::remove_all(e.path());
+  }
+  int64_t saved_step = -1;
+  auto save_step = [&](bool best) {
+    const std::string name = fmt::format("step_{:08d}", st.step);
+    if (saved_step != st.step) {
+      save_checkpoint((ck_dir / name).string(), cfg, vocab, *model, TrainingSnapshot{optimizer.get(), &st, &mems});
+      point_symlink((ck_dir / "last").string(), name);
+      saved_step = st.step;
+    }
+    if (best) point_symlink((ck_dir / "best").string(), name);
+    prune_checkpoints(ck_dir.string(), cfg.train.keep_checkpoints);
   };
   auto run_eval = [&]() -> bool {
     if (corpus.valid.empty()) return false;
@@ -207,9 +266,12 @@ int run_training(const TrainOptions& opt) {
     std::cout << fmt::format("eval  step {} | valid loss {:.4f} | bpc {:.4f} | ppl {:.3f} | {} tokens in {:.1f}s{}\n",
                              st.step, r.nll, r.bpc(), r.ppl(), r.tokens, r.seconds, best ? " | best" : "")
               << std::flush;
-    if (best) save_checkpoint((fs::path(run_dir) / "checkpoints" / "best").string(), cfg, vocab, *model);
+    save_step(best);
     return true;
   };
+  SignalHandlers signals;
+  FaultInjection fault_injection;
+  int64_t rewinds = 0, skipped = 0;
 
   double interval_loss = 0.0;
   int64_t interval_steps = 0, interval_tokens = 0;
@@ -238,11 +300,47 @@ int run_training(const TrainOptions& opt) {
       backward(chunks > 1 ? mul_scalar(loss, 1.0 / static_cast<double>(chunks)) : loss);
       mems[c] = std::move(out.mems);
     }
-    const double gnorm = clip_grad_norm(params, cfg.train.clip);
-    TXL_CHECK(std::isfinite(step_loss) && std::isfinite(gnorm),
-              "step {}: non-finite loss ({}) or gradient norm ({}); stopping without saving. The last good "
-              "checkpoint is in {}/checkpoints/last; lower train.optimizer.lr or set train.clip",
-              st.step + 1, step_loss, gnorm, run_dir);
+    double gnorm = clip_grad_norm(params, cfg.train.clip);
+    if (fault_injection.nan_at(st.step + 1)) gnorm = std::nan("");
+    if (!std::isfinite(step_loss) || !std::isfinite(gnorm)) {
+      const std::string what = fmt::format("step {}: non-finite loss ({}) or gradient norm ({})", st.step + 1,
+                                           step_loss, gnorm);
+      metrics.write({{"event", "nonfinite"}, {"step", st.step + 1}, {"action", cfg.train.on_nonfinite}});
+      const bool can_rewind = cfg.train.on_nonfinite == "rewind" && rewinds < cfg.train.max_rewinds &&
+                              fs::exists(ck_dir / "last");
+      if (cfg.train.on_nonfinite == "skip") {
+        // The batch is consumed, the update is not applied; memories come from the
+        // failed forward, so start the streams afresh.
+        skipped++;
+        st.data_position = batches.position();
+        for (auto& m : mems) m.clear();
+        std::cout << what << "; skipped (" << skipped << " so far)\n" << std::flush;
+        continue;
+      }
+      if (can_rewind) {
+        // Back to the last good checkpoint's weights, optimizer and memories; the data
+        // keeps moving forward so the offending batch is not replayed.
+        Checkpoint ck = load_checkpoint((ck_dir / "last").string());
+        load_weights(*model, [&] {
+          std::map<std::string, Tensor> w;
+          for (const auto& [n, t] : ck.model->params().named()) w[n] = t.detach();
+          return w;
+        }(), ck.dir);
+        optimizer->load_state(ck.optimizer_state, ck.dir + "/optimizer.safetensors");
+        mems = std::move(ck.mems);
+        mems.resize(static_cast<size_t>(chunks));
+        const int64_t position = batches.position();
+        st = ck.state;
+        st.data_position = position;
+        rewinds++;
+        std::cout << what << "; rewound to step " << st.step << " (" << rewinds << " of " << cfg.train.max_rewinds
+                  << " rewinds)\n" << std::flush;
+        continue;
+      }
+      TXL_FAIL("{}; stopping (train.on_nonfinite: {}). Nothing non-finite was saved; the last good checkpoint is "
+               "{}/checkpoints/last. Lower train.optimizer.lr, set train.clip, or set train.on_nonfinite: skip",
+               what, cfg.train.on_nonfinite == "rewind" ? "rewind, out of rewinds" : cfg.train.on_nonfinite, run_dir);
+    }
     const double lr = scheduled_lr(cfg.train.schedule, cfg.train.optimizer.lr, st.step + 1, cfg.train.steps);
     optimizer->step(params, lr);
     st.step++;
@@ -273,13 +371,21 @@ int run_training(const TrainOptions& opt) {
     }
     if (cfg.eval.interval > 0 && st.step % cfg.eval.interval == 0) {
       evaluated_at_end = run_eval();
-      save_last();
+      save_step(false);
     } else if (cfg.train.checkpoint_interval > 0 && st.step % cfg.train.checkpoint_interval == 0) {
-      save_last();
+      save_step(false);
+    }
+    if (const int sig = g_stop_signal.load(); sig != 0) {
+      save_step(false);
+      std::cout << fmt::format("\n{} at step {}: checkpoint saved in {}\nresume with: txl train --resume {}\n",
+                               sig == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)", st.step,
+                               (ck_dir / fmt::format("step_{:08d}", st.step)).string(), run_dir)
+                << std::flush;
+      return sig == SIGINT ? 130 : 143;
     }
   }
   if (!evaluated_at_end) run_eval();
-  save_last();
+  save_step(false);
   std::cout << fmt::format("done: {} steps, {} training time; best valid bpc {:.4f} at step {}; run dir {}\n", st.step,
                            hms(st.elapsed_s), st.best_val_bpc, st.best_step, run_dir);
   return 0;

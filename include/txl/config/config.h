@@ -63,6 +63,9 @@ struct TrainConfig {
   int64_t batch_chunk = 1;     // gradient accumulation over this many batch chunks
   double max_time = 0.0;       // seconds of training; 0 = no limit (steps still apply)
   int64_t checkpoint_interval = 0;  // steps between checkpoints; 0 = only at eval/end
+  int64_t keep_checkpoints = 3;     // newest step checkpoints kept (the best one is kept too)
+  std::string on_nonfinite = "stop";  // non-finite loss or gradient norm: skip | rewind | stop
+  int64_t max_rewinds = 3;          // rewinds allowed before on_nonfinite=rewind stops
   OptimizerConfig optimizer;
   ScheduleConfig schedule;
 

@@ -1,7 +1,8 @@
 // Checkpoint directories: config.yaml, vocab.json, model.safetensors (reference
 // parameter names), and for training checkpoints optimizer.safetensors, mems.safetensors
 // and trainer_state.json. A directory is written beside its target and renamed into
-// place, so a reader sees the old checkpoint or the new one, never a mix.
+// place, so a reader sees the old checkpoint or the new one, never a mix. A run keeps
+// checkpoints/step_NNNNNNNN/ directories with the symlinks last and best pointing at them.
 #pragma once
 #include <limits>
 #include <memory>
@@ -47,6 +48,12 @@ struct Checkpoint {
   std::map<std::string, Tensor> optimizer_state;
   std::vector<std::vector<Tensor>> mems;
 };
+
+// Points the symlink `link` at `target` (a name in the same directory) atomically: a new
+// link is made beside it and renamed over the old one.
+void point_symlink(const std::string& link, const std::string& target);
+// Removes step_* checkpoints beyond the newest `keep`; never what last or best point to.
+void prune_checkpoints(const std::string& checkpoints_dir, int64_t keep);
 
 // `path` is a checkpoint directory, or a run directory (its best checkpoint, else its last).
 std::string resolve_checkpoint_dir(const std::string& path);

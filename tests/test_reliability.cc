@@ -1,0 +1,145 @@
+// Reliability of training runs: checksummed checkpoints, step checkpoints behind atomic
+// last/best links, SIGTERM/SIGINT stops that checkpoint and resume, the on_nonfinite
+// policies (driven by the TXL_FAULT_NAN_STEPS test hook), and the SIGKILL crash test.
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "gradcheck.h"
+#include "reference_runner.h"
+#include "txl/io/safetensors.h"
+
+using namespace txl;
+using namespace txl::testing;
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kTxl = std::string(TXL_BINARY_DIR) + "/bin/txl --threads 2";
+
+std::string tiny(const std::string& name, int steps) {
+  const std::string dir = scratch_dir(name);
+  std::ifstream in(source_path("third_party/tinyshakespeare/tinyshakespeare.txt"), std::ios::binary);
+  std::string text(20000, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  std::ofstream(dir + "/data.txt", std::ios::binary) << text;
+  std::ofstream(dir + "/tiny.yaml") << "data: {path: " << dir << "/data.txt, vocab: chars}\n"
+                                    << "model: {n_layer: 2, n_head: 2, d_model: 16, d_head: 8, d_inner: 32, "
+                                       "tgt_len: 8, mem_len: 8}\n"
+                                    << "train: {batch_size: 4, steps: " << steps
+                                    << ", log_interval: 1, checkpoint_interval: 2, keep_checkpoints: 2}\n"
+                                    << "eval: {interval: 0, batch_size: 2, max_tokens: 100}\n";
+  return dir;
+}
+
+int run_status(const std::string& cmd, std::string* output) {
+  const std::string out_file = scratch_dir("rel_cmd") + "/out.txt";
+  const int rc = std::system((cmd + " > " + out_file + " 2>&1").c_str());
+  std::ifstream f(out_file);
+  output->assign((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+std::vector<json> events(const std::string& run, const std::string& kind) {
+  std::vector<json> out;
+  std::ifstream f(run + "/metrics.jsonl");
+  for (std::string line; std::getline(f, line);) {
+    json j = json::parse(line);
+    if (j["event"] == kind) out.push_back(j);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("checkpoints keep the newest step directories behind last/best links", "[reliability]") {
+  const std::string dir = tiny("layout", 8);
+  run_command(kTxl + " train " + dir + "/tiny.yaml run.dir=" + dir + "/run");
+  const fs::path ck = dir + "/run/checkpoints";
+  REQUIRE(fs::is_symlink(ck / "last"));
+  REQUIRE(fs::read_symlink(ck / "last").string() == "step_00000008");
+  std::vector<std::string> steps;
+  for (const auto& e : fs::directory_iterator(ck))
+    if (!e.is_symlink()) steps.push_back(e.path().filename().string());
+  std::sort(steps.begin(), steps.end());
+  // keep_checkpoints 2, plus whatever best points to (validation ran at the end: step 8).
+  REQUIRE(steps == std::vector<std::string>{"step_00000006", "step_00000008"});
+}
+
+TEST_CASE("a corrupted checkpoint is refused by its checksum", "[reliability]") {
+  const std::string dir = tiny("checksum", 2);
+  run_command(kTxl + " train " + dir + "/tiny.yaml run.dir=" + dir + "/run");
+  const std::string file = dir + "/run/checkpoints/last/model.safetensors";
+  std::string bytes = read_file(file, "test");
+  bytes[bytes.size() - 3] ^= 0x40;  // flip one bit inside the last tensor's data
+  std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
+  REQUIRE_THROWS_WITH(load_safetensors(file), Catch::Contains("checksum mismatch") && Catch::Contains(file));
+  std::string out;
+  REQUIRE(run_status(kTxl + " eval " + dir + "/run/checkpoints/last", &out) == 1);
+  REQUIRE(out.find("checksum mismatch") != std::string::npos);
+}
+
+TEST_CASE("a header that lies about sizes is refused", "[reliability]") {
+  const std::string dir = scratch_dir("lying_header");
+  save_safetensors(dir + "/t.safetensors", {{"w", Tensor::ones({4, 4})}});
+  std::string bytes = read_file(dir + "/t.safetensors", "test");
+  const auto at = bytes.find("[4,4]");
+  REQUIRE(at != std::string::npos);
+  bytes.replace(at, 5, "[8,4]");
+  std::ofstream(dir + "/t.safetensors", std::ios::binary | std::ios::trunc) << bytes;
+  REQUIRE_THROWS_WITH(load_safetensors(dir + "/t.safetensors"), Catch::Contains("does not fit its shape"));
+}
+
+TEST_CASE("SIGTERM finishes the step, checkpoints, exits 143; resume completes the run", "[reliability][slow]") {
+  const std::string dir = tiny("sigterm", 100000);
+  const std::string run = dir + "/run";
+  const std::string log = dir + "/log.txt";
+  std::system(("(" + kTxl + " train " + dir + "/tiny.yaml run.dir=" + run + " > " + log +
+               " 2>&1; echo $? > " + dir + "/rc) & echo $! > " + dir + "/pid").c_str());
+  // Wait until training is under way, then ask it to stop.
+  for (int i = 0; i < 200 && events(run, "train").size() < 5; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  REQUIRE(events(run, "train").size() >= 5);
+  // Only the txl process (its command line starts with the binary), not the wrapping shell.
+  std::system(("pkill -TERM -f '^" + std::string(TXL_BINARY_DIR) + "/bin/txl .*run.dir=" + run + "'").c_str());
+  for (int i = 0; i < 200 && !fs::exists(dir + "/rc"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  REQUIRE(read_file(dir + "/rc", "rc").rfind("143", 0) == 0);
+  const std::string out = read_file(log, "log");
+  REQUIRE(out.find("terminated (SIGTERM)") != std::string::npos);
+  REQUIRE(out.find("txl train --resume " + run) != std::string::npos);
+  const int64_t stopped = events(run, "train").back()["step"];
+  REQUIRE(fs::read_symlink(run + "/checkpoints/last").string() == fmt::format("step_{:08d}", stopped));
+  run_command(kTxl + " train --resume " + run + " train.steps=" + std::to_string(stopped + 3));
+  REQUIRE(events(run, "train").back()["step"] == stopped + 3);
+}
+
+TEST_CASE("on_nonfinite: stop, skip and rewind", "[reliability][slow]") {
+  const std::string dir = tiny("nonfinite", 10);
+  std::string out;
+  // stop: one clear line, non-zero exit, the checkpoint of step 4 is intact.
+  REQUIRE(run_status("TXL_FAULT_NAN_STEPS=5 " + kTxl + " train " + dir + "/tiny.yaml run.dir=" + dir + "/stop", &out) ==
+          1);
+  REQUIRE(out.find("step 5: non-finite") != std::string::npos);
+  REQUIRE(fs::read_symlink(dir + "/stop/checkpoints/last").string() == "step_00000004");
+  // skip: the run finishes; the skipped step is recorded and not counted as an update.
+  run_command("TXL_FAULT_NAN_STEPS=5 " + kTxl + " train " + dir + "/tiny.yaml train.on_nonfinite=skip run.dir=" + dir +
+              "/skip");
+  REQUIRE(events(dir + "/skip", "nonfinite").size() == 1);
+  REQUIRE(events(dir + "/skip", "train").back()["step"] == 10);
+  // rewind: back to step 4's checkpoint, then on to the end.
+  out = run_command("TXL_FAULT_NAN_STEPS=7 " + kTxl + " train " + dir +
+                    "/tiny.yaml train.on_nonfinite=rewind run.dir=" + dir + "/rewind");
+  REQUIRE(out.find("rewound to step 6") != std::string::npos);
+  REQUIRE(events(dir + "/rewind", "train").back()["step"] == 10);
+  // rewind with no rewinds left stops.
+  REQUIRE(run_status("TXL_FAULT_NAN_STEPS=7 " + kTxl + " train " + dir +
+                         "/tiny.yaml train.on_nonfinite=rewind train.max_rewinds=0 run.dir=" + dir + "/norewind",
+                     &out) == 1);
+  REQUIRE(out.find("out of rewinds") != std::string::npos);
+}
+
+TEST_CASE("SIGKILL at random moments never loses or corrupts a run (20 trials)", "[reliability][slow]") {
+  const std::string out = run_command("bash " + source_path("scripts/kill_test.sh") + " 20");
+  REQUIRE(out.find("survived 20/20") != std::string::npos);
+}
