@@ -5,8 +5,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <unistd.h>
 
@@ -45,6 +47,17 @@ inline std::string run_command(const std::string& cmd) {
   INFO("command: " << cmd << "\noutput:\n" << ss.str());
   REQUIRE(rc == 0);
   return ss.str();
+}
+
+// The events of one kind ("train", "eval", ...) from a run's metrics.jsonl, in order.
+inline std::vector<nlohmann::json> metrics_events(const std::string& run, const std::string& kind) {
+  std::vector<nlohmann::json> out;
+  std::ifstream f(run + "/metrics.jsonl");
+  for (std::string line; std::getline(f, line);) {
+    nlohmann::json j = nlohmann::json::parse(line);
+    if (j["event"] == kind) out.push_back(j);
+  }
+  return out;
 }
 
 }  // namespace txl::testing

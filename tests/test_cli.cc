@@ -12,6 +12,7 @@
 using namespace txl;
 using namespace txl::testing;
 using json = nlohmann::json;
+using txl::testing::metrics_events;
 namespace fs = std::filesystem;
 
 namespace {
@@ -47,16 +48,6 @@ std::string run_failing(const std::string& cmd, int* rc_out = nullptr) {
   return out;
 }
 
-std::vector<json> events(const std::string& run, const std::string& kind) {
-  std::vector<json> out;
-  std::ifstream f(run + "/metrics.jsonl");
-  for (std::string line; std::getline(f, line);) {
-    json j = json::parse(line);
-    if (j["event"] == kind) out.push_back(j);
-  }
-  return out;
-}
-
 }  // namespace
 
 TEST_CASE("txl --help lists the subcommands", "[cli]") {
@@ -76,7 +67,7 @@ TEST_CASE("train writes a run directory; resume continues exactly", "[cli][slow]
   for (const char* f : {"config.yaml", "metrics.jsonl", "checkpoints/last/model.safetensors",
                         "checkpoints/last/optimizer.safetensors", "checkpoints/best/model.safetensors"})
     REQUIRE(fs::exists(dir + "/full/" + f));
-  auto full = events(dir + "/full", "train"), split = events(dir + "/split", "train");
+  auto full = metrics_events(dir + "/full", "train"), split = metrics_events(dir + "/split", "train");
   REQUIRE(full.size() == 20);
   REQUIRE(split.size() == 20);
   for (size_t i = 0; i < full.size(); ++i) {
@@ -99,7 +90,7 @@ TEST_CASE("eval, generate and info work on a trained run", "[cli][slow]") {
   REQUIRE(e["bpc"].get<double>() == Approx(e["nll"].get<double>() / std::log(2.0)));
   REQUIRE(e["ppl"].get<double>() == Approx(std::exp(e["nll"].get<double>())));
   // The last eval event of training scored the same split with the same settings.
-  auto evals = events(dir + "/run", "eval");
+  auto evals = metrics_events(dir + "/run", "eval");
   REQUIRE(e["nll"].get<double>() == Approx(evals.back()["loss"].get<double>()).epsilon(1e-9));
   json all = json::parse(run_command(kTxl + " eval " + dir + "/run --data " + dir + "/data.txt --split all "
                                      "--batch-size 3 --tgt-len 5 --mem-len 11 --json"));
@@ -124,7 +115,7 @@ TEST_CASE("gradient accumulation over batch chunks follows the unchunked run", "
               "model.dropatt=0.0 eval.interval=0");
   run_command(kTxl + " train " + dir + "/tiny.yaml run.dir=" + dir + "/two train.steps=8 model.dropout=0.0 "
               "model.dropatt=0.0 eval.interval=0 train.batch_chunk=2");
-  auto one = events(dir + "/one", "train"), two = events(dir + "/two", "train");
+  auto one = metrics_events(dir + "/one", "train"), two = metrics_events(dir + "/two", "train");
   REQUIRE(one.size() == 8);
   REQUIRE(two.size() == 8);
   for (size_t i = 0; i < one.size(); ++i)
@@ -139,7 +130,7 @@ TEST_CASE("train --init fine-tunes from a checkpoint and refuses a different arc
                                   << "train: {batch_size: 2, steps: 2, log_interval: 1}\neval: {interval: 0}\n";
   run_command(kTxl + " train " + dir + "/ft.yaml --init " + dir + "/run/checkpoints/last run.dir=" + dir +
               "/ft model.dropout=0.0 model.mem_len=4");
-  REQUIRE(events(dir + "/ft", "train").size() == 2);
+  REQUIRE(metrics_events(dir + "/ft", "train").size() == 2);
   std::string out = run_failing(kTxl + " train " + dir + "/ft.yaml --init " + dir + "/run/checkpoints/last run.dir=" +
                                 dir + "/ft2 model.d_model=32");
   REQUIRE(out.find("model.d_model") != std::string::npos);

@@ -12,6 +12,7 @@
 using namespace txl;
 using namespace txl::testing;
 using json = nlohmann::json;
+using txl::testing::metrics_events;
 namespace fs = std::filesystem;
 
 namespace {
@@ -39,16 +40,6 @@ int run_status(const std::string& cmd, std::string* output) {
   std::ifstream f(out_file);
   output->assign((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
-std::vector<json> events(const std::string& run, const std::string& kind) {
-  std::vector<json> out;
-  std::ifstream f(run + "/metrics.jsonl");
-  for (std::string line; std::getline(f, line);) {
-    json j = json::parse(line);
-    if (j["event"] == kind) out.push_back(j);
-  }
-  return out;
 }
 
 }  // namespace
@@ -98,8 +89,8 @@ TEST_CASE("SIGTERM finishes the step, checkpoints, exits 143; resume completes t
   std::system(("(" + kTxl + " train " + dir + "/tiny.yaml run.dir=" + run + " > " + log +
                " 2>&1; echo $? > " + dir + "/rc) & echo $! > " + dir + "/pid").c_str());
   // Wait until training is under way, then ask it to stop.
-  for (int i = 0; i < 200 && events(run, "train").size() < 5; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  REQUIRE(events(run, "train").size() >= 5);
+  for (int i = 0; i < 200 && metrics_events(run, "train").size() < 5; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  REQUIRE(metrics_events(run, "train").size() >= 5);
   // Only the txl process (its command line starts with the binary), not the wrapping shell.
   std::system(("pkill -TERM -f '^" + std::string(TXL_BINARY_DIR) + "/bin/txl .*run.dir=" + run + "'").c_str());
   for (int i = 0; i < 200 && !fs::exists(dir + "/rc"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -108,10 +99,10 @@ TEST_CASE("SIGTERM finishes the step, checkpoints, exits 143; resume completes t
   const std::string out = read_file(log, "log");
   REQUIRE(out.find("terminated (SIGTERM)") != std::string::npos);
   REQUIRE(out.find("txl train --resume " + run) != std::string::npos);
-  const int64_t stopped = events(run, "train").back()["step"];
+  const int64_t stopped = metrics_events(run, "train").back()["step"];
   REQUIRE(fs::read_symlink(run + "/checkpoints/last").string() == fmt::format("step_{:08d}", stopped));
   run_command(kTxl + " train --resume " + run + " train.steps=" + std::to_string(stopped + 3));
-  REQUIRE(events(run, "train").back()["step"] == stopped + 3);
+  REQUIRE(metrics_events(run, "train").back()["step"] == stopped + 3);
 }
 
 TEST_CASE("on_nonfinite: stop, skip and rewind", "[reliability][slow]") {
@@ -125,13 +116,13 @@ TEST_CASE("on_nonfinite: stop, skip and rewind", "[reliability][slow]") {
   // skip: the run finishes; the skipped step is recorded and not counted as an update.
   run_command("TXL_FAULT_NAN_STEPS=5 " + kTxl + " train " + dir + "/tiny.yaml train.on_nonfinite=skip run.dir=" + dir +
               "/skip");
-  REQUIRE(events(dir + "/skip", "nonfinite").size() == 1);
-  REQUIRE(events(dir + "/skip", "train").back()["step"] == 10);
+  REQUIRE(metrics_events(dir + "/skip", "nonfinite").size() == 1);
+  REQUIRE(metrics_events(dir + "/skip", "train").back()["step"] == 10);
   // rewind: back to step 4's checkpoint, then on to the end.
   out = run_command("TXL_FAULT_NAN_STEPS=7 " + kTxl + " train " + dir +
                     "/tiny.yaml train.on_nonfinite=rewind run.dir=" + dir + "/rewind");
   REQUIRE(out.find("rewound to step 6") != std::string::npos);
-  REQUIRE(events(dir + "/rewind", "train").back()["step"] == 10);
+  REQUIRE(metrics_events(dir + "/rewind", "train").back()["step"] == 10);
   // rewind with no rewinds left stops.
   REQUIRE(run_status("TXL_FAULT_NAN_STEPS=7 " + kTxl + " train " + dir +
                          "/tiny.yaml train.on_nonfinite=rewind train.max_rewinds=0 run.dir=" + dir + "/norewind",

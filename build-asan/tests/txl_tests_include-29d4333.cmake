@@ -1,5 +1,0 @@
-if(EXISTS "/work/main/build-asan/tests/txl_tests_tests-29d4333.cmake")
-  include("/work/main/build-asan/tests/txl_tests_tests-29d4333.cmake")
-else()
-  add_test(txl_tests_NOT_BUILT-29d4333 txl_tests_NOT_BUILT-29d4333)
-endif()

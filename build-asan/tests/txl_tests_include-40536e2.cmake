@@ -1,5 +1,0 @@
-if(EXISTS "/work/main/build-asan/tests/txl_tests_tests-40536e2.cmake")
-  include("/work/main/build-asan/tests/txl_tests_tests-40536e2.cmake")
-else()
-  add_test(txl_tests_NOT_BUILT-40536e2 txl_tests_NOT_BUILT-40536e2)
-endif()

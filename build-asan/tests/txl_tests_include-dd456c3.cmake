@@ -1,5 +1,0 @@
-if(EXISTS "/work/main/build-asan/tests/txl_tests_tests-dd456c3.cmake")
-  include("/work/main/build-asan/tests/txl_tests_tests-dd456c3.cmake")
-else()
-  add_test(txl_tests_NOT_BUILT-dd456c3 txl_tests_NOT_BUILT-dd456c3)
-endif()

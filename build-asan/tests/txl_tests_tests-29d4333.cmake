@@ -1,1 +1,0 @@
-set( txl_tests_TESTS)
