@@ -134,3 +134,26 @@ TEST_CASE("SIGKILL at random moments never loses or corrupts a run (20 trials)",
   const std::string out = run_command("bash " + source_path("scripts/kill_test.sh") + " 20");
   REQUIRE(out.find("survived 20/20") != std::string::npos);
 }
+
+TEST_CASE("a full disk fails the checkpoint with one line and keeps the last good one", "[reliability][slow]") {
+  const std::string dir = tiny("fulldisk", 2);
+  const std::string run = dir + "/run";
+  run_command(kTxl + " train " + dir + "/tiny.yaml run.dir=" + run);
+  // ulimit -f caps every file this process writes (bash counts 1024-byte blocks): the
+  // weights of the next checkpoint (27 KB) do not fit, as on a full disk.
+  std::string out;
+  REQUIRE(run_status("ulimit -f 20; " + kTxl + " train --resume " + run + " train.steps=4", &out) == 1);
+  // Progress lines go to stdout; the failure is one error line at the end.
+  const auto err = out.find("error: ");
+  REQUIRE(err != std::string::npos);
+  REQUIRE(out.find('\n', err) == out.size() - 1);
+  REQUIRE(out.find("write failed") != std::string::npos);
+  REQUIRE(out.find("previous file is untouched") != std::string::npos);
+  REQUIRE(fs::read_symlink(run + "/checkpoints/last").string() == "step_00000002");
+  for (const auto& e : fs::directory_iterator(run + "/checkpoints"))
+    REQUIRE(e.path().filename().string().find(".tmp-") == std::string::npos);  // nothing half-written left
+  run_command(kTxl + " eval " + run + "/checkpoints/last --json");
+  // With space again, the run resumes from the intact checkpoint.
+  run_command(kTxl + " train --resume " + run + " train.steps=4");
+  REQUIRE(fs::read_symlink(run + "/checkpoints/last").string() == "step_00000004");
+}

@@ -119,6 +119,9 @@ struct SignalHandlers {
   struct sigaction old_int {}, old_term {};
   SignalHandlers() {
     g_stop_signal.store(0);
+    // A file-size limit (ulimit -f) must fail the write with EFBIG, reported with the
+    // file's name, rather than kill the process.
+    std::signal(SIGXFSZ, SIG_IGN);
     struct sigaction sa {};
     sa.sa_handler = on_stop_signal;
     sigemptyset(&sa.sa_mask);
