@@ -49,6 +49,16 @@ inline std::string run_command(const std::string& cmd) {
   return ss.str();
 }
 
+// The first `bytes` bytes of the bundled tiny-shakespeare written to dir/name; returns the path.
+inline std::string write_corpus_prefix(const std::string& dir, size_t bytes, const std::string& name = "data.txt") {
+  std::ifstream in(source_path("third_party/tinyshakespeare/tinyshakespeare.txt"), std::ios::binary);
+  std::string text(bytes, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(bytes));
+  const std::string path = dir + "/" + name;
+  std::ofstream(path, std::ios::binary) << text;
+  return path;
+}
+
 // The events of one kind ("train", "eval", ...) from a run's metrics.jsonl, in order.
 inline std::vector<nlohmann::json> metrics_events(const std::string& run, const std::string& kind) {
   std::vector<nlohmann::json> out;

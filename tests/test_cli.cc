@@ -21,10 +21,7 @@ const std::string kTxl = std::string(TXL_BINARY_DIR) + "/bin/txl --threads 2";
 
 std::string tiny_setup(const std::string& name, const std::string& extra = "") {
   const std::string dir = scratch_dir(name);
-  std::ifstream in(source_path("third_party/tinyshakespeare/tinyshakespeare.txt"), std::ios::binary);
-  std::string text(20000, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  std::ofstream(dir + "/data.txt", std::ios::binary) << text;
+  write_corpus_prefix(dir, 20000);
   std::ofstream(dir + "/tiny.yaml") << "data: {path: " << dir << "/data.txt, split: [0.9, 0.1, 0.0], vocab: chars}\n"
                                     << "model: {n_layer: 2, n_head: 2, d_model: 16, d_head: 8, d_inner: 32, "
                                        "dropout: 0.1, dropatt: 0.1, tgt_len: 8, mem_len: 8}\n"

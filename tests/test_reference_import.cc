@@ -25,24 +25,10 @@ json last_json_line(const std::string& out) {
   return json::parse(out.substr(start == std::string::npos ? 0 : start + 1, end - (start == std::string::npos ? 0 : start + 1) + 1));
 }
 
-// A small byte corpus: the start of the bundled tiny-shakespeare.
-std::string corpus_file(const std::string& dir, size_t bytes) {
-  std::ifstream in(source_path("third_party/tinyshakespeare/tinyshakespeare.txt"), std::ios::binary);
-  std::string text(bytes, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(bytes));
-  const std::string path = dir + "/corpus.txt";
-  std::ofstream(path, std::ios::binary) << text;
-  return path;
-}
-
-struct Arch {
-  std::string flags;  // model flags shared by the reference script and the importer
-};
-
 void compare_eval(const std::string& name, const std::string& arch, const std::string& eval_flags_ref,
                   const std::string& eval_flags_txl) {
   const std::string dir = scratch_dir("import_" + name);
-  const std::string data = corpus_file(dir, 6000);
+  const std::string data = write_corpus_prefix(dir, 6000, "corpus.txt");
   run_command(kRef + " save-random --out " + dir + "/state.pt --vocab 256 --init_std 0.1 --seed 3 " + arch);
   run_command(kImport + " transformer-xl " + dir + "/state.pt " + dir + "/ckpt --vocab bytes " + arch);
   json ref = last_json_line(run_command(kRef + " eval --state " + dir + "/state.pt --data " + data + " --dtype float64 " + arch +
@@ -109,7 +95,7 @@ TEST_CASE("import_reference rejects bad state dicts with one clear line", "[refe
 TEST_CASE("txl train --init follows the reference training loop step by step", "[reference][train]") {
   TXL_REQUIRE_TORCH();
   const std::string dir = scratch_dir("train_follow");
-  const std::string data = corpus_file(dir, 8000);
+  const std::string data = write_corpus_prefix(dir, 8000, "corpus.txt");
   run_command(kRef + " save-random --out " + dir + "/state.pt --vocab 256 --init_std 0.05 --seed 5 " + kArch);
   run_command(kImport + " transformer-xl " + dir + "/state.pt " + dir + "/ckpt --vocab bytes " + kArch);
   std::ofstream(dir + "/finetune.yaml") << "data:\n  path: " << data
