@@ -5,7 +5,6 @@
 #include <cmath>
 #include <limits>
 
-#include "txl/backend/backend.h"
 #include "txl/ops/attention.h"
 #include "txl/ops/ops.h"
 
@@ -73,7 +72,7 @@ void TransformerXL::init_weights(uint64_t seed) {
       if (is_ln_weight) v = add_scalar(v, 1.0);
     }
     Tensor dst = t.detach();
-    backend_of(dst).copy(v, dst);
+    copy_(dst, v);
   }
 }
 

@@ -145,6 +145,7 @@ void scale_(Tensor& a, double s) {
   backend_of(a).binary_inplace(BinaryOp::mul, a, f);
 }
 void fill_(Tensor& a, double value) { backend_of(a).fill(a, value); }
+void copy_(Tensor& dst, const Tensor& src) { backend_of(dst).copy(src, dst); }
 
 Tensor contiguous_copy(const Tensor& x) {
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());

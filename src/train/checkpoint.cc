@@ -13,7 +13,6 @@
 
 #include "txl/config/load.h"
 #include "txl/io/safetensors.h"
-#include "txl/backend/backend.h"
 #include "txl/ops/ops.h"
 
 namespace txl {
@@ -147,7 +146,7 @@ void load_weights(TransformerXL& model, const std::map<std::string, Tensor>& wei
     TXL_CHECK(std::isfinite(sum(to_dtype(it->second, DType::f64)).item()), "{}: parameter '{}' holds non-finite values",
               source, name);
     Tensor dst = param.detach();
-    backend_of(dst).copy(it->second, dst);
+    copy_(dst, it->second);
   }
   for (const auto& [name, t] : weights)
     TXL_CHECK(model.params().contains(name), "{}: unexpected parameter '{}' (not part of this model)", source, name);

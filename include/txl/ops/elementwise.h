@@ -42,6 +42,8 @@ Tensor sum_to(const Tensor& g, const Shape& shape);
 void add_(Tensor& a, const Tensor& b);
 void scale_(Tensor& a, double s);
 void fill_(Tensor& a, double value);
+// dst = src (same shape, any strides, dtype converted), never recorded: loading weights.
+void copy_(Tensor& dst, const Tensor& src);
 // A fresh contiguous copy that shares nothing with x.
 Tensor contiguous_copy(const Tensor& x);
 
