@@ -6,7 +6,7 @@
 #include "gradcheck.h"
 #include "reference_runner.h"
 #include "txl/io/safetensors.h"
-#include "txl/models/transformer_xl.h"
+#include "txl/models/language_model.h"
 #include "txl/train/checkpoint.h"
 
 using namespace txl;
@@ -145,7 +145,7 @@ TEST_CASE("incremental decoding with memory equals a full forward", "[cli]") {
   c.d_inner = 32;
   c.tgt_len = 12;
   c.mem_len = 12;
-  TransformerXL m(c, 20, DType::f64);
+  LanguageModel m(c, 20, DType::f64);
   m.init_weights(4);
   NoGradGuard ng;
   std::vector<int64_t> ids = {3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8};

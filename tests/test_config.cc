@@ -252,7 +252,7 @@ TEST_CASE("config error: wrong types", "[config]") {
   check("run: {name: [a, b]}\n", "run.name: expected a string, got a list [a, b]");
   check("model: 5\n",
         "model: expected a mapping with keys n_layer, n_head, d_model, d_head, d_inner, dropout, dropatt, "
-        "tgt_len, mem_len, pre_lnorm, same_length, clamp_len, init_std, got 5");
+        "tgt_len, mem_len, pre_lnorm, same_length, clamp_len, init_std, attention, got 5");
   check("model: {d_model: {x: 1}}\n", "model.d_model: expected a positive integer, got a mapping {x: 1}");
   check("model: {d_model: 64, d_model: 32}\n", "model.d_model: duplicate key");
   REQUIRE(has_problem(yaml_error("- a\n- b\n"),
@@ -370,7 +370,7 @@ TEST_CASE("config error: bad overrides", "[config]") {
   REQUIRE(has_problem(yaml_error(d, {"model.colour=red"}),
                       "<override> model.colour=red: unknown key; valid keys of model are n_layer, n_head, d_model, "
                       "d_head, d_inner, dropout, dropatt, tgt_len, mem_len, pre_lnorm, same_length, clamp_len, "
-                      "init_std"));
+                      "init_std, attention"));
   REQUIRE(has_problem(yaml_error(d, {"model.d_model.x=1"}),
                       "<override> model.d_model.x=1: unknown key; model.d_model takes a value and has no keys"));
   REQUIRE(has_problem(yaml_error(d, {"model.d_model"}), "<override> model.d_model: expected key.path=value"));

@@ -7,7 +7,7 @@
 #include "gradcheck.h"
 #include "reference_runner.h"
 #include "txl/io/safetensors.h"
-#include "txl/models/transformer_xl.h"
+#include "txl/models/language_model.h"
 #include "txl/train/checkpoint.h"
 
 using namespace txl;
@@ -48,7 +48,7 @@ CaseResult run_case(const std::string& name, const std::string& flags) {
   mc.pre_lnorm = info["pre_lnorm"];
   mc.same_length = info["same_length"];
   mc.clamp_len = info["clamp_len"];
-  TransformerXL model(mc, info["vocab"].get<int64_t>(), DType::f64);
+  LanguageModel model(mc, info["vocab"].get<int64_t>(), DType::f64);
   std::map<std::string, Tensor> weights;
   for (const auto& [k, t] : tensors)
     if (k.rfind("param/", 0) == 0 && k != "param/crit.out_layers.0.weight") weights[k.substr(6)] = t;
@@ -88,15 +88,15 @@ TEST_CASE("parameter count equals the closed form and the published count", "[tx
   base.d_model = 512;
   base.d_head = 64;
   base.d_inner = 2048;
-  REQUIRE(TransformerXL::parameter_count(base, 204) == 41055436);  // MODELS.md §9.1
+  REQUIRE(LanguageModel::parameter_count(base, 204) == 41055436);  // MODELS.md §9.1
   ModelConfig small;
   small.n_layer = 2;
   small.n_head = 3;
   small.d_model = 12;
   small.d_head = 4;
   small.d_inner = 20;
-  TransformerXL m(small, 11, DType::f64);
-  REQUIRE(m.params().numel() == TransformerXL::parameter_count(small, 11));
+  LanguageModel m(small, 11, DType::f64);
+  REQUIRE(m.params().numel() == LanguageModel::parameter_count(small, 11));
 }
 
 TEST_CASE("memory length grows to mem_len and stays there", "[txl]") {
@@ -108,7 +108,7 @@ TEST_CASE("memory length grows to mem_len and stays there", "[txl]") {
   c.d_inner = 16;
   c.tgt_len = 5;
   c.mem_len = 7;
-  TransformerXL m(c, 10, DType::f64);
+  LanguageModel m(c, 10, DType::f64);
   m.init_weights(1);
   NoGradGuard ng;
   std::vector<Tensor> mems;

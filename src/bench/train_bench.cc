@@ -7,14 +7,14 @@
 #include "txl/bench/ops_bench.h"
 #include "txl/core/allocator.h"
 #include "txl/core/threads.h"
-#include "txl/models/transformer_xl.h"
+#include "txl/models/language_model.h"
 #include "txl/ops/ops.h"
 #include "txl/train/optimizer.h"
 
 namespace txl {
 
 nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup, int repeats, bool profile) {
-  TransformerXL model(cfg.model, vocab_size);
+  LanguageModel model(cfg.model, vocab_size);
   model.init_weights(static_cast<uint64_t>(cfg.train.seed));
   auto optimizer = make_optimizer(cfg.train.optimizer, model.params());
   const int64_t T = cfg.model.tgt_len, B = cfg.train.batch_size;

@@ -32,10 +32,23 @@ namespace {
 int checkpoint_info(const std::string& path) {
   Checkpoint ck = load_checkpoint(path);
   const int64_t n = ck.model->params().numel();
-  const int64_t formula = TransformerXL::parameter_count(ck.config.model, ck.vocab.size());
+  const int64_t formula = LanguageModel::parameter_count(ck.config.model, ck.vocab.size());
   std::cout << "checkpoint: " << ck.dir << "\n"
             << fmt::format("parameters: {} (closed form {}: {})\n", n, formula, n == formula ? "match" : "MISMATCH")
-            << fmt::format("vocabulary: {} symbols ({})\n", ck.vocab.size(), ck.vocab.kind());
+            << fmt::format("vocabulary: {} symbols ({})\n", ck.vocab.size(), ck.vocab.kind())
+            << fmt::format("attention: {} ({})\n", ck.config.model.attention.type,
+                           caps_text(ck.model->attention_spec().caps));
+  // Learned per-head quantities (adaptive span: the span of every head, in tokens).
+  for (const auto& [what, per_layer] : ck.model->attention().report(ck.model->params())) {
+    double total = 0.0;
+    int64_t n = 0;
+    for (size_t l = 0; l < per_layer.size(); ++l) {
+      std::string row;
+      for (double v : per_layer[l]) row += fmt::format(" {:8.1f}", v), total += v, ++n;
+      std::cout << fmt::format("{} layer {:2d}:{}\n", what, l, row);
+    }
+    if (n) std::cout << fmt::format("{} mean: {:.1f}\n", what, total / static_cast<double>(n));
+  }
   // A run directory's best checkpoint holds weights only; its training state is in last.
   const std::filesystem::path last = std::filesystem::path(path) / "checkpoints" / "last" / "trainer_state.json";
   if (!ck.has_training_state && std::filesystem::exists(last)) {

@@ -9,6 +9,7 @@ struct Context {
   int threads = 0;  // 0: TXL_NUM_THREADS or all cores
 };
 
+int attention(const Context& ctx, const std::vector<std::string>& args);
 int bench(const Context& ctx, const std::vector<std::string>& args);
 int info(const Context& ctx, const std::vector<std::string>& args);
 int train(const Context& ctx, const std::vector<std::string>& args);

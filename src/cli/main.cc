@@ -27,6 +27,9 @@ commands:
                   NLL, bits per character and perplexity, as kimiyoung's eval.py
   generate CHECKPOINT [--prompt TEXT] [--tokens N] [--temperature X] [--top-k K] [--seed S]
                   stream sampled text, carrying the memory
+  attention list | show NAME
+                  the registered attention variants (model.attention.type), their
+                  capabilities and keys with defaults
   info CHECKPOINT_OR_RUN_DIR | --system
                   a checkpoint's config, parameters and training state; or the system
   bench ops [--json] [--quick]
@@ -74,6 +77,7 @@ int main(int argc, char** argv) {
     const std::string cmd = rest[0];
     std::vector<std::string> sub(rest.begin() + 1, rest.end());
     txl::cli::Context ctx{threads};
+    if (cmd == "attention") return txl::cli::attention(ctx, sub);
     if (cmd == "bench") return txl::cli::bench(ctx, sub);
     if (cmd == "info") return txl::cli::info(ctx, sub);
     if (cmd == "train") return txl::cli::train(ctx, sub);

@@ -7,6 +7,9 @@
 // directory. Overrides and config_from_yaml_string take paths as written.
 #include "txl/config/load.h"
 
+#include "txl/attention/attention.h"
+#include "txl/core/suggest.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -80,7 +83,7 @@ const std::vector<Field>& fields() {
       TXL_KEY("model.n_head", model.n_head, R::positive),
       TXL_KEY("model.d_model", model.d_model, R::positive),
       TXL_KEY("model.d_head", model.d_head, R::positive),
-      TXL_KEY("model.d_inner", model.d_inner, R::positive),
+      TXL_KEY("model.d_inner", model.d_inner, R::non_negative),
       TXL_KEY("model.dropout", model.dropout, R::probability),
       TXL_KEY("model.dropatt", model.dropatt, R::probability),
       TXL_KEY("model.tgt_len", model.tgt_len, R::positive),
@@ -89,6 +92,7 @@ const std::vector<Field>& fields() {
       TXL_KEY("model.same_length", model.same_length),
       TXL_KEY("model.clamp_len", model.clamp_len),
       TXL_KEY("model.init_std", model.init_std, R::positive),
+      TXL_KEY("model.attention.type", model.attention.type),  // its other keys: the variant's schema
       TXL_KEY("train.batch_size", train.batch_size, R::positive),
       TXL_KEY("train.steps", train.steps, R::positive),
       TXL_KEY("train.seed", train.seed, R::non_negative),
@@ -105,6 +109,7 @@ const std::vector<Field>& fields() {
       TXL_KEY("train.optimizer.betas", train.optimizer.betas, R::probability),
       TXL_KEY("train.optimizer.eps", train.optimizer.eps, R::positive),
       TXL_KEY("train.optimizer.weight_decay", train.optimizer.weight_decay, R::non_negative),
+      TXL_KEY("train.optimizer.clip", train.optimizer.clip, R::non_negative),
       TXL_KEY("train.schedule.name", train.schedule.name, R::any, {"constant", "cosine", "inv_sqrt"}),
       TXL_KEY("train.schedule.warmup_steps", train.schedule.warmup_steps, R::non_negative),
       TXL_KEY("train.schedule.min_lr", train.schedule.min_lr, R::non_negative),
@@ -182,23 +187,6 @@ std::string join(const std::vector<std::string>& items, const std::string& sep) 
 
 // ---------------------------------------------------------------- did you mean
 
-// Optimal-string-alignment distance (adjacent swaps cost 1), case-insensitive.
-size_t edit_distance(const std::string& a, const std::string& b) {
-  auto lower = [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); };
-  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
-  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
-  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t cost = lower(a[i - 1]) == lower(b[j - 1]) ? 0 : 1;
-      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
-      if (i > 1 && j > 1 && lower(a[i - 1]) == lower(b[j - 2]) && lower(a[i - 2]) == lower(b[j - 1]))
-        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
-    }
-  }
-  return d[a.size()][b.size()];
-}
-
 // Known paths within a small edit distance of `path` (the closest ones only).
 std::vector<std::string> close_paths(const std::string& path) {
   size_t limit = last_component(path).size() <= 4 ? 1 : 2;
@@ -234,6 +222,8 @@ std::string unknown_key_message(const std::string& path) {
   return fmt::format("unknown key; valid keys {} are {}", parent.empty() ? "at the top level" : "of " + parent,
                      join(child_keys(parent), ", "));
 }
+
+const std::string kAttentionSection = "model.attention";
 
 // ---------------------------------------------------------------- values
 
@@ -444,6 +434,17 @@ void emit_section(YAML::Emitter& out, Config& cfg, const std::string& section) {
     else
       emit_section(out, cfg, path);
   }
+  if (section == kAttentionSection)
+    for (const auto& [key, value] : cfg.model.attention.options) {
+      out << YAML::Key << key << YAML::Value;
+      std::visit(overloaded{
+                     [&](bool v) { out << v; },
+                     [&](int64_t v) { out << v; },
+                     [&](double v) { out << format_double(v); },
+                     [&](const std::string& v) { out << YAML::DoubleQuoted << v; },
+                 },
+                 value);
+    }
   out << YAML::EndMap;
 }
 
@@ -512,6 +513,7 @@ class Loader {
     }
     validate_data();
     validate_train();
+    validate_attention();
   }
 
   Config finish(const std::string& source) {
@@ -531,7 +533,17 @@ class Loader {
   }
 
   void apply_node(const std::string& path, const YAML::Node& node) {
-    if (const Field* f = find_field(path)) return set_field(*f, node);
+    if (path.starts_with(kAttentionSection + ".") && path != kAttentionSection + ".type") {
+      // A variant's own key: checked against its schema once the type is known (validate).
+      attention_raw_[path.substr(kAttentionSection.size() + 1)] = {YAML::Clone(node), override_};
+      return;
+    }
+    if (const Field* f = find_field(path)) {
+      const std::string type_before = cfg_.model.attention.type;
+      set_field(*f, node);
+      if (cfg_.model.attention.type != type_before) cfg_.model.attention.options.clear();
+      return;
+    }
     if (!is_section(path)) return report(path, unknown_key_message(path));
     if (node.IsNull()) return;  // an empty section keeps its defaults
     if (!node.IsMap())
@@ -586,9 +598,81 @@ class Loader {
     if (t.batch_size > 0 && t.batch_chunk > 0 && t.batch_size % t.batch_chunk != 0)
       report("train.batch_chunk",
              fmt::format("must divide train.batch_size ({}), got {}", t.batch_size, t.batch_chunk));
+    if (t.optimizer.clip > 0 && t.optimizer.name != "adagrad")
+      report("train.optimizer.clip", fmt::format("the per-tensor step clip is Adagrad's (AdagradWithGradClip); with {} "
+                                                 "use train.clip (global gradient norm), got {}",
+                                                 t.optimizer.name, format_double(t.optimizer.clip)));
     if (t.optimizer.lr > 0 && t.schedule.min_lr > t.optimizer.lr)
       report("train.schedule.min_lr", fmt::format("must be <= train.optimizer.lr ({}), got {}",
                                                   format_double(t.optimizer.lr), format_double(t.schedule.min_lr)));
+  }
+
+  std::optional<OptionValue> parse_option(const OptionSpec& spec, const YAML::Node& n) {
+    return std::visit(overloaded{
+                          [&](bool) -> std::optional<OptionValue> { return parse_bool(n); },
+                          [&](int64_t) -> std::optional<OptionValue> { return parse_number<int64_t>(n); },
+                          [&](double) -> std::optional<OptionValue> { return parse_number<double>(n); },
+                          [&](const std::string&) -> std::optional<OptionValue> {
+                            if (!n.IsScalar()) return std::nullopt;
+                            return n.Scalar();
+                          },
+                      },
+                      spec.default_value);
+  }
+
+  // model.attention: the type must be registered, its keys in the variant's schema with
+  // values of the right type and range, the variant's own cross-key rules, and what the
+  // rest of the config asks of it among its capabilities.
+  void validate_attention() {
+    auto raw = std::move(attention_raw_);
+    attention_raw_.clear();
+    AttentionConfig& a = cfg_.model.attention;
+    const AttentionSpec* spec = find_attention(a.type);
+    std::vector<std::string> registered;
+    for (const AttentionSpec* s : registered_attentions()) registered.push_back(s->name);
+    if (!spec) {
+      if (!bad_.count(kAttentionSection + ".type"))
+        report(kAttentionSection + ".type", fmt::format("unknown attention type {}{}; registered variants: {}",
+                                                        quote_text(a.type), did_you_mean(a.type, registered),
+                                                        join(registered, ", ")));
+      return;
+    }
+    std::vector<std::string> keys{"type"};
+    for (const auto& o : spec->options) keys.push_back(o.name);
+    auto unknown = [&](const std::string& key) {
+      return fmt::format("unknown key for attention type {}{}; its keys are {}", a.type, did_you_mean(key, keys),
+                         join(keys, ", "));
+    };
+    for (const auto& [key, value] : a.options)
+      if (!spec->option(key)) report(kAttentionSection + "." + key, unknown(key));
+    for (auto& [key, entry] : raw) {
+      const std::string path = kAttentionSection + "." + key;
+      override_ = entry.second;
+      const OptionSpec* o = spec->option(key);
+      if (!o) {
+        report(path, unknown(key));
+      } else if (auto v = parse_option(*o, entry.first)) {
+        a.options[key] = *v;
+        if (override_.empty()) origin_.erase(path); else origin_[path] = override_;
+      } else {
+        report(path, "expected " + option_expected_text(*o) + ", got " + describe(entry.first));
+        bad_.insert(path);
+      }
+      override_.clear();
+    }
+    resolve_attention_defaults(cfg_.model);
+    for (const auto& o : spec->options) {
+      const std::string path = kAttentionSection + "." + o.name;
+      if (bad_.count(path)) continue;
+      std::string problem = option_problem(o, a.options.at(o.name));
+      if (!problem.empty()) report(path, problem);
+    }
+    if (spec->check)
+      for (const auto& p : spec->check(cfg_.model)) report(p.key, p.message);
+    if (cfg_.model.mem_len > 0 && !spec->caps.segment_memory)
+      report("model.mem_len", fmt::format("attention type {} has no segment memory (capability segment_memory); "
+                                          "set model.mem_len: 0",
+                                          a.type));
   }
 
   // One problem line; keys set by an override are reported as "<override> k=v: ...".
@@ -607,6 +691,8 @@ class Loader {
   std::set<std::string> bad_;                  // keys whose given value had the wrong type
   std::map<std::string, std::string> origin_;  // key -> the override that last set it
   std::string override_;                       // the override being applied, if any
+  // model.attention.<key> as written (node, override text), resolved in validate().
+  std::map<std::string, std::pair<YAML::Node, std::string>> attention_raw_;
 };
 
 std::string read_file(const std::string& path) {

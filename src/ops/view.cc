@@ -162,4 +162,48 @@ Tensor contiguous(const Tensor& x) {
   return y;
 }
 
+namespace {
+
+Tensor band_view(const Tensor& x, int64_t width) {
+  TXL_CHECK(x.dim() >= 2, "band: needs at least 2 axes, got {}", shape_str(x.shape()));
+  const int64_t M = x.shape()[x.dim() - 2], K = x.shape()[x.dim() - 1];
+  TXL_CHECK(width >= 0 && (M == 0 || K >= M - 1 + width), "band: width {} does not fit {} (needs K >= M - 1 + width)",
+            width, shape_str(x.shape()));
+  Shape shape = x.shape();
+  shape.back() = width;
+  Strides st = x.strides();
+  st[st.size() - 2] += st.back();
+  return make_view(x, shape, st, x.offset());
+}
+
+}  // namespace
+
+Tensor band(const Tensor& x, int64_t width) {
+  Tensor y = band_view(x, width);
+  if (needs_record({&x})) {
+    record(y, "band", {&x}, [s = x.shape(), width](const Tensor& g) {
+      Tensor gx = Tensor::zeros(s, g.dtype(), g.device());
+      Tensor window = band_view(gx, width);
+      backend_of(g).copy(g, window);
+      return std::vector<Tensor>{gx};
+    });
+  }
+  return y;
+}
+
+Tensor unband(const Tensor& a, int64_t K) {
+  TXL_CHECK(a.dim() >= 2, "unband: needs at least 2 axes, got {}", shape_str(a.shape()));
+  Shape shape = a.shape();
+  shape.back() = K;
+  Tensor y = Tensor::zeros(shape, a.dtype(), a.device());
+  Tensor window = band_view(y, a.shape().back());
+  backend_of(a).copy(a, window);
+  if (needs_record({&a})) {
+    record(y, "unband", {&a}, [width = a.shape().back()](const Tensor& g) {
+      return std::vector<Tensor>{contiguous_copy(band_view(g, width))};
+    });
+  }
+  return y;
+}
+
 }  // namespace txl

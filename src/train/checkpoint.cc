@@ -43,7 +43,7 @@ TrainerState TrainerState::from_json(const nlohmann::json& j, const std::string&
   return s;
 }
 
-void save_checkpoint(const std::string& dir, const Config& cfg, const Vocab& vocab, const TransformerXL& model,
+void save_checkpoint(const std::string& dir, const Config& cfg, const Vocab& vocab, const LanguageModel& model,
                      const TrainingSnapshot& training) {
   const fs::path target(dir);
   const fs::path tmp = target.string() + ".tmp-" + std::to_string(::getpid());
@@ -133,7 +133,7 @@ std::string resolve_checkpoint_dir(const std::string& path) {
            path);
 }
 
-void load_weights(TransformerXL& model, const std::map<std::string, Tensor>& weights, const std::string& source) {
+void load_weights(LanguageModel& model, const std::map<std::string, Tensor>& weights, const std::string& source) {
   NoGradGuard no_grad;
   for (const auto& [name, param] : model.params().named()) {
     auto it = weights.find(name);
@@ -159,7 +159,7 @@ Checkpoint load_checkpoint(const std::string& path, DType dtype) {
   ck.config = config_from_yaml_string(read_file((d / "config.yaml").string(), "checkpoint config"),
                                       (d / "config.yaml").string(), {}, /*require_data_source=*/false);
   ck.vocab = Vocab::load((d / "vocab.json").string());
-  ck.model = std::make_unique<TransformerXL>(ck.config.model, ck.vocab.size(), dtype);
+  ck.model = std::make_unique<LanguageModel>(ck.config.model, ck.vocab.size(), dtype);
   load_weights(*ck.model, load_safetensors((d / "model.safetensors").string()), (d / "model.safetensors").string());
   if (fs::exists(d / "trainer_state.json")) {
     ck.has_training_state = true;

@@ -7,7 +7,7 @@
 
 namespace txl {
 
-EvalResult evaluate(const TransformerXL& model, const std::vector<int32_t>& tokens, int64_t batch_size,
+EvalResult evaluate(const LanguageModel& model, const std::vector<int32_t>& tokens, int64_t batch_size,
                     int64_t tgt_len, int64_t max_tokens) {
   NoGradGuard no_grad;
   const auto t0 = std::chrono::steady_clock::now();

@@ -79,22 +79,45 @@ class Adam final : public Optimizer {
   Tensor m_, v_;
 };
 
+// Adagrad; with clip > 0 the reference's AdagradWithGradClip (MODELS.md §2.8): each
+// parameter tensor's step is scaled by min(1, clip / |g|) while the accumulator takes
+// the raw squared gradient; eps is added after the square root.
 class Adagrad final : public Optimizer {
  public:
-  Adagrad(const OptimizerConfig& c, const ParameterSet& p) : cfg_(c), sum_(Tensor::zeros({p.numel()}, p.dtype())) {}
+  Adagrad(const OptimizerConfig& c, const ParameterSet& p) : cfg_(c), sum_(Tensor::zeros({p.numel()}, p.dtype())) {
+    const int64_t base = p.named().empty() ? 0 : p.named().front().second.offset();
+    for (const auto& [name, t] : p.named()) segments_.push_back({t.offset() - base, t.numel()});
+  }
 
   void step(ParameterSet& params, double lr) override {
     ++t_;
     const double eps = cfg_.eps;
     const double wd = cfg_.weight_decay;
+    const double clip = cfg_.clip;
     for_each_float(params, [&](auto* w, auto* g, int64_t n, auto tag) {
       using T = decltype(tag);
       T* s = sum_.data<T>();
+      for (const auto& [begin, count] : segments_) {
+        T* ws = w + begin;
+        T* gs = g + begin;
+        T* ss = s + begin;
+        double clr = lr;
+        if (clip > 0) {
+          double sq = 0.0;
+#pragma omp parallel for simd reduction(+ : sq) schedule(static)
+          for (int64_t i = 0; i < count; ++i) {
+            const double gi = static_cast<double>(gs[i]) + wd * static_cast<double>(ws[i]);
+            sq += gi * gi;
+          }
+          const double norm = std::sqrt(sq);
+          if (norm > clip) clr *= clip / (norm + 1e-10);
+        }
 #pragma omp parallel for simd schedule(static)
-      for (int64_t i = 0; i < n; ++i) {
-        T gi = g[i] + static_cast<T>(wd) * w[i];
-        s[i] += gi * gi;
-        w[i] -= static_cast<T>(lr) * gi / (std::sqrt(s[i]) + static_cast<T>(eps));
+        for (int64_t i = 0; i < count; ++i) {
+          T gi = gs[i] + static_cast<T>(wd) * ws[i];
+          ss[i] += gi * gi;
+          ws[i] -= static_cast<T>(clr) * gi / (std::sqrt(ss[i]) + static_cast<T>(eps));
+        }
       }
     });
   }
@@ -116,6 +139,7 @@ class Adagrad final : public Optimizer {
  private:
   OptimizerConfig cfg_;
   Tensor sum_;
+  std::vector<std::pair<int64_t, int64_t>> segments_;  // (offset, numel) of each parameter tensor
 };
 
 }  // namespace

@@ -157,7 +157,7 @@ uint64_t dropout_seed(int64_t run_seed, int64_t step, int64_t chunk) {
 int run_training(const TrainOptions& opt) {
   Config cfg;
   Vocab vocab;
-  std::unique_ptr<TransformerXL> model;
+  std::unique_ptr<LanguageModel> model;
   TrainerState st;
   std::map<std::string, Tensor> optimizer_state;
   std::vector<std::vector<Tensor>> mems;
@@ -206,7 +206,7 @@ int run_training(const TrainOptions& opt) {
   Corpus corpus = vocab.size() > 0 ? load_corpus(cfg.data, vocab) : load_corpus(cfg.data);
   if (vocab.size() == 0) vocab = corpus.vocab;
   if (!model) {
-    model = std::make_unique<TransformerXL>(cfg.model, vocab.size());
+    model = std::make_unique<LanguageModel>(cfg.model, vocab.size());
     model->init_weights(static_cast<uint64_t>(cfg.train.seed));
   }
   TXL_CHECK(model->vocab_size() == vocab.size(), "model vocabulary {} does not match the data vocabulary {}",
@@ -300,7 +300,9 @@ int run_training(const TrainOptions& opt) {
       ForwardResult out = model->forward(in_c, tg_c, mems[c], fo);
       Tensor loss = mean(out.loss);
       step_loss += loss.item() / static_cast<double>(chunks);
-      backward(chunks > 1 ? mul_scalar(loss, 1.0 / static_cast<double>(chunks)) : loss);
+      // The variant's auxiliary loss (span loss) joins the objective, not the reported nll.
+      Tensor objective = out.aux_loss.defined() ? add(loss, out.aux_loss) : loss;
+      backward(chunks > 1 ? mul_scalar(objective, 1.0 / static_cast<double>(chunks)) : objective);
       mems[c] = std::move(out.mems);
     }
     double gnorm = clip_grad_norm(params, cfg.train.clip);
@@ -346,6 +348,7 @@ int run_training(const TrainOptions& opt) {
     }
     const double lr = scheduled_lr(cfg.train.schedule, cfg.train.optimizer.lr, st.step + 1, cfg.train.steps);
     optimizer->step(params, lr);
+    model->after_step();
     st.step++;
     st.tokens_seen += T * B;
     st.data_position = batches.position();

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "txl/attention/options.h"
+
 namespace txl {
 
 struct DataConfig {
@@ -32,6 +34,7 @@ struct ModelConfig {
   bool same_length = false;
   int64_t clamp_len = -1;  // <= 0: no clamping
   double init_std = 0.02;
+  AttentionConfig attention;  // model.attention: type + that variant's keys (attention/attention.h)
 
   bool operator==(const ModelConfig&) const = default;
 };
@@ -42,6 +45,7 @@ struct OptimizerConfig {
   std::array<double, 2> betas{0.9, 0.999};
   double eps = 1e-8;
   double weight_decay = 0.0;
+  double clip = 0.0;  // adagrad only: per-parameter-tensor step clip (AdagradWithGradClip); 0 = off
 
   bool operator==(const OptimizerConfig&) const = default;
 };

@@ -16,5 +16,10 @@ Tensor expand(const Tensor& x, const Shape& shape);  // size-1 dims broadcast, n
 Tensor unsqueeze(const Tensor& x, int64_t axis);
 Tensor squeeze(const Tensor& x, int64_t axis);
 Tensor contiguous(const Tensor& x);
+// Diagonal bands of the last two axes (adaptive span's _unskew / _skew, MODELS.md §2.2):
+// band(x [..., M, K], W)[..., i, j] = x[..., i, i + j] for j < W, a view (needs K >= M - 1 + W);
+// unband(a [..., M, W], K) is zero except unband[..., i, i + j] = a[..., i, j].
+Tensor band(const Tensor& x, int64_t width);
+Tensor unband(const Tensor& a, int64_t K);
 
 }  // namespace txl

@@ -12,7 +12,7 @@
 
 #include "txl/config/config.h"
 #include "txl/data/vocab.h"
-#include "txl/models/transformer_xl.h"
+#include "txl/models/language_model.h"
 #include "txl/train/optimizer.h"
 
 namespace txl {
@@ -35,14 +35,14 @@ struct TrainingSnapshot {
   const std::vector<std::vector<Tensor>>* mems = nullptr;  // one memory set per batch chunk
 };
 
-void save_checkpoint(const std::string& dir, const Config& cfg, const Vocab& vocab, const TransformerXL& model,
+void save_checkpoint(const std::string& dir, const Config& cfg, const Vocab& vocab, const LanguageModel& model,
                      const TrainingSnapshot& training = {});
 
 struct Checkpoint {
   std::string dir;
   Config config;
   Vocab vocab;
-  std::unique_ptr<TransformerXL> model;
+  std::unique_ptr<LanguageModel> model;
   bool has_training_state = false;
   TrainerState state;
   std::map<std::string, Tensor> optimizer_state;
@@ -59,6 +59,6 @@ void prune_checkpoints(const std::string& checkpoints_dir, int64_t keep);
 std::string resolve_checkpoint_dir(const std::string& path);
 Checkpoint load_checkpoint(const std::string& path, DType dtype = DType::f32);
 // Copies named weights into the model, checking names, shapes and finiteness.
-void load_weights(TransformerXL& model, const std::map<std::string, Tensor>& weights, const std::string& source);
+void load_weights(LanguageModel& model, const std::map<std::string, Tensor>& weights, const std::string& source);
 
 }  // namespace txl

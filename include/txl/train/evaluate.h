@@ -7,7 +7,7 @@
 #include <functional>
 #include <vector>
 
-#include "txl/models/transformer_xl.h"
+#include "txl/models/language_model.h"
 
 namespace txl {
 
@@ -22,7 +22,7 @@ struct EvalResult {
 
 // Uses the model's current mem_len / same_length / clamp_len (set_lengths).
 // max_tokens > 0 scores only the first segments holding about that many predictions.
-EvalResult evaluate(const TransformerXL& model, const std::vector<int32_t>& tokens, int64_t batch_size,
+EvalResult evaluate(const LanguageModel& model, const std::vector<int32_t>& tokens, int64_t batch_size,
                     int64_t tgt_len, int64_t max_tokens = 0);
 
 }  // namespace txl
