@@ -265,9 +265,9 @@ AttentionSpec adaptive_span_spec() {
       {"span", int64_t{1024}, 1, 1e9, {}, "maximum span S (distances a query may attend to)"},
       {"adapt_span", true, -INFINITY, INFINITY, {}, "learn a span per head (else every head sees S)"},
       {"ramp", int64_t{32}, 1, 1e9, {}, "length R of the soft mask's ramp"},
-      {"init", 0.0, 0.0, 1.0, {}, "initial span as a fraction z' of S"},
-      {"span_loss", 0.0, 0.0, INFINITY, {}, "coefficient lambda of the span loss lambda * S * mean(z')"},
-      {"cache", true, -INFINITY, INFINITY, {}, "shrink the cache to the largest current span (adapt-span-cache)"},
+      {"init", 0.0, 0.0, 1.0, {}, "initial span as a fraction z' of S", true},
+      {"span_loss", 0.0, 0.0, INFINITY, {}, "coefficient lambda of the span loss lambda * S * mean(z')", true},
+      {"cache", true, -INFINITY, INFINITY, {}, "shrink the cache to the largest current span (adapt-span-cache)", true},
       {"pers_mem_size", int64_t{0}, 0, 1e9, {}, "persistent key/value vectors per head; > 0 removes the FF sublayers"},
   };
   s.check = [](const ModelConfig& c) {

@@ -80,13 +80,17 @@ int eval(const Context& ctx, const std::vector<std::string>& args) {
     nlohmann::json j = {{"nll", r.nll},         {"bpc", r.bpc()},      {"ppl", r.ppl()},   {"tokens", r.tokens},
                         {"tokens_per_s", r.tokens_per_s()}, {"split", split}, {"batch_size", batch},
                         {"tgt_len", tgt},       {"mem_len", mem},      {"clamp_len", clamp}, {"same_length", same_length},
-                        {"checkpoint", ck.dir}};
+                        {"attention", cfg.model.attention.type}, {"checkpoint", ck.dir}};
     std::cout << j.dump() << "\n";
   } else {
     std::cout << fmt::format("{} split of {}: nll {:.6f} nats/token | bpc {:.6f} | ppl {:.4f} | {} tokens | {:.0f} tok/s\n",
                              split, data.empty() ? ck.dir : data, r.nll, r.bpc(), r.ppl(), r.tokens, r.tokens_per_s());
-    std::cout << fmt::format("(batch {} streams, tgt_len {}, mem_len {}, clamp_len {}, same_length {})\n", batch, tgt,
-                             mem, clamp, same_length);
+    if (ck.model->attention_spec().eval_whole_blocks)
+      std::cout << fmt::format("(attention {}: batch {} streams, whole blocks of {} from zero caches)\n",
+                               cfg.model.attention.type, batch, tgt);
+    else
+      std::cout << fmt::format("(attention {}: batch {} streams, tgt_len {}, mem_len {}, clamp_len {}, same_length {})\n",
+                               cfg.model.attention.type, batch, tgt, mem, clamp, same_length);
   }
   return 0;
 }

@@ -103,6 +103,8 @@ void LanguageModel::set_lengths(int64_t mem_len, bool same_length, int64_t clamp
   cfg_.mem_len = mem_len;
   cfg_.same_length = same_length;
   cfg_.clamp_len = clamp_len;
+  if (spec_->check)
+    for (const auto& problem : spec_->check(cfg_)) TXL_FAIL("{}: {}", problem.key, problem.message);
   attn_ = spec_->make(cfg_);
 }
 

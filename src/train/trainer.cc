@@ -43,15 +43,29 @@ std::string hms(double seconds) {
 }
 
 // Model keys that change the parameters or the computation they feed; the rest
-// (dropout, lengths, masks) may differ between a checkpoint and a run started from it.
+// (dropout, lengths, masks, runtime attention options) may differ between a checkpoint
+// and a run started from it. Attention keys come as "attention.<key>".
 const std::set<std::string> kArchitectureKeys = {"n_layer", "n_head", "d_model", "d_head", "d_inner", "pre_lnorm"};
+
+bool is_architecture_key(const ModelConfig& ckpt, const std::string& key) {
+  if (kArchitectureKeys.count(key) || key == "attention" || key == "attention.type") return true;
+  if (!key.starts_with("attention.")) return false;
+  const OptionSpec* o = attention_spec(ckpt.attention.type).option(key.substr(10));
+  return !o || !o->runtime;
+}
 
 // The model.* keys a YAML file and the overrides set explicitly.
 std::set<std::string> explicit_model_keys(const std::string& path, const std::vector<std::string>& overrides) {
   std::set<std::string> keys;
   YAML::Node root = YAML::LoadFile(path);
   if (root["model"] && root["model"].IsMap())
-    for (const auto& kv : root["model"]) keys.insert(kv.first.as<std::string>());
+    for (const auto& kv : root["model"]) {
+      const std::string k = kv.first.as<std::string>();
+      if (k == "attention" && kv.second.IsMap())
+        for (const auto& a : kv.second) keys.insert("attention." + a.first.as<std::string>());
+      else
+        keys.insert(k);
+    }
   for (const std::string& o : overrides)
     if (o.rfind("model.", 0) == 0) keys.insert(o.substr(6, o.find('=') - 6));
   return keys;
@@ -70,6 +84,22 @@ ModelConfig merge_init_model(const ModelConfig& ckpt, const ModelConfig& run, co
     TXL_CHECK(!set_keys.count(key) || values.first == values.second,
               "model.{}: the config says {} but the --init checkpoint {} was trained with {}; leave it out or match it",
               key, values.second, ckpt_dir, values.first);
+  TXL_CHECK(!set_keys.count("attention.type") || run.attention.type == ckpt.attention.type,
+            "model.attention.type: the config says {} but the --init checkpoint {} is {}; leave it out or match it",
+            run.attention.type, ckpt_dir, ckpt.attention.type);
+  for (const std::string& key : set_keys) {
+    if (!key.starts_with("attention.") || key == "attention.type") continue;
+    const std::string name = key.substr(10);
+    auto theirs = ckpt.attention.options.find(name);
+    auto ours = run.attention.options.find(name);
+    if (ours == run.attention.options.end() || theirs == ckpt.attention.options.end()) continue;
+    if (!is_architecture_key(ckpt, key))
+      out.attention.options[name] = ours->second;
+    else
+      TXL_CHECK(ours->second == theirs->second,
+                "model.{}: the config says {} but the --init checkpoint {} was trained with {}; leave it out or match it",
+                key, option_value_text(ours->second), ckpt_dir, option_value_text(theirs->second));
+  }
   if (set_keys.count("dropout")) out.dropout = run.dropout;
   if (set_keys.count("dropatt")) out.dropatt = run.dropatt;
   if (set_keys.count("tgt_len")) out.tgt_len = run.tgt_len;
@@ -77,6 +107,16 @@ ModelConfig merge_init_model(const ModelConfig& ckpt, const ModelConfig& run, co
   if (set_keys.count("same_length")) out.same_length = run.same_length;
   if (set_keys.count("clamp_len")) out.clamp_len = run.clamp_len;
   return out;
+}
+
+// The checkpoint's weights in a model built from the run's model section (lengths,
+// dropout and runtime attention options may differ from the checkpoint's).
+std::unique_ptr<LanguageModel> rebuilt_with(const ModelConfig& cfg, const LanguageModel& from, const std::string& dir) {
+  auto model = std::make_unique<LanguageModel>(cfg, from.vocab_size(), from.dtype());
+  std::map<std::string, Tensor> weights;
+  for (const auto& [name, t] : from.params().named()) weights[name] = t.detach();
+  load_weights(*model, weights, dir);
+  return model;
 }
 
 std::string default_run_dir(const Config& cfg) {
@@ -172,13 +212,12 @@ int run_training(const TrainOptions& opt) {
     cfg = ck.config;
     for (const std::string& o : opt.overrides) {
       std::string key = o.substr(0, o.find('='));
-      TXL_CHECK(!(key.rfind("model.", 0) == 0 && kArchitectureKeys.count(key.substr(6))),
+      TXL_CHECK(!(key.rfind("model.", 0) == 0 && is_architecture_key(cfg.model, key.substr(6))),
                 "{}: cannot change the architecture of a run being resumed", key);
     }
     apply_overrides(cfg, opt.overrides, "--resume " + run_dir);
     vocab = ck.vocab;
-    model = std::move(ck.model);
-    model->set_lengths(cfg.model.mem_len, cfg.model.same_length, cfg.model.clamp_len);
+    model = rebuilt_with(cfg.model, *ck.model, ck.dir);
     st = ck.state;
     optimizer_state = std::move(ck.optimizer_state);
     mems = std::move(ck.mems);
@@ -191,8 +230,7 @@ int run_training(const TrainOptions& opt) {
       TXL_CHECK(cfg.data.vocab == ck.vocab.kind(), "data.vocab: the config says {} but the --init checkpoint uses {}",
                 cfg.data.vocab, ck.vocab.kind());
       vocab = ck.vocab;
-      model = std::move(ck.model);
-      model->set_lengths(cfg.model.mem_len, cfg.model.same_length, cfg.model.clamp_len);
+      model = rebuilt_with(cfg.model, *ck.model, ck.dir);
     }
     run_dir = cfg.run.dir.empty() ? default_run_dir(cfg) : cfg.run.dir;
     if (fs::exists(run_dir) && !fs::is_empty(run_dir)) {

@@ -21,6 +21,9 @@ struct OptionSpec {
   double max = std::numeric_limits<double>::infinity();
   std::vector<std::string> choices;  // allowed strings; empty: any
   std::string help;
+  // True when a run may change it against its checkpoint (--init, --resume): it neither
+  // shapes parameters nor defines what they compute (a loss coefficient, a cache policy).
+  bool runtime = false;
 };
 
 // The `model.attention` section: the variant's registered name and its options,

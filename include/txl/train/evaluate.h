@@ -1,6 +1,8 @@
-// Scoring a token stream the way kimiyoung's eval.py does (MODELS.md §7): B contiguous
-// columns, segments of tgt_len carrying memory (empty at the start), the last segment
-// shorter, and the exact per-token mean NLL over every predicted token.
+// Scoring a token stream the way the variant's reference does (MODELS.md §7): B
+// contiguous columns, segments of tgt_len carrying the state from the start of each
+// column (TXL: empty memories; adaptive span: zero caches), and the exact per-token mean
+// NLL over every predicted token. kimiyoung's eval.py scores a shorter last segment;
+// adaptive span's full_eval only whole blocks (AttentionSpec::eval_whole_blocks).
 #pragma once
 #include <cmath>
 #include <cstdint>
