@@ -77,16 +77,16 @@ class SpanPass : public AttentionPass {
     const int64_t M = T_, B = x.shape()[1], H = cfg_.n_head, Dh = cfg_.d_head, D = cfg_.d_model, S = o_.S;
     const Tensor& cache = caches_[l];
     const int64_t c = cache.shape()[0], t = geo_[l].trim, Lw = S - t;
-    Tensor full = c > 0 ? concat({cache, x}, 0) : x;  // [c + M, B, D]
+    // trim_memory: keep the last S - t cache rows; a short cache is left-padded with zeros.
+    // The reference projects the whole cache and then drops rows; projections are
+    // row-wise, so dropping them first gives the same keys for less work.
+    const int64_t tc = t - (S - c);
+    Tensor kept = tc > 0 ? narrow(cache, 0, tc, c - tc) : cache;
+    Tensor full = kept.shape()[0] > 0 ? concat({kept, x}, 0) : x;  // [min(c, Lw) + M, B, D]
     Tensor q = linear(x, p(layer_key(l, "attn.proj_query.weight")));
     Tensor k = linear(full, p(layer_key(l, "attn.proj_key.weight")));
     Tensor v = linear(full, p(layer_key(l, "attn.proj_val.weight")));
-    // trim_memory: keep the last S - t cache rows; a short cache is left-padded with zeros.
-    const int64_t tc = t - (S - c);
-    if (tc > 0) {
-      k = narrow(k, 0, tc, c + M - tc);
-      v = narrow(v, 0, tc, c + M - tc);
-    } else if (tc < 0) {
+    if (tc < 0) {
       k = pad(k, {{-tc, 0}});
       v = pad(v, {{-tc, 0}});
     }

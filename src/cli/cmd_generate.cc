@@ -43,6 +43,9 @@ int generate(const Context& ctx, const std::vector<std::string>& args) {
   configure_threads(ctx.threads);
   NoGradGuard no_grad;
   Checkpoint ck = load_checkpoint(path);
+  TXL_CHECK(ck.model->attention_spec().caps.incremental_decoding,
+            "generate: attention type {} cannot decode one token at a time (capability incremental_decoding missing)",
+            ck.config.model.attention.type);
   const ModelConfig& mc = ck.config.model;
   // Each generated token sees as much context as the last position of a training segment.
   ck.model->set_lengths(mc.mem_len + mc.tgt_len - 1, mc.same_length, mc.clamp_len);
