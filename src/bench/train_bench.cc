@@ -27,7 +27,7 @@ nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup
   auto step = [&](int64_t i) {
     model.params().zero_grad();
     ForwardResult out = model.forward(input, target, mems, ForwardOptions{true, static_cast<uint64_t>(i)});
-    backward(mean(out.loss));
+    backward(out.aux_loss.defined() ? add(mean(out.loss), out.aux_loss) : mean(out.loss));
     {
       profiler::Scope p("clip_grad_norm");
       clip_grad_norm(model.params(), cfg.train.clip);
@@ -35,6 +35,7 @@ nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup
     {
       profiler::Scope p("optimizer");
       optimizer->step(model.params(), 1e-4);
+      model.after_step();
     }
     mems = std::move(out.mems);
   };
@@ -84,6 +85,8 @@ nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup
           {"threads", num_threads()},
           {"tokens_per_step", T * B},
           {"parameters", model.params().numel()},
+          {"attention", cfg.model.attention.type},
+          {"attention_flops_per_token", model.attention().attention_flops_per_token(model.params())},
           {"allocator_hits", st.hits},
           {"allocator_misses", st.misses},
           {"peak_bytes", st.peak_bytes_in_use}};

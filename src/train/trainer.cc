@@ -3,6 +3,7 @@
 // clip, optimizer step with the scheduled learning rate.
 #include "txl/train/trainer.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
@@ -20,6 +21,7 @@
 #include <sstream>
 
 #include "txl/config/load.h"
+#include "txl/core/allocator.h"
 #include "txl/core/threads.h"
 #include "txl/data/batcher.h"
 #include "txl/data/corpus.h"
@@ -35,6 +37,12 @@ namespace fs = std::filesystem;
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+int64_t max_rss_bytes() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<int64_t>(ru.ru_maxrss) * 1024;  // Linux reports KiB
+}
 
 std::string hms(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "--:--:--";
@@ -430,6 +438,28 @@ int run_training(const TrainOptions& opt) {
   }
   if (!evaluated_at_end) run_eval();
   save_step(false);
+  {
+    // One summary line for side-by-side tables (scripts/compare_families.sh).
+    nlohmann::json summary = {{"event", "summary"},
+                              {"step", st.step},
+                              {"attention", cfg.model.attention.type},
+                              {"parameters", params.numel()},
+                              {"tokens_per_s", st.elapsed_s > 0 ? st.tokens_seen / st.elapsed_s : 0.0},
+                              {"elapsed_s", st.elapsed_s},
+                              {"peak_bytes", HostAllocator::instance().stats().peak_bytes_in_use},
+                              {"max_rss_bytes", max_rss_bytes()},
+                              {"attention_flops_per_token", model->attention().attention_flops_per_token(params)},
+                              {"best_val_bpc", st.best_val_bpc}};
+    for (const auto& [what, per_layer] : model->attention().report(params)) {
+      double total = 0;
+      int64_t n = 0;
+      for (const auto& layer : per_layer)
+        for (double v : layer) total += v, ++n;
+      summary["mean_" + what] = n ? total / static_cast<double>(n) : 0.0;
+      summary[what] = per_layer;
+    }
+    metrics.write(summary);
+  }
   std::cout << fmt::format("done: {} steps, {} training time; best valid bpc {:.4f} at step {}; run dir {}\n", st.step,
                            hms(st.elapsed_s), st.best_val_bpc, st.best_step, run_dir);
   return 0;
