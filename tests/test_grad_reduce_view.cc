@@ -161,3 +161,27 @@ TEST_CASE("grad: flatten", "[grad]") {
   gradcheck([](const In& in) { return flatten(in[0]); }, {randn64({2, 3, 2}, 81)});
   gradcheck([](const In& in) { return flatten(permute(in[0], {2, 0, 1})); }, {randn64({2, 3, 2}, 82)});
 }
+
+TEST_CASE("band and unband: adaptive span's unskew / skew by direct indexing", "[grad]") {
+  // Values against the definition y[i, j] = x[i, i + j] and its transpose placement.
+  Tensor x = randn64({2, 3, 6}, 41);
+  Tensor b = band(x, 4);
+  REQUIRE(b.shape() == Shape{2, 3, 4});
+  auto xv = x.to_doubles(), bv = b.to_doubles();
+  for (int64_t n = 0; n < 2; ++n)
+    for (int64_t i = 0; i < 3; ++i)
+      for (int64_t j = 0; j < 4; ++j) REQUIRE(bv[(n * 3 + i) * 4 + j] == xv[(n * 3 + i) * 6 + i + j]);
+  Tensor u = unband(b, 6);
+  auto uv = u.to_doubles();
+  for (int64_t n = 0; n < 2; ++n)
+    for (int64_t i = 0; i < 3; ++i)
+      for (int64_t k = 0; k < 6; ++k) {
+        const int64_t j = k - i;
+        REQUIRE(uv[(n * 3 + i) * 6 + k] == (j >= 0 && j < 4 ? bv[(n * 3 + i) * 4 + j] : 0.0));
+      }
+  CHECK_THROWS(band(x, 5));  // needs K >= M - 1 + W
+  gradcheck([](const In& in) { return band(in[0], 3); }, {randn64({2, 4, 6}, 42)});
+  gradcheck([](const In& in) { return band(transpose(in[0], 1, 2), 2); }, {randn64({2, 5, 3}, 43)});
+  gradcheck([](const In& in) { return unband(in[0], 7); }, {randn64({2, 4, 4}, 44)});
+  gradcheck([](const In& in) { return unband(narrow(in[0], 1, 1, 3), 5); }, {randn64({3, 4}, 45)});
+}
