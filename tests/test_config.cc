@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "txl/config/load.h"
+#include "txl/models/language_model.h"
 
 using namespace txl;
 namespace fs = std::filesystem;
@@ -425,4 +426,17 @@ TEST_CASE("config relative data paths resolve against the YAML file's directory"
   // Paths from overrides are taken as written (relative to where txl runs).
   Config v = load_config(file, {"data.path=../data/corpus.txt"});
   REQUIRE(v.data.path == "../data/corpus.txt");
+}
+
+TEST_CASE("every bundled config loads, validates and round-trips", "[config]") {
+  int n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(std::string(TXL_SOURCE_DIR) + "/configs")) {
+    if (entry.path().extension() != ".yaml") continue;
+    INFO(entry.path().string());
+    Config c = load_config(entry.path().string());
+    CHECK(config_from_yaml_string(config_to_yaml(c), "roundtrip") == c);
+    CHECK(LanguageModel::parameter_count(c.model, 256) > 0);
+    ++n;
+  }
+  CHECK(n >= 10);
 }
