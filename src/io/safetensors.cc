@@ -113,8 +113,7 @@ std::string read_file(const std::string& path, const char* what) {
   return ss.str();
 }
 
-void save_safetensors(const std::string& path, const NamedTensors& tensors,
-                      const std::map<std::string, std::string>& metadata) {
+std::string encode_safetensors(const NamedTensors& tensors, const std::map<std::string, std::string>& metadata) {
   nlohmann::json header = nlohmann::json::object();
   std::map<std::string, std::string> meta = metadata;
   meta[kFormatKey] = kFormatVersion;
@@ -138,11 +137,20 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
   out += h;
   for (const Tensor& c : contiguous_tensors)
     out.append(static_cast<const char*>(c.raw_data()), c.numel() * dtype_size(c.dtype()));
-  write_file_atomic(path, out);
+  return out;
+}
+
+void save_safetensors(const std::string& path, const NamedTensors& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  write_file_atomic(path, encode_safetensors(tensors, metadata));
 }
 
 std::map<std::string, Tensor> load_safetensors(const std::string& path, std::map<std::string, std::string>* metadata) {
-  std::string bytes = read_file(path, "safetensors file");
+  return decode_safetensors(read_file(path, "safetensors file"), path, metadata);
+}
+
+std::map<std::string, Tensor> decode_safetensors(const std::string& bytes, const std::string& path,
+                                                 std::map<std::string, std::string>* metadata) {
   TXL_CHECK(bytes.size() >= 8, "{}: not a safetensors file (only {} bytes)", path, bytes.size());
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);

@@ -19,11 +19,13 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "txl/config/load.h"
 #include "txl/core/allocator.h"
 #include "txl/core/threads.h"
 #include "txl/data/batcher.h"
+#include "txl/dist/communicator.h"
 #include "txl/data/corpus.h"
 #include "txl/io/safetensors.h"
 #include "txl/ops/ops.h"
@@ -138,12 +140,16 @@ std::string default_run_dir(const Config& cfg) {
   return (fs::path("runs") / name).string();
 }
 
+// Only the root rank of a data-parallel job writes metrics (enabled = false elsewhere).
 class MetricsLog {
  public:
-  explicit MetricsLog(const std::string& path) : path_(path), out_(path, std::ios::app) {
+  MetricsLog(const std::string& path, bool enabled) : path_(path), enabled_(enabled) {
+    if (!enabled_) return;
+    out_.open(path, std::ios::app);
     TXL_CHECK(out_.good(), "{}: cannot open for writing", path);
   }
   void write(const nlohmann::json& j) {
+    if (!enabled_) return;
     out_ << j.dump() << "\n";
     out_.flush();
     TXL_CHECK(out_.good(), "{}: write failed (disk full?)", path_);
@@ -151,8 +157,42 @@ class MetricsLog {
 
  private:
   std::string path_;
+  bool enabled_;
   std::ofstream out_;
 };
+
+// Non-root ranks of a data-parallel job stay silent on stdout (errors still go to stderr).
+class QuietUnlessRoot {
+ public:
+  explicit QuietUnlessRoot(bool root) : saved_(root ? nullptr : std::cout.rdbuf(nullptr)) {}
+  ~QuietUnlessRoot() {
+    if (saved_) std::cout.rdbuf(saved_);
+  }
+
+ private:
+  std::streambuf* saved_;
+};
+
+// The segment state of the chunks this rank trains, gathered into the full per-chunk
+// list on the root (checkpoints hold every chunk's state, so any process count or
+// batch_chunk that gives the same number of chunks resumes them).
+std::vector<std::vector<Tensor>> gather_state(Communicator& comm, const std::vector<std::vector<Tensor>>& mems,
+                                              int64_t first, int64_t count) {
+  if (comm.size() == 1) return mems;
+  NamedTensors mine;
+  for (int64_t c = first; c < first + count; ++c)
+    for (size_t l = 0; l < mems[c].size(); ++l) mine.emplace_back(fmt::format("{}/{}", c, l), mems[c][l]);
+  std::vector<std::string> parts = comm.gather(encode_safetensors(mine), 0);
+  std::vector<std::vector<Tensor>> all(mems.size());
+  for (size_t r = 0; r < parts.size(); ++r)
+    for (const auto& [name, t] : decode_safetensors(parts[r], fmt::format("rank {} state", r))) {
+      const size_t slash = name.find('/');
+      const size_t c = std::stoul(name.substr(0, slash)), l = std::stoul(name.substr(slash + 1));
+      if (all[c].size() <= l) all[c].resize(l + 1);
+      all[c][l] = t;
+    }
+  return all;
+}
 
 // SIGINT / SIGTERM: the first asks the loop to finish its step, checkpoint and exit;
 // a second SIGINT exits at once (every file is written atomically, so nothing tears).
@@ -203,6 +243,9 @@ uint64_t dropout_seed(int64_t run_seed, int64_t step, int64_t chunk) {
 }  // namespace
 
 int run_training(const TrainOptions& opt) {
+  Communicator& comm = world();
+  const bool root = comm.is_root();
+  QuietUnlessRoot quiet(root);
   Config cfg;
   Vocab vocab;
   std::unique_ptr<LanguageModel> model;
@@ -244,10 +287,15 @@ int run_training(const TrainOptions& opt) {
     if (fs::exists(run_dir) && !fs::is_empty(run_dir)) {
       TXL_CHECK(opt.overwrite, "{}: run directory exists; use --resume {} to continue it or --overwrite to replace it",
                 run_dir, run_dir);
-      fs::remove_all(run_dir);
+      comm.barrier();  // every rank has looked before the root removes it
+      if (root) fs::remove_all(run_dir);
     }
   }
-  configure_threads(opt.threads > 0 ? opt.threads : static_cast<int>(cfg.run.threads));
+  // Ranks share the host's cores unless told otherwise.
+  int threads = opt.threads > 0 ? opt.threads : static_cast<int>(cfg.run.threads);
+  if (threads == 0 && comm.local_size() > 1 && !std::getenv("TXL_NUM_THREADS"))
+    threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / comm.local_size());
+  configure_threads(threads);
 
   Corpus corpus = vocab.size() > 0 ? load_corpus(cfg.data, vocab) : load_corpus(cfg.data);
   if (vocab.size() == 0) vocab = corpus.vocab;
@@ -258,15 +306,25 @@ int run_training(const TrainOptions& opt) {
   TXL_CHECK(model->vocab_size() == vocab.size(), "model vocabulary {} does not match the data vocabulary {}",
             model->vocab_size(), vocab.size());
 
-  fs::create_directories(fs::path(run_dir) / "checkpoints");
-  write_file_atomic((fs::path(run_dir) / "config.yaml").string(), config_to_yaml(cfg));
-  MetricsLog metrics((fs::path(run_dir) / "metrics.jsonl").string());
+  if (root) {
+    fs::create_directories(fs::path(run_dir) / "checkpoints");
+    write_file_atomic((fs::path(run_dir) / "config.yaml").string(), config_to_yaml(cfg));
+  }
+  comm.barrier();
+  MetricsLog metrics((fs::path(run_dir) / "metrics.jsonl").string(), root);
 
   ParameterSet& params = model->params();
   auto optimizer = make_optimizer(cfg.train.optimizer, params);
   if (!optimizer_state.empty()) optimizer->load_state(optimizer_state, run_dir + "/checkpoints/last/optimizer.safetensors");
 
-  const int64_t B = cfg.train.batch_size, chunks = cfg.train.batch_chunk, bc = B / chunks;
+  // Data parallel: the batch's streams are cut into world x batch_chunk chunks and rank
+  // r trains chunks [r * batch_chunk, (r + 1) * batch_chunk); with one process and
+  // batch_chunk = world x k this is the same computation (dropout keyed by chunk).
+  const int64_t B = cfg.train.batch_size, local_chunks = cfg.train.batch_chunk;
+  const int64_t chunks = local_chunks * comm.size(), first_chunk = local_chunks * comm.rank();
+  TXL_CHECK(B % chunks == 0, "train.batch_size ({}) must be divisible by processes ({}) x train.batch_chunk ({})", B,
+            comm.size(), local_chunks);
+  const int64_t bc = B / chunks;
   StreamBatcher batches(corpus.train, B, cfg.model.tgt_len);
   TXL_CHECK(batches.n_step() > cfg.model.tgt_len,
             "data: the training split ({} tokens) is too short for batch_size {} x tgt_len {}", corpus.train.size(), B,
@@ -276,14 +334,18 @@ int run_training(const TrainOptions& opt) {
 
   const int64_t n_params = params.numel();
   std::cout << fmt::format("txl train: {} parameters, vocab {} ({}), {} train tokens, run dir {}\n", n_params,
-                           vocab.size(), vocab.kind(), corpus.train.size(), run_dir)
-            << std::flush;
+                           vocab.size(), vocab.kind(), corpus.train.size(), run_dir);
+  if (comm.size() > 1)
+    std::cout << fmt::format("data parallel: {} processes ({}), {} streams each, gradients all-reduced\n", comm.size(),
+                             comm.name(), B / comm.size());
+  std::cout << std::flush;
 
   // Step checkpoints are immutable directories; last and best are symlinks moved
   // atomically once the directory they name is complete on disk.
   const fs::path ck_dir = fs::path(run_dir) / "checkpoints";
   // Leftovers of a run killed while writing (temporary directories and links).
   for (const auto& e : fs::directory_iterator(ck_dir)) {
+    if (!root) break;
     const std::string n = e.path().filename().string();
     if (n.find(".tmp-") != std::string::npos || n.find(".old-") != std::string::npos) fs::remove_all(e.path());
   }
@@ -291,10 +353,14 @@ int run_training(const TrainOptions& opt) {
   auto save_step = [&](bool best) {
     const std::string name = fmt::format("step_{:08d}", st.step);
     if (saved_step != st.step) {
-      save_checkpoint((ck_dir / name).string(), cfg, vocab, *model, TrainingSnapshot{optimizer.get(), &st, &mems});
-      point_symlink((ck_dir / "last").string(), name);
+      auto all = gather_state(comm, mems, first_chunk, local_chunks);  // collective
+      if (root) {
+        save_checkpoint((ck_dir / name).string(), cfg, vocab, *model, TrainingSnapshot{optimizer.get(), &st, &all});
+        point_symlink((ck_dir / "last").string(), name);
+      }
       saved_step = st.step;
     }
+    if (!root) return;
     if (best) point_symlink((ck_dir / "best").string(), name);
     prune_checkpoints(ck_dir.string(), cfg.train.keep_checkpoints);
   };
@@ -339,7 +405,7 @@ int run_training(const TrainOptions& opt) {
     params.zero_grad();
     const int64_t T = input.shape()[0];
     double step_loss = 0.0;
-    for (int64_t c = 0; c < chunks; ++c) {
+    for (int64_t c = first_chunk; c < first_chunk + local_chunks; ++c) {
       Tensor in_c = chunks > 1 ? narrow(input, 1, c * bc, bc) : input;
       Tensor tg_c = chunks > 1 ? narrow(target, 1, c * bc, bc) : target;
       ForwardOptions fo{true, dropout_seed(cfg.train.seed, st.step, c)};
@@ -350,6 +416,12 @@ int run_training(const TrainOptions& opt) {
       Tensor objective = out.aux_loss.defined() ? add(loss, out.aux_loss) : loss;
       backward(chunks > 1 ? mul_scalar(objective, 1.0 / static_cast<double>(chunks)) : objective);
       mems[c] = std::move(out.mems);
+    }
+    if (comm.size() > 1) {
+      comm.all_reduce_sum(params.flat_grad());
+      std::vector<double> v{step_loss};
+      comm.all_reduce_sum(v);
+      step_loss = v[0];
     }
     double gnorm = clip_grad_norm(params, cfg.train.clip);
     if (fault_injection.nan_at(st.step + 1)) gnorm = std::nan("");
@@ -398,7 +470,16 @@ int run_training(const TrainOptions& opt) {
     st.step++;
     st.tokens_seen += T * B;
     st.data_position = batches.position();
-    const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+    double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+    int stop_signal = g_stop_signal.load();
+    if (comm.size() > 1) {
+      // Every rank takes the same decisions: the mean step time drives max_time, and a
+      // signal received by any rank stops all of them at this step.
+      std::vector<double> v{dt / comm.size(), stop_signal == SIGINT ? 1.0 : 0.0, stop_signal == SIGTERM ? 1.0 : 0.0};
+      comm.all_reduce_sum(v);
+      dt = v[0];
+      stop_signal = v[1] > 0 ? SIGINT : v[2] > 0 ? SIGTERM : 0;
+    }
     st.elapsed_s += dt;
     interval_loss += step_loss * T;
     interval_tokens += T * B;
@@ -427,7 +508,7 @@ int run_training(const TrainOptions& opt) {
     } else if (cfg.train.checkpoint_interval > 0 && st.step % cfg.train.checkpoint_interval == 0) {
       save_step(false);
     }
-    if (const int sig = g_stop_signal.load(); sig != 0) {
+    if (const int sig = stop_signal; sig != 0) {
       save_step(false);
       std::cout << fmt::format("\n{} at step {}: checkpoint saved in {}\nresume with: txl train --resume {}\n",
                                sig == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)", st.step,

@@ -19,6 +19,12 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
 std::map<std::string, Tensor> load_safetensors(const std::string& path,
                                                std::map<std::string, std::string>* metadata = nullptr);
 
+// The same format in memory (checkpoint state gathered from data-parallel ranks);
+// `source` names the bytes in errors.
+std::string encode_safetensors(const NamedTensors& tensors, const std::map<std::string, std::string>& metadata = {});
+std::map<std::string, Tensor> decode_safetensors(const std::string& bytes, const std::string& source,
+                                                 std::map<std::string, std::string>* metadata = nullptr);
+
 // Writes `bytes` to `path` atomically (used for every file a run depends on).
 void write_file_atomic(const std::string& path, const std::string& bytes);
 std::string read_file(const std::string& path, const char* what);
