@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "txl/backend/precision.h"
 #include "txl/backend/profiler.h"
 #include "txl/bench/ops_bench.h"
 #include "txl/core/allocator.h"
@@ -14,6 +15,8 @@
 namespace txl {
 
 nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup, int repeats, bool profile) {
+  const MatmulPrecision precision = resolve_precision(cfg.train.precision);
+  PrecisionScope precision_scope(precision);
   LanguageModel model(cfg.model, vocab_size);
   model.init_weights(static_cast<uint64_t>(cfg.train.seed));
   auto optimizer = make_optimizer(cfg.train.optimizer, model.params());
@@ -86,6 +89,7 @@ nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup
           {"tokens_per_step", T * B},
           {"parameters", model.params().numel()},
           {"attention", cfg.model.attention.type},
+          {"precision", precision_name(precision)},
           {"attention_flops_per_token", model.attention().attention_flops_per_token(model.params())},
           {"allocator_hits", st.hits},
           {"allocator_misses", st.misses},

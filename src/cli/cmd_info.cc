@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "commands.h"
+#include "txl/backend/precision.h"
 #include "txl/core/error.h"
 #include "txl/config/load.h"
 #include "txl/core/threads.h"
@@ -77,6 +78,8 @@ int info(const Context& ctx, const std::vector<std::string>& args) {
             << (v->cpu_runtime == DNNL_RUNTIME_OMP ? "OpenMP" : "other") << ")\n"
             << "cpu isa (oneDNN): " << isa_name(dnnl::get_effective_cpu_isa()) << "\n"
             << "threads: " << threads << "\n"
+            << "native bf16: " << (cpu_has_native_bf16() ? "yes" : "no") << "; train.precision: auto runs "
+            << precision_name(resolve_precision("auto")) << " matrix products\n"
             << "cuda backend: not built\n";
   return 0;
 }

@@ -21,6 +21,7 @@
 #include <sstream>
 #include <thread>
 
+#include "txl/backend/precision.h"
 #include "txl/config/load.h"
 #include "txl/core/allocator.h"
 #include "txl/core/threads.h"
@@ -296,6 +297,8 @@ int run_training(const TrainOptions& opt) {
   if (threads == 0 && comm.local_size() > 1 && !std::getenv("TXL_NUM_THREADS"))
     threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / comm.local_size());
   configure_threads(threads);
+  const MatmulPrecision precision = resolve_precision(cfg.train.precision);
+  PrecisionScope precision_scope(precision);
 
   Corpus corpus = vocab.size() > 0 ? load_corpus(cfg.data, vocab) : load_corpus(cfg.data);
   if (vocab.size() == 0) vocab = corpus.vocab;
@@ -335,6 +338,8 @@ int run_training(const TrainOptions& opt) {
   const int64_t n_params = params.numel();
   std::cout << fmt::format("txl train: {} parameters, vocab {} ({}), {} train tokens, run dir {}\n", n_params,
                            vocab.size(), vocab.kind(), corpus.train.size(), run_dir);
+  std::cout << fmt::format("precision: {} matrix products (train.precision: {}), fp32 weights and optimizer\n",
+                           precision_name(precision), cfg.train.precision);
   if (comm.size() > 1)
     std::cout << fmt::format("data parallel: {} processes ({}), {} streams each, gradients all-reduced\n", comm.size(),
                              comm.name(), B / comm.size());

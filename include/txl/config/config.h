@@ -70,6 +70,7 @@ struct TrainConfig {
   int64_t keep_checkpoints = 3;     // newest step checkpoints kept (the best one is kept too)
   std::string on_nonfinite = "stop";  // non-finite loss or gradient norm: skip | rewind | stop
   int64_t max_rewinds = 3;          // rewinds allowed before on_nonfinite=rewind stops
+  std::string precision = "fp32";   // matrix products: fp32 | bf16 (fp32 accumulation) | auto
   OptimizerConfig optimizer;
   ScheduleConfig schedule;
 

@@ -1,11 +1,14 @@
 // CPU matrix products. float32 goes to oneDNN matmul primitives, created once per
 // geometry (dims + strides) and cached, so a training step creates none after its
-// first pass. float64 is a plain-loop reference that float32 is tested against.
+// first pass. With matmul_precision() == bf16 the float32 operands are reordered into
+// dense bf16 copies (scratch from the caching allocator) and multiplied with fp32
+// accumulation into the fp32 output. float64 is a plain-loop reference.
 #include <dnnl.hpp>
 #include <mutex>
 #include <unordered_map>
 
 #include "cpu_backend.h"
+#include "txl/backend/precision.h"
 #include "strided_loop.h"
 
 namespace txl::cpu {
@@ -17,6 +20,7 @@ struct DnnlContext {
   dnnl::stream stream{engine};
   std::mutex mu;
   std::unordered_map<std::string, dnnl::matmul> cache;
+  std::unordered_map<std::string, dnnl::reorder> reorders;
   MatmulCacheStats stats;
 };
 
@@ -64,6 +68,39 @@ std::string geometry_key(const dnnl::memory::dims& a, const dnnl::memory::dims& 
   return k;
 }
 
+dnnl::memory::desc dense_desc(const dnnl::memory::dims& dims, dnnl::memory::data_type type) {
+  dnnl::memory::dims strides(dims.size());
+  int64_t s = 1;
+  for (size_t d = dims.size(); d-- > 0;) strides[d] = s, s *= dims[d];
+  return dnnl::memory::desc(dims, type, strides);
+}
+
+// A dense bf16 copy of an fp32 operand (any strides) by a cached oneDNN reorder.
+Tensor to_bf16(DnnlContext& ctx, const Tensor& t, const dnnl::memory::desc& from, const dnnl::memory::desc& to,
+               const dnnl::memory::dims& dims) {
+  Shape shape(dims.begin(), dims.end());
+  Tensor out = Tensor::empty(shape, DType::bf16);
+  std::string key = "reorder|";
+  for (auto x : dims) key += std::to_string(x) + ",";
+  key += "|";
+  for (auto x : from.data.format_desc.blocking.strides) key += std::to_string(x) + ",";
+  dnnl::reorder r;
+  {
+    std::lock_guard<std::mutex> lock(ctx.mu);
+    auto it = ctx.reorders.find(key);
+    if (it == ctx.reorders.end()) {
+      r = dnnl::reorder(dnnl::reorder::primitive_desc(ctx.engine, from, ctx.engine, to));
+      ctx.reorders.emplace(key, r);
+      ctx.stats.created++;
+    } else {
+      r = it->second;
+    }
+  }
+  dnnl::memory src(from, ctx.engine, t.raw_data()), dst(to, ctx.engine, out.raw_data());
+  r.execute(ctx.stream, src, dst);
+  return out;
+}
+
 void matmul_f32(const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& out) {
   const size_t nd = out.shape().size();
   dnnl::memory::dims ad, as, bd, bs;
@@ -82,7 +119,17 @@ void matmul_f32(const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& ou
   }
 
   auto& ctx = dnnl_ctx();
-  std::string key = geometry_key(ad, as, bd, bs, cd, bias.defined());
+  const bool bf16 = matmul_precision() == MatmulPrecision::bf16;
+  std::string key = (bf16 ? "bf16" : "f32") + geometry_key(ad, as, bd, bs, cd, bias.defined());
+  // bf16: the products read dense bf16 copies of both operands.
+  Tensor a16, b16;
+  dnnl::memory::desc a_md_f32 = a_md, b_md_f32 = b_md;
+  if (bf16) {
+    a_md = dense_desc(ad, dt::bf16);
+    b_md = dense_desc(bd, dt::bf16);
+    a16 = to_bf16(ctx, a, a_md_f32, a_md, ad);
+    b16 = to_bf16(ctx, b, b_md_f32, b_md, bd);
+  }
   dnnl::matmul prim;
   {
     std::lock_guard<std::mutex> lock(ctx.mu);
@@ -104,8 +151,8 @@ void matmul_f32(const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& ou
       ctx.stats.created++;
     }
   }
-  dnnl::memory am(a_md, ctx.engine, a.raw_data()), bm(b_md, ctx.engine, b.raw_data()),
-      cm(c_md, ctx.engine, out.raw_data());
+  dnnl::memory am(a_md, ctx.engine, bf16 ? a16.raw_data() : a.raw_data()),
+      bm(b_md, ctx.engine, bf16 ? b16.raw_data() : b.raw_data()), cm(c_md, ctx.engine, out.raw_data());
   std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}};
   if (bias.defined()) args.emplace(DNNL_ARG_BIAS, dnnl::memory(bias_md, ctx.engine, bias.raw_data()));
   prim.execute(ctx.stream, args);

@@ -1,0 +1,31 @@
+#include "txl/backend/precision.h"
+
+#include <atomic>
+#include <dnnl.hpp>
+
+#include "txl/core/error.h"
+
+namespace txl {
+
+namespace {
+std::atomic<MatmulPrecision> g_precision{MatmulPrecision::fp32};
+}
+
+MatmulPrecision matmul_precision() { return g_precision.load(std::memory_order_relaxed); }
+void set_matmul_precision(MatmulPrecision p) { g_precision.store(p, std::memory_order_relaxed); }
+
+bool cpu_has_native_bf16() {
+  const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
+  return isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx;
+}
+
+MatmulPrecision resolve_precision(const std::string& setting) {
+  if (setting == "fp32") return MatmulPrecision::fp32;
+  if (setting == "bf16") return MatmulPrecision::bf16;
+  TXL_CHECK(setting == "auto", "train.precision: expected one of fp32, bf16, auto, got \"{}\"", setting);
+  return cpu_has_native_bf16() ? MatmulPrecision::bf16 : MatmulPrecision::fp32;
+}
+
+const char* precision_name(MatmulPrecision p) { return p == MatmulPrecision::bf16 ? "bf16" : "fp32"; }
+
+}  // namespace txl
