@@ -1,0 +1,91 @@
+// Transformer-XL's relative attention, shared by transformer_xl and compressive
+// (see relative_attention.h). Written with the differentiable ops; the fused
+// rel_attn_probs does the rel-shift, mask and softmax.
+#include "attention/relative_attention.h"
+
+#include <cmath>
+
+#include "txl/ops/attention.h"
+#include "txl/ops/ops.h"
+
+namespace txl {
+
+std::string layer_key(int64_t l, const std::string& rest) { return "layers." + std::to_string(l) + "." + rest; }
+
+void declare_relative_shared(const ModelConfig& cfg, ParamTable& t) {
+  t.add("r_w_bias", {cfg.n_head, cfg.d_head}, ParamInit::normal(0, cfg.init_std));
+  t.add("r_r_bias", {cfg.n_head, cfg.d_head}, ParamInit::normal(0, cfg.init_std));
+}
+
+void declare_relative_layer(const ModelConfig& cfg, int64_t l, ParamTable& t) {
+  const int64_t D = cfg.d_model, HD = cfg.n_head * cfg.d_head;
+  const ParamInit w = ParamInit::normal(0, cfg.init_std);
+  t.add(layer_key(l, "dec_attn.qkv_net.weight"), {3 * HD, D}, w);
+  t.add(layer_key(l, "dec_attn.o_net.weight"), {D, HD}, w);
+  t.add(layer_key(l, "dec_attn.r_net.weight"), {HD, D}, w);
+}
+
+int64_t relative_shared_parameter_count(const ModelConfig& cfg) { return 2 * cfg.n_head * cfg.d_head; }
+int64_t relative_layer_parameter_count(const ModelConfig& cfg) { return 5 * cfg.d_model * cfg.n_head * cfg.d_head; }
+
+Tensor sinusoid_positions(int64_t klen, int64_t D, int64_t clamp_len, DType dtype) {
+  const int64_t half = D / 2;
+  std::vector<double> r(static_cast<size_t>(klen * D));
+  for (int64_t c = 0; c < klen; ++c) {
+    double pos = static_cast<double>(klen - 1 - c);
+    if (clamp_len > 0) pos = std::min(pos, static_cast<double>(clamp_len));
+    for (int64_t k = 0; k < half; ++k) {
+      double inv_freq = 1.0 / std::pow(10000.0, static_cast<double>(2 * k) / static_cast<double>(D));
+      r[c * D + k] = std::sin(pos * inv_freq);
+      r[c * D + half + k] = std::cos(pos * inv_freq);
+    }
+  }
+  return to_dtype(Tensor::from_vector<double>({klen, D}, r), dtype);
+}
+
+Tensor relative_mask(int64_t qlen, int64_t klen, bool same_length, int64_t window) {
+  std::vector<uint8_t> m(static_cast<size_t>(qlen * klen));
+  const int64_t mlen = klen - qlen;
+  for (int64_t i = 0; i < qlen; ++i)
+    for (int64_t j = 0; j < klen; ++j) {
+      const int64_t delta = mlen + i - j;
+      m[i * klen + j] = delta < 0 || (same_length && delta >= window);
+    }
+  return Tensor::from_vector<uint8_t>({qlen, klen}, m);
+}
+
+RelativeAttentionOutput relative_attention(const ModelConfig& cfg, const ParameterSet& params, int64_t l,
+                                           const Tensor& cat, int64_t T, const Tensor& r, const Tensor& mask,
+                                           ForwardContext& ctx) {
+  const int64_t K = cat.shape()[0], B = cat.shape()[1], H = cfg.n_head, Dh = cfg.d_head, HD = H * Dh;
+  auto p = [&](const std::string& name) -> const Tensor& { return params.get(name); };
+  RelativeAttentionOutput res;
+  Tensor w_heads = res.qkv = linear(cat, p(layer_key(l, "dec_attn.qkv_net.weight")));  // [K, B, 3HD]
+  Tensor r_head_k = reshape(linear(r, p(layer_key(l, "dec_attn.r_net.weight"))), {K, H, Dh});
+  std::vector<Tensor> qkv = split(w_heads, {HD, HD, HD}, 2);
+  Tensor q = reshape(narrow(qkv[0], 0, K - T, T), {T, B, H, Dh});  // queries of the segment only
+  Tensor k = reshape(qkv[1], {K, B, H, Dh});
+  Tensor v = reshape(qkv[2], {K, B, H, Dh});
+
+  // Scores in [B, H, T, K]: content term with u = r_w_bias, position term with v = r_r_bias.
+  Tensor ac = matmul(permute(add(q, p("r_w_bias")), {1, 2, 0, 3}), permute(k, {1, 2, 3, 0}));
+  Tensor bd = matmul(permute(add(q, p("r_r_bias")), {1, 2, 0, 3}), permute(r_head_k, {1, 2, 0}));
+  // softmax(mask(scale * (AC + rel_shift(BD)))) fused: the reference's _rel_shift
+  // garbage entries are exactly the ones the causal mask removes.
+  res.prob = rel_attn_probs(ac, bd, mask, 1.0 / std::sqrt(static_cast<double>(Dh)));
+  Tensor prob = ctx.drop(res.prob, cfg.dropatt);
+
+  Tensor vec = matmul(prob, permute(v, {1, 2, 0, 3}));  // [B, H, T, Dh]
+  vec = reshape(permute(vec, {2, 0, 1, 3}), {T, B, HD});
+  res.out = ctx.drop(linear(vec, p(layer_key(l, "dec_attn.o_net.weight"))), cfg.dropout);
+  return res;
+}
+
+Tensor memory_window(const Tensor& mem, const Tensor& h, int64_t beg, int64_t len) {
+  NoGradGuard no_grad;
+  const bool has_mem = mem.defined() && mem.shape()[0] > 0;
+  Tensor cat = has_mem ? concat({mem, h.detach()}, 0) : h.detach();
+  return contiguous_copy(narrow(cat, 0, beg, len));
+}
+
+}  // namespace txl

@@ -1,0 +1,52 @@
+// The pieces of kimiyoung's RelPartialLearnableMultiHeadAttn (MODELS.md §1.3-§1.7)
+// that every variant attending over [memories; segment] with Transformer-XL's
+// relative positions shares: the parameters, the sinusoidal table R, the causal /
+// same_length mask, the attention core and the FIFO window of a memory.
+// transformer_xl and compressive are built from these; what goes into the memories
+// and how the state is laid out stays in each variant's own file.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "txl/attention/attention.h"
+
+namespace txl {
+
+std::string layer_key(int64_t l, const std::string& rest);  // "layers.{l}.{rest}"
+
+// r_w_bias, r_r_bias ([H, Dh], shared by all layers) and layer l's qkv_net, o_net,
+// r_net weights (no biases), all N(0, init_std) (MODELS.md §1.10).
+void declare_relative_shared(const ModelConfig& cfg, ParamTable& table);
+void declare_relative_layer(const ModelConfig& cfg, int64_t l, ParamTable& table);
+// The parameters the two functions above declare.
+int64_t relative_shared_parameter_count(const ModelConfig& cfg);
+int64_t relative_layer_parameter_count(const ModelConfig& cfg);
+
+// R [klen, D]: [sin | cos] halves over the descending positions klen-1 .. 0, each
+// clamped to clamp_len when clamp_len > 0 (MODELS.md §1.3).
+Tensor sinusoid_positions(int64_t klen, int64_t d_model, int64_t clamp_len, DType dtype);
+
+// [qlen, klen] b8, true = masked. Key j has distance delta = (klen - qlen) + i - j from
+// query i; it is masked when delta < 0 (a later token) and, with same_length, when
+// delta >= window. For transformer_xl (window = mem_len) this is exactly the
+// reference's triu(1 + mlen) + tril(-mask_shift_len) (MODELS.md §1.4, closed form).
+Tensor relative_mask(int64_t qlen, int64_t klen, bool same_length, int64_t window);
+
+struct RelativeAttentionOutput {
+  Tensor out;   // [T, B, D]: o_net of the heads, after dropout (before the residual)
+  Tensor prob;  // [B, H, T, K]: attention probabilities before dropatt
+  Tensor qkv;   // [K, B, 3 * H * Dh]: the q, k, v projections of every row of cat
+};
+
+// Layer l's attention for the last T rows of cat [K, B, D] (already normalised for
+// pre-LN) over all K rows, with R = r [K, D] (dropped) and mask [T, K]. Draws from
+// ctx in the reference's order: dropatt on the probabilities, then dropout on o_net.
+RelativeAttentionOutput relative_attention(const ModelConfig& cfg, const ParameterSet& params, int64_t l,
+                                           const Tensor& cat, int64_t T, const Tensor& r, const Tensor& mask,
+                                           ForwardContext& ctx);
+
+// Rows [beg, beg + len) of concat(mem, h.detach()) along axis 0, as a fresh detached
+// tensor; mem may be undefined or empty (the first segment).
+Tensor memory_window(const Tensor& mem, const Tensor& h, int64_t beg, int64_t len);
+
+}  // namespace txl
