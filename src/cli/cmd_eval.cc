@@ -1,9 +1,12 @@
 // `txl eval CHECKPOINT_OR_RUN_DIR [--data FILE] [--split train|valid|test|all] [--batch-size B]
-//  [--tgt-len T] [--mem-len M] [--clamp-len C] [--same-length] [--json]`
+//  [--tgt-len T] [--mem-len M] [--clamp-len C] [--same-length] [--json] [model.KEY=VALUE ...]`
+// The model.* overrides may change what does not define the weights: lengths and the
+// variant's runtime keys (a longer compressed memory at test time, as the paper does).
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "txl/config/load.h"
 #include "txl/core/threads.h"
 #include "txl/data/corpus.h"
 #include "txl/train/checkpoint.h"
@@ -24,6 +27,7 @@ int eval(const Context& ctx, const std::vector<std::string>& args) {
   std::string path, data, split;
   int64_t batch = -1, tgt = -1, mem = -2, clamp = -2;
   bool same_length = false, json = false;
+  std::vector<std::string> overrides;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto value = [&]() -> const std::string& {
@@ -39,6 +43,7 @@ int eval(const Context& ctx, const std::vector<std::string>& args) {
     else if (a == "--same-length") same_length = true;
     else if (a == "--json") json = true;
     else if (a.rfind("--", 0) == 0) TXL_FAIL("eval: unknown option '{}'", a);
+    else if (a.find('=') != std::string::npos) overrides.push_back(a);
     else {
       TXL_CHECK(path.empty(), "eval: two checkpoints given ('{}' and '{}')", path, a);
       path = a;
@@ -51,6 +56,16 @@ int eval(const Context& ctx, const std::vector<std::string>& args) {
   configure_threads(ctx.threads);
 
   Checkpoint ck = load_checkpoint(path);
+  if (!overrides.empty()) {
+    for (const std::string& o : overrides) {
+      const std::string key = o.substr(0, o.find('='));
+      TXL_CHECK(key.rfind("model.", 0) == 0, "eval: {}: only model.* keys can be overridden at evaluation", o);
+      TXL_CHECK(!LanguageModel::is_architecture_key(ck.config.model, key.substr(6)),
+                "eval: {}: {} defines the trained weights; it cannot change at evaluation", o, key);
+    }
+    apply_overrides(ck.config, overrides, "eval overrides");
+    ck.model = rebuild_model(ck.config.model, *ck.model, ck.dir);
+  }
   const Config& cfg = ck.config;
   std::vector<int32_t> tokens;
   if (split == "all") {

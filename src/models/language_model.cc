@@ -75,6 +75,16 @@ LanguageModel::LanguageModel(const ModelConfig& cfg, int64_t vocab_size, DType d
   params_.finalize(dtype);
 }
 
+bool LanguageModel::is_architecture_key(const ModelConfig& cfg, const std::string& key) {
+  static const char* const kArchitecture[] = {"n_layer", "n_head", "d_model", "d_head", "d_inner", "pre_lnorm",
+                                              "attention", "attention.type"};
+  for (const char* k : kArchitecture)
+    if (key == k) return true;
+  if (!key.starts_with("attention.")) return false;
+  const OptionSpec* o = ::txl::attention_spec(cfg.attention.type).option(key.substr(10));
+  return !o || !o->runtime;
+}
+
 int64_t LanguageModel::parameter_count(const ModelConfig& cfg, int64_t vocab_size) {
   ModelConfig c = cfg;
   resolve_attention_defaults(c);

@@ -152,6 +152,15 @@ void load_weights(LanguageModel& model, const std::map<std::string, Tensor>& wei
     TXL_CHECK(model.params().contains(name), "{}: unexpected parameter '{}' (not part of this model)", source, name);
 }
 
+std::unique_ptr<LanguageModel> rebuild_model(const ModelConfig& cfg, const LanguageModel& from,
+                                             const std::string& source) {
+  auto model = std::make_unique<LanguageModel>(cfg, from.vocab_size(), from.dtype());
+  std::map<std::string, Tensor> weights;
+  for (const auto& [name, t] : from.params().named()) weights[name] = t.detach();
+  load_weights(*model, weights, source);
+  return model;
+}
+
 Checkpoint load_checkpoint(const std::string& path, DType dtype) {
   Checkpoint ck;
   ck.dir = resolve_checkpoint_dir(path);

@@ -53,16 +53,8 @@ std::string hms(double seconds) {
   return fmt::format("{}:{:02d}:{:02d}", s / 3600, (s / 60) % 60, s % 60);
 }
 
-// Model keys that change the parameters or the computation they feed; the rest
-// (dropout, lengths, masks, runtime attention options) may differ between a checkpoint
-// and a run started from it. Attention keys come as "attention.<key>".
-const std::set<std::string> kArchitectureKeys = {"n_layer", "n_head", "d_model", "d_head", "d_inner", "pre_lnorm"};
-
 bool is_architecture_key(const ModelConfig& ckpt, const std::string& key) {
-  if (kArchitectureKeys.count(key) || key == "attention" || key == "attention.type") return true;
-  if (!key.starts_with("attention.")) return false;
-  const OptionSpec* o = attention_spec(ckpt.attention.type).option(key.substr(10));
-  return !o || !o->runtime;
+  return LanguageModel::is_architecture_key(ckpt, key);
 }
 
 // The model.* keys a YAML file and the overrides set explicitly.
@@ -118,16 +110,6 @@ ModelConfig merge_init_model(const ModelConfig& ckpt, const ModelConfig& run, co
   if (set_keys.count("same_length")) out.same_length = run.same_length;
   if (set_keys.count("clamp_len")) out.clamp_len = run.clamp_len;
   return out;
-}
-
-// The checkpoint's weights in a model built from the run's model section (lengths,
-// dropout and runtime attention options may differ from the checkpoint's).
-std::unique_ptr<LanguageModel> rebuilt_with(const ModelConfig& cfg, const LanguageModel& from, const std::string& dir) {
-  auto model = std::make_unique<LanguageModel>(cfg, from.vocab_size(), from.dtype());
-  std::map<std::string, Tensor> weights;
-  for (const auto& [name, t] : from.params().named()) weights[name] = t.detach();
-  load_weights(*model, weights, dir);
-  return model;
 }
 
 std::string default_run_dir(const Config& cfg) {
@@ -269,7 +251,7 @@ int run_training(const TrainOptions& opt) {
     }
     apply_overrides(cfg, opt.overrides, "--resume " + run_dir);
     vocab = ck.vocab;
-    model = rebuilt_with(cfg.model, *ck.model, ck.dir);
+    model = rebuild_model(cfg.model, *ck.model, ck.dir);
     st = ck.state;
     optimizer_state = std::move(ck.optimizer_state);
     mems = std::move(ck.mems);
@@ -282,7 +264,7 @@ int run_training(const TrainOptions& opt) {
       TXL_CHECK(cfg.data.vocab == ck.vocab.kind(), "data.vocab: the config says {} but the --init checkpoint uses {}",
                 cfg.data.vocab, ck.vocab.kind());
       vocab = ck.vocab;
-      model = rebuilt_with(cfg.model, *ck.model, ck.dir);
+      model = rebuild_model(cfg.model, *ck.model, ck.dir);
     }
     run_dir = cfg.run.dir.empty() ? default_run_dir(cfg) : cfg.run.dir;
     if (fs::exists(run_dir) && !fs::is_empty(run_dir)) {
@@ -393,7 +375,7 @@ int run_training(const TrainOptions& opt) {
   FaultInjection fault_injection;
   int64_t rewinds = 0, skipped = 0;
 
-  double interval_loss = 0.0;
+  double interval_loss = 0.0, interval_aux = 0.0;
   int64_t interval_steps = 0, interval_tokens = 0;
   double interval_time = 0.0;
   bool evaluated_at_end = false;
@@ -409,7 +391,7 @@ int run_training(const TrainOptions& opt) {
     const auto t0 = Clock::now();
     params.zero_grad();
     const int64_t T = input.shape()[0];
-    double step_loss = 0.0;
+    double step_loss = 0.0, step_aux = 0.0;
     for (int64_t c = first_chunk; c < first_chunk + local_chunks; ++c) {
       Tensor in_c = chunks > 1 ? narrow(input, 1, c * bc, bc) : input;
       Tensor tg_c = chunks > 1 ? narrow(target, 1, c * bc, bc) : target;
@@ -419,14 +401,16 @@ int run_training(const TrainOptions& opt) {
       step_loss += loss.item() / static_cast<double>(chunks);
       // The variant's auxiliary loss (span loss) joins the objective, not the reported nll.
       Tensor objective = out.aux_loss.defined() ? add(loss, out.aux_loss) : loss;
+      if (out.aux_loss.defined()) step_aux += out.aux_loss.item() / static_cast<double>(chunks);
       backward(chunks > 1 ? mul_scalar(objective, 1.0 / static_cast<double>(chunks)) : objective);
       mems[c] = std::move(out.mems);
     }
     if (comm.size() > 1) {
       comm.all_reduce_sum(params.flat_grad());
-      std::vector<double> v{step_loss};
+      std::vector<double> v{step_loss, step_aux};
       comm.all_reduce_sum(v);
       step_loss = v[0];
+      step_aux = v[1];
     }
     double gnorm = clip_grad_norm(params, cfg.train.clip);
     if (fault_injection.nan_at(st.step + 1)) gnorm = std::nan("");
@@ -487,6 +471,7 @@ int run_training(const TrainOptions& opt) {
     }
     st.elapsed_s += dt;
     interval_loss += step_loss * T;
+    interval_aux += step_aux;
     interval_tokens += T * B;
     interval_time += dt;
     interval_steps++;
@@ -498,12 +483,16 @@ int run_training(const TrainOptions& opt) {
       const double per_step = st.elapsed_s / std::max<int64_t>(1, st.step);
       double eta = (cfg.train.steps - st.step) * per_step;
       if (max_time > 0) eta = std::min(eta, max_time - st.elapsed_s);
-      metrics.write({{"event", "train"}, {"step", st.step}, {"loss", loss}, {"bpc", loss / std::log(2.0)}, {"lr", lr},
-                     {"tokens_per_s", tps}, {"grad_norm", gnorm}, {"elapsed_s", st.elapsed_s}, {"epoch", st.epoch}});
+      nlohmann::json event = {{"event", "train"}, {"step", st.step}, {"loss", loss}, {"bpc", loss / std::log(2.0)},
+                              {"lr", lr}, {"tokens_per_s", tps}, {"grad_norm", gnorm}, {"elapsed_s", st.elapsed_s},
+                              {"epoch", st.epoch}};
+      // The variant's auxiliary loss (span loss, compressive reconstruction), per step.
+      if (model->attention_spec().caps.aux_loss) event["aux_loss"] = interval_aux / interval_steps;
+      metrics.write(event);
       std::cout << fmt::format("step {}/{} | loss {:.4f} | bpc {:.4f} | lr {:.3e} | {:.0f} tok/s | elapsed {} | eta {}\n",
                                st.step, cfg.train.steps, loss, loss / std::log(2.0), lr, tps, hms(st.elapsed_s), hms(eta))
                 << std::flush;
-      interval_loss = 0.0;
+      interval_loss = interval_aux = 0.0;
       interval_tokens = interval_steps = 0;
       interval_time = 0.0;
     }

@@ -7,6 +7,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "txl/attention/attention.h"
@@ -53,6 +54,11 @@ class LanguageModel {
 
   // After each optimizer step: the variant's constraints (adaptive span clamps spans).
   void after_step() { attn_->after_step(params_); }
+
+  // Whether a model key ("n_layer", "attention.span", ...) defines the parameters or
+  // what they compute, so a run from a checkpoint cannot change it; lengths, dropout
+  // and runtime attention options (OptionSpec::runtime) can change.
+  static bool is_architecture_key(const ModelConfig& cfg, const std::string& key);
 
   // Closed-form parameter count (MODELS.md §9.2b), to check against params().numel();
   // needs no parameters allocated.

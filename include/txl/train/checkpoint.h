@@ -61,4 +61,9 @@ Checkpoint load_checkpoint(const std::string& path, DType dtype = DType::f32);
 // Copies named weights into the model, checking names, shapes and finiteness.
 void load_weights(LanguageModel& model, const std::map<std::string, Tensor>& weights, const std::string& source);
 
+// `from`'s weights in a model built from `cfg` (the same architecture; lengths, dropout
+// and runtime attention options may differ: --init, --resume, eval overrides).
+std::unique_ptr<LanguageModel> rebuild_model(const ModelConfig& cfg, const LanguageModel& from,
+                                             const std::string& source);
+
 }  // namespace txl
