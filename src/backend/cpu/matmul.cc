@@ -4,6 +4,8 @@
 // dense bf16 copies (scratch from the caching allocator) and multiplied with fp32
 // accumulation into the fp32 output. float64 is a plain-loop reference.
 #include <dnnl.hpp>
+#include <algorithm>
+#include <cstring>
 #include <mutex>
 #include <unordered_map>
 
@@ -76,8 +78,8 @@ dnnl::memory::desc dense_desc(const dnnl::memory::dims& dims, dnnl::memory::data
 }
 
 // A dense bf16 copy of an fp32 operand (any strides) by a cached oneDNN reorder.
-Tensor to_bf16(DnnlContext& ctx, const Tensor& t, const dnnl::memory::desc& from, const dnnl::memory::desc& to,
-               const dnnl::memory::dims& dims) {
+Tensor to_bf16_reorder(DnnlContext& ctx, const Tensor& t, const dnnl::memory::desc& from,
+                       const dnnl::memory::desc& to, const dnnl::memory::dims& dims) {
   Shape shape(dims.begin(), dims.end());
   Tensor out = Tensor::empty(shape, DType::bf16);
   std::string key = "reorder|";
@@ -99,6 +101,49 @@ Tensor to_bf16(DnnlContext& ctx, const Tensor& t, const dnnl::memory::desc& from
   dnnl::memory src(from, ctx.engine, t.raw_data()), dst(to, ctx.engine, out.raw_data());
   r.execute(ctx.stream, src, dst);
   return out;
+}
+
+// Whether t's elements fill [raw_data, raw_data + numel) exactly (a contiguous tensor or
+// a permutation of one, e.g. a transposed weight): then its bf16 copy can keep t's
+// strides and convert the span element by element.
+bool dense_span(const Tensor& t) {
+  std::vector<std::pair<int64_t, int64_t>> dims;  // (stride, size), size-1 dims ignored
+  for (int64_t d = 0; d < t.dim(); ++d)
+    if (t.shape()[d] != 1) dims.emplace_back(t.strides()[d], t.shape()[d]);
+  std::sort(dims.begin(), dims.end());
+  int64_t expect = 1;
+  for (const auto& [stride, size] : dims) {
+    if (stride != expect) return false;
+    expect *= size;
+  }
+  return true;
+}
+
+// fp32 -> bf16, round to nearest even (NaN stays NaN).
+void convert_to_bf16(const float* src, uint16_t* dst, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > 1 << 15)
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, &src[i], 4);
+    const bool nan = (u & 0x7fffffffu) > 0x7f800000u;
+    u += 0x7fffu + ((u >> 16) & 1u);
+    dst[i] = nan ? uint16_t(0x7fc0) : static_cast<uint16_t>(u >> 16);
+  }
+}
+
+// The bf16 copy of an fp32 operand: same strides when its span is dense (one pass of
+// conversion), else a dense copy by a cached oneDNN reorder. Returns the copy and sets
+// `desc` to its memory descriptor.
+Tensor to_bf16(DnnlContext& ctx, const Tensor& t, const dnnl::memory::desc& from, const dnnl::memory::dims& dims,
+               const dnnl::memory::dims& strides, dnnl::memory::desc& desc) {
+  if (dense_span(t)) {
+    Tensor out = Tensor::empty({t.numel()}, DType::bf16);
+    convert_to_bf16(static_cast<const float*>(t.raw_data()), static_cast<uint16_t*>(out.raw_data()), t.numel());
+    desc = dnnl::memory::desc(dims, dnnl::memory::data_type::bf16, strides);
+    return out;
+  }
+  desc = dense_desc(dims, dnnl::memory::data_type::bf16);
+  return to_bf16_reorder(ctx, t, from, desc, dims);
 }
 
 void matmul_f32(const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& out) {
@@ -125,10 +170,10 @@ void matmul_f32(const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& ou
   Tensor a16, b16;
   dnnl::memory::desc a_md_f32 = a_md, b_md_f32 = b_md;
   if (bf16) {
-    a_md = dense_desc(ad, dt::bf16);
-    b_md = dense_desc(bd, dt::bf16);
-    a16 = to_bf16(ctx, a, a_md_f32, a_md, ad);
-    b16 = to_bf16(ctx, b, b_md_f32, b_md, bd);
+    a16 = to_bf16(ctx, a, a_md_f32, ad, as, a_md);
+    b16 = to_bf16(ctx, b, b_md_f32, bd, bs, b_md);
+    key += a16.dim() == 1 ? "a:span|" : "a:dense|";
+    key += b16.dim() == 1 ? "b:span|" : "b:dense|";
   }
   dnnl::matmul prim;
   {
