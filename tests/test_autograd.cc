@@ -60,7 +60,7 @@ TEST_CASE("a diamond-shaped graph sums both paths", "[autograd]") {
   }
 }
 
-TEST_CASE("backward twice over a freed graph is an error; retain_graph allows it", "[autograd]") {
+TEST_CASE("backward twice over a freed graph is an error and retain_graph allows it", "[autograd]") {
   Tensor x = Tensor::from_vector<double>({2}, {1.0, 2.0}).set_requires_grad();
   Tensor y = sum(exp(x));
   backward(y);

@@ -53,7 +53,7 @@ TEST_CASE("txl --help lists the subcommands", "[cli]") {
     REQUIRE(out.find(cmd) != std::string::npos);
 }
 
-TEST_CASE("train writes a run directory; resume continues exactly", "[cli][slow]") {
+TEST_CASE("train writes a run directory and resume continues exactly", "[cli][slow]") {
   const std::string dir = tiny_setup("resume");
   run_command(kTxl + " train " + dir + "/tiny.yaml run.dir=" + dir + "/full");
   // The same run stopped after 10 steps, then resumed to 20 (a constant schedule, so

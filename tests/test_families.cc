@@ -63,7 +63,7 @@ std::string family_setup(const Family& f) {
 
 }  // namespace
 
-TEST_CASE("every family: a resumed run continues bit for bit; eval, generate, info work", "[families][slow]") {
+TEST_CASE("every family: a resumed run continues bit for bit and eval, generate, info work", "[families][slow]") {
   for (const Family& f : kFamilies) {
     INFO("family " << f.name);
     const std::string dir = family_setup(f);

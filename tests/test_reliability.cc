@@ -79,7 +79,7 @@ TEST_CASE("a header that lies about sizes is refused", "[reliability]") {
   REQUIRE_THROWS_WITH(load_safetensors(dir + "/t.safetensors"), Catch::Contains("does not fit its shape"));
 }
 
-TEST_CASE("SIGTERM finishes the step, checkpoints, exits 143; resume completes the run", "[reliability][slow]") {
+TEST_CASE("SIGTERM finishes the step, checkpoints, exits 143 and resume completes the run", "[reliability][slow]") {
   const std::string dir = tiny("sigterm", 100000);
   const std::string run = dir + "/run";
   const std::string log = dir + "/log.txt";
