@@ -225,6 +225,7 @@ std::string unknown_key_message(const std::string& path) {
 }
 
 const std::string kAttentionSection = "model.attention";
+constexpr int64_t kMaxModelSize = 1'000'000'000;  // largest n_layer, d_model, ..., tgt_len, mem_len
 
 // ---------------------------------------------------------------- values
 
@@ -291,9 +292,30 @@ std::optional<bool> parse_bool(const YAML::Node& n) {
   return std::nullopt;
 }
 
+// Offset of the first byte of `s` that is not valid UTF-8, as YAML text must be and as
+// config_to_yaml can write back (yaml-cpp's emitter turns malformed sequences, overlong
+// forms, surrogates, code points past U+10FFFF and U+xFFFE / U+xFFFF into U+FFFD).
+std::optional<size_t> invalid_utf8_at(const std::string& s) {
+  for (size_t i = 0; i < s.size();) {
+    const auto b = static_cast<unsigned char>(s[i]);
+    const size_t n = b < 0x80 ? 1 : (b & 0xE0) == 0xC0 ? 2 : (b & 0xF0) == 0xE0 ? 3 : (b & 0xF8) == 0xF0 ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return i;
+    uint32_t cp = n == 1 ? b : b & (0x7F >> n);
+    for (size_t k = 1; k < n; ++k) {
+      const auto c = static_cast<unsigned char>(s[i + k]);
+      if ((c & 0xC0) != 0x80) return i;
+      cp = (cp << 6) | (c & 0x3F);
+    }
+    static constexpr uint32_t kMinOfLength[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < kMinOfLength[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || (cp & 0xFFFE) == 0xFFFE) return i;
+    i += n;
+  }
+  return std::nullopt;
+}
+
 std::optional<std::string> parse_string(const YAML::Node& n) {
   if (n.IsNull()) return std::string();
-  if (n.IsScalar()) return n.Scalar();
+  if (n.IsScalar() && !invalid_utf8_at(n.Scalar())) return n.Scalar();
   return std::nullopt;
 }
 
@@ -508,13 +530,29 @@ class Loader {
   }
 
   void validate() {
+    bool model_ok = true;  // every model.* key has a value of the right type and range
     for (const auto& f : fields()) {
-      if (bad_.count(f.path)) continue;
-      if (auto got = out_of_range(f, cfg_)) report(f.path, "expected " + expected_text(f) + ", got " + *got);
+      if (bad_.count(f.path)) {
+        model_ok = model_ok && !f.path.starts_with("model.");
+        continue;
+      }
+      if (auto got = out_of_range(f, cfg_)) {
+        report(f.path, "expected " + expected_text(f) + ", got " + *got);
+        model_ok = model_ok && !f.path.starts_with("model.");
+      }
+    }
+    // Model sizes share the attention options' bound, so that the variants' own checks
+    // and shape arithmetic (n_head * d_head, ...) stay far from int64 overflow.
+    for (const char* key : {"model.n_layer", "model.n_head", "model.d_model", "model.d_head", "model.d_inner",
+                            "model.tgt_len", "model.mem_len"}) {
+      const int64_t v = *std::get<int64_t*>(find_field(key)->ref(cfg_));
+      if (bad_.count(key) || v <= kMaxModelSize) continue;
+      report(key, fmt::format("expected at most {}, got {}", kMaxModelSize, v));
+      model_ok = false;
     }
     validate_data();
     validate_train();
-    validate_attention();
+    validate_attention(model_ok);
   }
 
   Config finish(const std::string& source) {
@@ -566,6 +604,12 @@ class Loader {
   }
 
   void set_field(const Field& f, const YAML::Node& node) {
+    if (std::holds_alternative<std::string*>(f.ref(cfg_)) && node.IsScalar())
+      if (auto at = invalid_utf8_at(node.Scalar())) {
+        bad_.insert(f.path);
+        return report(f.path, fmt::format("expected UTF-8 text, got byte 0x{:02x} at offset {}",
+                                          static_cast<unsigned char>(node.Scalar()[*at]), *at));
+      }
     if (!store(node, f.ref(cfg_))) {
       bad_.insert(f.path);
       return report(f.path, "expected " + expected_text(f) + ", got " + describe(node));
@@ -614,7 +658,7 @@ class Loader {
                           [&](int64_t) -> std::optional<OptionValue> { return parse_number<int64_t>(n); },
                           [&](double) -> std::optional<OptionValue> { return parse_number<double>(n); },
                           [&](const std::string&) -> std::optional<OptionValue> {
-                            if (!n.IsScalar()) return std::nullopt;
+                            if (!n.IsScalar() || invalid_utf8_at(n.Scalar())) return std::nullopt;
                             return n.Scalar();
                           },
                       },
@@ -624,7 +668,9 @@ class Loader {
   // model.attention: the type must be registered, its keys in the variant's schema with
   // values of the right type and range, the variant's own cross-key rules, and what the
   // rest of the config asks of it among its capabilities.
-  void validate_attention() {
+  // `model_ok`: false when a model.* key is already reported; the variant's own checks
+  // then wait for a config whose sizes are in range.
+  void validate_attention(bool model_ok) {
     auto raw = std::move(attention_raw_);
     attention_raw_.clear();
     AttentionConfig& a = cfg_.model.attention;
@@ -666,9 +712,12 @@ class Loader {
       const std::string path = kAttentionSection + "." + o.name;
       if (bad_.count(path)) continue;
       std::string problem = option_problem(o, a.options.at(o.name));
-      if (!problem.empty()) report(path, problem);
+      if (!problem.empty()) {
+        report(path, problem);
+        model_ok = false;
+      }
     }
-    if (spec->check)
+    if (spec->check && model_ok)
       for (const auto& p : spec->check(cfg_.model)) report(p.key, p.message);
     if (cfg_.model.mem_len > 0 && !spec->caps.segment_memory)
       report("model.mem_len", fmt::format("attention type {} has no segment memory (capability segment_memory); "

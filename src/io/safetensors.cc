@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -185,12 +186,22 @@ std::map<std::string, Tensor> decode_safetensors(const std::string& bytes, const
                   e["data_offsets"].is_array() && e["data_offsets"].size() == 2,
               "{}: tensor '{}' lacks shape or data_offsets", path, it.key());
     Shape shape;
+    // Byte size of the shape, overflow-checked (zero extents aside, so that the strides
+    // of an empty tensor fit too): a header may claim any numbers.
+    uint64_t extent = dtype_size(dt), nbytes = extent;
     for (const auto& d : e["shape"]) {
       TXL_CHECK(d.is_number_integer() && d.get<int64_t>() >= 0, "{}: tensor '{}' has a bad shape", path, it.key());
       shape.push_back(d.get<int64_t>());
+      TXL_CHECK(shape.back() == 0 || !__builtin_mul_overflow(extent, static_cast<uint64_t>(shape.back()), &extent),
+                "{}: tensor '{}' has a shape too large for any file", path, it.key());
+      nbytes *= static_cast<uint64_t>(shape.back());
     }
+    TXL_CHECK(extent <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()),
+              "{}: tensor '{}' has a shape too large for any file", path, it.key());
+    TXL_CHECK(e["data_offsets"][0].is_number_unsigned() && e["data_offsets"][1].is_number_unsigned(),
+              "{}: tensor '{}' has data_offsets that are not two non-negative integers", path, it.key());
     const uint64_t b = e["data_offsets"][0].get<uint64_t>(), f = e["data_offsets"][1].get<uint64_t>();
-    TXL_CHECK(b <= f && f <= data_len && f - b == numel_of(shape) * dtype_size(dt),
+    TXL_CHECK(b <= f && f <= data_len && f - b == nbytes,
               "{}: tensor '{}' byte range [{}, {}) does not fit its shape {} {} or the file (truncated?)", path,
               it.key(), b, f, dtype_name(dt), shape_str(shape));
     if (ours) {

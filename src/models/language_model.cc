@@ -38,9 +38,16 @@ LanguageModel::LanguageModel(const ModelConfig& cfg, int64_t vocab_size, DType d
     : cfg_(cfg), vocab_(vocab_size), dtype_(dtype), spec_(&::txl::attention_spec(cfg.attention.type)) {
   resolve_attention_defaults(cfg_);
   attn_ = spec_->make(cfg_);
-  const StackStyle style = spec_->style;
-  const int64_t D = cfg_.d_model, F = cfg_.d_inner, V = vocab_size;
-  const double std = cfg_.init_std;
+  const ParamTable table = parameter_table(cfg_, vocab_size, spec_->style, *attn_);
+  for (const auto& [name, shape] : table.shapes()) params_.declare(name, shape);
+  inits_ = table.inits();
+  params_.finalize(dtype);
+}
+
+ParamTable LanguageModel::parameter_table(const ModelConfig& cfg, int64_t vocab_size, StackStyle style,
+                                          const Attention& attn) {
+  const int64_t D = cfg.d_model, F = cfg.d_inner, V = vocab_size;
+  const double std = cfg.init_std;
   // TXL: weights N(0, init_std), LN weights N(1, init_std), biases 0 (MODELS.md §1.10).
   // Seq: PyTorch defaults, Linear U(+-1/sqrt(fan_in)), Embedding N(0, 1), LN 1 / 0 (§2.7).
   const bool txl = style == StackStyle::txl;
@@ -50,13 +57,13 @@ LanguageModel::LanguageModel(const ModelConfig& cfg, int64_t vocab_size, DType d
   const ParamInit ln_b = ParamInit::constant(0);
 
   ParamTable table;
-  attn_->declare_shared(table);
+  attn.declare_shared(table);
   table.add(Names::embedding(style), {V, D}, txl ? ParamInit::normal(0, std) : ParamInit::normal(0, 1));
-  for (int64_t l = 0; l < cfg_.n_layer; ++l) {
-    attn_->declare_layer(l, table);
+  for (int64_t l = 0; l < cfg.n_layer; ++l) {
+    attn.declare_layer(l, table);
     table.add(Names::ln1(style, l, "weight"), {D}, ln_w);
     table.add(Names::ln1(style, l, "bias"), {D}, ln_b);
-    if (!attn_->has_feed_forward()) continue;
+    if (!attn.has_feed_forward()) continue;
     table.add(Names::fc1(style, l, "weight"), {F, D}, weight(D));
     table.add(Names::fc1(style, l, "bias"), {F}, bias(D));
     table.add(Names::fc2(style, l, "weight"), {D, F}, weight(F));
@@ -70,9 +77,14 @@ LanguageModel::LanguageModel(const ModelConfig& cfg, int64_t vocab_size, DType d
     table.add("out_emb.weight", {V, D}, weight(D));
     table.add("out_emb.bias", {V}, bias(D));
   }
-  for (const auto& [name, shape] : table.shapes()) params_.declare(name, shape);
-  inits_ = table.inits();
-  params_.finalize(dtype);
+  return table;
+}
+
+std::vector<std::pair<std::string, Shape>> LanguageModel::parameter_shapes(const ModelConfig& cfg, int64_t vocab_size) {
+  ModelConfig c = cfg;
+  resolve_attention_defaults(c);
+  const AttentionSpec& spec = ::txl::attention_spec(c.attention.type);
+  return parameter_table(c, vocab_size, spec.style, *spec.make(c)).shapes();
 }
 
 bool LanguageModel::is_architecture_key(const ModelConfig& cfg, const std::string& key) {

@@ -8,8 +8,10 @@
 #include <algorithm>
 #include <set>
 
+#include <charconv>
 #include <cmath>
 #include <filesystem>
+#include <optional>
 
 #include "txl/config/load.h"
 #include "txl/io/safetensors.h"
@@ -18,6 +20,47 @@
 namespace txl {
 
 namespace fs = std::filesystem;
+
+namespace {
+
+// "mem/<chunk>/<layer>" -> (chunk, layer); nullopt for any other name.
+std::optional<std::pair<size_t, size_t>> mem_indices(const std::string& name) {
+  if (!name.starts_with("mem/")) return std::nullopt;
+  const char* end = name.data() + name.size();
+  size_t c = 0, l = 0;
+  const auto r1 = std::from_chars(name.data() + 4, end, c);
+  if (r1.ec != std::errc() || r1.ptr == end || *r1.ptr != '/') return std::nullopt;
+  const auto r2 = std::from_chars(r1.ptr + 1, end, l);
+  if (r2.ec != std::errc() || r2.ptr != end) return std::nullopt;
+  return std::make_pair(c, l);
+}
+
+// Whether config.yaml describes the model model.safetensors holds, checked before that
+// model is built: a corrupt or foreign config must not make the loader allocate a huge
+// model, or loop over a huge n_layer, only to find that the shapes differ.
+void check_config_matches_weights(const ModelConfig& cfg, int64_t vocab_size,
+                                  const std::map<std::string, Tensor>& weights, const std::string& config_path,
+                                  const std::string& weights_path) {
+  std::set<size_t> layers;  // the l of every "layers.<l>." name
+  for (const auto& [name, t] : weights) {
+    if (!name.starts_with("layers.")) continue;
+    size_t l = 0;
+    const auto r = std::from_chars(name.data() + 7, name.data() + name.size(), l);
+    if (r.ec == std::errc() && r.ptr != name.data() + 7) layers.insert(l);
+  }
+  TXL_CHECK(static_cast<size_t>(cfg.n_layer) == layers.size(),
+            "{}: model.n_layer is {} but {} holds {} layer(s); the config does not belong to these weights",
+            config_path, cfg.n_layer, weights_path, layers.size());
+  for (const auto& [name, shape] : LanguageModel::parameter_shapes(cfg, vocab_size)) {
+    auto it = weights.find(name);
+    TXL_CHECK(it != weights.end(), "{}: missing parameter '{}' (expected shape {})", weights_path, name,
+              shape_str(shape));
+    TXL_CHECK(it->second.shape() == shape, "{}: parameter '{}' has shape {}, the model needs {}", weights_path, name,
+              shape_str(it->second.shape()), shape_str(shape));
+  }
+}
+
+}  // namespace
 
 nlohmann::json TrainerState::to_json() const {
   return {{"format", "txl-trainer-state-1"}, {"step", step}, {"epoch", epoch}, {"data_position", data_position},
@@ -28,15 +71,28 @@ nlohmann::json TrainerState::to_json() const {
 
 TrainerState TrainerState::from_json(const nlohmann::json& j, const std::string& source) {
   TrainerState s;
+  // Typed reads: get<int64_t>() of a JSON float (1e300) would be an undefined conversion.
+  auto integer = [&](const char* key, int64_t min) {
+    const auto& v = j.at(key);
+    TXL_CHECK(v.is_number_integer() && v.get<int64_t>() >= min, "{}: corrupt trainer state ({} must be an integer >= {}, got {})",
+              source, key, min, v.dump());
+    return v.get<int64_t>();
+  };
+  auto number = [&](const char* key) {
+    const auto& v = j.at(key);
+    TXL_CHECK(v.is_number(), "{}: corrupt trainer state ({} must be a number, got {})", source, key, v.dump());
+    return v.get<double>();
+  };
   try {
-    TXL_CHECK(j.value("format", "") == "txl-trainer-state-1", "{}: unknown trainer state format", source);
-    s.step = j.at("step").get<int64_t>();
-    s.epoch = j.at("epoch").get<int64_t>();
-    s.data_position = j.at("data_position").get<int64_t>();
-    s.tokens_seen = j.at("tokens_seen").get<int64_t>();
-    s.elapsed_s = j.at("elapsed_s").get<double>();
-    if (!j.at("best_val_bpc").is_null()) s.best_val_bpc = j.at("best_val_bpc").get<double>();
-    s.best_step = j.at("best_step").get<int64_t>();
+    TXL_CHECK(j.is_object() && j.value("format", "") == "txl-trainer-state-1", "{}: unknown trainer state format",
+              source);
+    s.step = integer("step", 0);
+    s.epoch = integer("epoch", 0);
+    s.data_position = integer("data_position", 0);
+    s.tokens_seen = integer("tokens_seen", 0);
+    s.elapsed_s = number("elapsed_s");
+    if (!j.at("best_val_bpc").is_null()) s.best_val_bpc = number("best_val_bpc");
+    s.best_step = integer("best_step", -1);
   } catch (const nlohmann::json::exception& e) {
     TXL_FAIL("{}: corrupt trainer state ({})", source, e.what());
   }
@@ -168,8 +224,11 @@ Checkpoint load_checkpoint(const std::string& path, DType dtype) {
   ck.config = config_from_yaml_string(read_file((d / "config.yaml").string(), "checkpoint config"),
                                       (d / "config.yaml").string(), {}, /*require_data_source=*/false);
   ck.vocab = Vocab::load((d / "vocab.json").string());
+  const std::string weights_path = (d / "model.safetensors").string();
+  const auto weights = load_safetensors(weights_path);
+  check_config_matches_weights(ck.config.model, ck.vocab.size(), weights, (d / "config.yaml").string(), weights_path);
   ck.model = std::make_unique<LanguageModel>(ck.config.model, ck.vocab.size(), dtype);
-  load_weights(*ck.model, load_safetensors((d / "model.safetensors").string()), (d / "model.safetensors").string());
+  load_weights(*ck.model, weights, weights_path);
   if (fs::exists(d / "trainer_state.json")) {
     ck.has_training_state = true;
     const std::string sp = (d / "trainer_state.json").string();
@@ -183,13 +242,19 @@ Checkpoint load_checkpoint(const std::string& path, DType dtype) {
     ck.optimizer_state = load_safetensors((d / "optimizer.safetensors").string());
     auto mems = load_safetensors((d / "mems.safetensors").string());
     for (const auto& [name, t] : mems) {
-      int c = 0, l = 0;
-      TXL_CHECK(std::sscanf(name.c_str(), "mem/%d/%d", &c, &l) == 2, "{}: unexpected tensor '{}'",
-                (d / "mems.safetensors").string(), name);
-      if (static_cast<int>(ck.mems.size()) <= c) ck.mems.resize(c + 1);
-      if (static_cast<int>(ck.mems[c].size()) <= l) ck.mems[c].resize(l + 1);
+      const auto idx = mem_indices(name);
+      // Indices below the number of tensors (they are dense), so a name cannot ask for a huge vector.
+      TXL_CHECK(idx && idx->first < mems.size() && idx->second < mems.size(),
+                "{}: unexpected tensor '{}' (expected mem/<chunk>/<layer>)", (d / "mems.safetensors").string(), name);
+      const auto [c, l] = *idx;
+      if (ck.mems.size() <= c) ck.mems.resize(c + 1);
+      if (ck.mems[c].size() <= l) ck.mems[c].resize(l + 1);
       ck.mems[c][l] = to_dtype(t, dtype);
     }
+    for (size_t c = 0; c < ck.mems.size(); ++c)
+      for (size_t l = 0; l < ck.mems[c].size(); ++l)
+        TXL_CHECK(ck.mems[c][l].defined(), "{}: tensor 'mem/{}/{}' is missing", (d / "mems.safetensors").string(), c,
+                  l);
   }
   return ck;
 }

@@ -12,6 +12,15 @@ namespace {
 
 constexpr double kPi = 3.14159265358979323846;
 
+// The saved step count: a whole number >= 0 (a corrupt file may hold NaN or 1e300, whose
+// conversion to an integer would be undefined).
+int64_t saved_step_count(const Tensor& t, const std::string& source, const char* key) {
+  const double v = t.item();
+  TXL_CHECK(std::isfinite(v) && v >= 0 && v <= 9.007199254740992e15 && v == std::floor(v),
+            "{}: optimizer state '{}' must be a whole number >= 0, got {}", source, key, v);
+  return static_cast<int64_t>(v);
+}
+
 template <class F>
 void for_each_float(ParameterSet& params, F&& f) {
   dispatch_float(params.dtype(), "optimizer", [&](auto tag) {
@@ -65,7 +74,7 @@ class Adam final : public Optimizer {
               shape_str(m_.shape()));
     m_ = contiguous_copy_of(s.at("adam.m"));
     v_ = contiguous_copy_of(s.at("adam.v"));
-    t_ = static_cast<int64_t>(s.at("adam.t").item());
+    t_ = saved_step_count(s.at("adam.t"), source, "adam.t");
   }
 
  private:
@@ -97,7 +106,10 @@ class Adagrad final : public Optimizer {
     for_each_float(params, [&](auto* w, auto* g, int64_t n, auto tag) {
       using T = decltype(tag);
       T* s = sum_.data<T>();
-      for (const auto& [begin, count] : segments_) {
+      for (const auto& segment : segments_) {
+        // Plain locals, not a structured binding: clang 14 cannot capture bindings
+        // into the OpenMP regions below.
+        const int64_t begin = segment.first, count = segment.second;
         T* ws = w + begin;
         T* gs = g + begin;
         T* ss = s + begin;
@@ -133,7 +145,7 @@ class Adagrad final : public Optimizer {
               "{}: optimizer state has shape {}, the model needs {}", source, shape_str(s.at("adagrad.sum").shape()),
               shape_str(sum_.shape()));
     std::memcpy(sum_.raw_data(), s.at("adagrad.sum").raw_data(), sum_.numel() * dtype_size(sum_.dtype()));
-    t_ = static_cast<int64_t>(s.at("adagrad.t").item());
+    t_ = saved_step_count(s.at("adagrad.t"), source, "adagrad.t");
   }
 
  private:

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "txl/attention/attention.h"
@@ -64,8 +65,15 @@ class LanguageModel {
   // needs no parameters allocated.
   static int64_t parameter_count(const ModelConfig& cfg, int64_t vocab_size);
 
+  // Every parameter's name and shape in declaration order, without allocating any
+  // (load_checkpoint compares them with the weights file before building the model).
+  static std::vector<std::pair<std::string, Shape>> parameter_shapes(const ModelConfig& cfg, int64_t vocab_size);
+
  private:
   struct Names;
+  // The stack's and the variant's parameters; `cfg` has its attention defaults resolved.
+  static ParamTable parameter_table(const ModelConfig& cfg, int64_t vocab_size, StackStyle style,
+                                    const Attention& attn);
   Tensor feed_forward(int64_t l, const Tensor& x, ForwardContext& ctx) const;
   const Tensor& p(const std::string& name) const { return params_.get(name); }
 
