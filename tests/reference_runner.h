@@ -60,6 +60,14 @@ inline std::string write_corpus_prefix(const std::string& dir, size_t bytes, con
 }
 
 // The events of one kind ("train", "eval", ...) from a run's metrics.jsonl, in order.
+// The last line of a command's output parsed as JSON (our scripts print their result there).
+inline nlohmann::json last_json_line(const std::string& out) {
+  auto end = out.find_last_not_of("\n ");
+  auto start = out.rfind('\n', end);
+  const size_t from = start == std::string::npos ? 0 : start + 1;
+  return nlohmann::json::parse(out.substr(from, end - from + 1));
+}
+
 inline std::vector<nlohmann::json> metrics_events(const std::string& run, const std::string& kind) {
   std::vector<nlohmann::json> out;
   std::ifstream f(run + "/metrics.jsonl");

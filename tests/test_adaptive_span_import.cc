@@ -18,13 +18,6 @@ const std::string kRef = "/usr/bin/python3 " + source_path("scripts/reference/ad
 const std::string kImport = "/usr/bin/python3 " + source_path("scripts/import_reference.py");
 const std::string kTxl = std::string(TXL_BINARY_DIR) + "/bin/txl --threads 1";
 
-json last_json_line(const std::string& out) {
-  auto end = out.find_last_not_of("\n ");
-  auto start = out.rfind('\n', end);
-  const size_t from = start == std::string::npos ? 0 : start + 1;
-  return json::parse(out.substr(from, end - from + 1));
-}
-
 // Reference and importer flags for one architecture (the reference's own option names).
 std::string arch(const std::string& extra) {
   return "--nlayers 2 --hid-sz 32 --inner-hid-sz 64 --nheads 4 --attn-span 128 --block-sz 16 " + extra;
@@ -86,11 +79,7 @@ TEST_CASE("txl train --init follows the adaptive-span reference training step", 
                                         " --steps 25 --batch-size 4 --tgt-len 16 --lr 0.07 --warmup 5 --clip 0.03 "
                                         "--dtype float32 " + flags));
   std::vector<double> ours;
-  std::ifstream metrics(dir + "/run/metrics.jsonl");
-  for (std::string line; std::getline(metrics, line);) {
-    json j = json::parse(line);
-    if (j["event"] == "train") ours.push_back(j["loss"].get<double>());
-  }
+  for (const json& j : metrics_events(dir + "/run", "train")) ours.push_back(j["loss"].get<double>());
   auto theirs = ref["losses"].get<std::vector<double>>();
   REQUIRE(ours.size() == 25);
   REQUIRE(theirs.size() == 25);

@@ -19,12 +19,6 @@ const std::string kRef = "/usr/bin/python3 " + source_path("scripts/reference/me
 const std::string kImport = "/usr/bin/python3 " + source_path("scripts/import_reference.py");
 const std::string kTxl = std::string(TXL_BINARY_DIR) + "/bin/txl --threads 1";
 
-json last_json_line(const std::string& out) {
-  auto end = out.find_last_not_of("\n ");
-  auto start = out.rfind('\n', end);
-  return json::parse(out.substr(start == std::string::npos ? 0 : start + 1, end - (start == std::string::npos ? 0 : start + 1) + 1));
-}
-
 void compare_eval(const std::string& name, const std::string& arch, const std::string& eval_flags_ref,
                   const std::string& eval_flags_txl) {
   const std::string dir = scratch_dir("import_" + name);
@@ -109,11 +103,7 @@ TEST_CASE("txl train --init follows the reference training loop step by step", "
                                         " --steps 30 --batch-size 4 --tgt-len 16 --mem-len 16 --lr 2e-3 --warmup 5 "
                                         "--max-step 30 --min-lr 1e-4 --clip 0.25 --dtype float32 " + kArch));
   std::vector<double> ours;
-  std::ifstream metrics(dir + "/run/metrics.jsonl");
-  for (std::string line; std::getline(metrics, line);) {
-    json j = json::parse(line);
-    if (j["event"] == "train") ours.push_back(j["loss"].get<double>());
-  }
+  for (const json& j : metrics_events(dir + "/run", "train")) ours.push_back(j["loss"].get<double>());
   auto theirs = ref["losses"].get<std::vector<double>>();
   REQUIRE(ours.size() == 30);
   REQUIRE(theirs.size() == 30);
