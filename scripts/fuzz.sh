@@ -52,18 +52,20 @@ export TMPDIR="$PWD/runs/fuzz/tmp"  # the harnesses' scratch files
 mkdir -p "$TMPDIR"
 summary=runs/fuzz/summary.txt
 echo "# scripts/fuzz.sh $seconds, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(git rev-parse --short HEAD 2>/dev/null || echo '?')" > "$summary"
+# Crash artifacts (not slow-unit-* reports).
+count_crashes() { find "$1" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) | wc -l; }
 failed=0
 for h in "${harnesses[@]}"; do
   dir=runs/fuzz/$h
   mkdir -p "$dir/corpus" "$dir/crashes"
-  before=$(ls "$dir/crashes" | wc -l)
+  before=$(count_crashes "$dir/crashes")
   echo "fuzz: $h for ${seconds}s (log: $dir/fuzz.log)"
   rc=0
   build-fuzz/bin/fuzz_"$h" "$dir/corpus" "tests/fuzz/corpus/$h" -max_total_time="$seconds" \
       -max_len="${max_len[$h]:-4096}" -rss_limit_mb=2048 -timeout=25 -print_final_stats=1 \
       -artifact_prefix="$dir/crashes/" > "$dir/fuzz.log" 2>&1 || rc=$?
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$dir/fuzz.log" | grep -o '[0-9]*$' | tail -1)
-  new=$(( $(ls "$dir/crashes" | wc -l) - before ))
+  new=$(( $(count_crashes "$dir/crashes") - before ))
   line="$h: ${seconds}s, ${execs:-?} executions, exit $rc, $new new crash file(s) in $dir/crashes"
   echo "fuzz: $line"
   echo "$line" >> "$summary"

@@ -22,20 +22,23 @@
 
 namespace txl::fuzz {
 
-// A scratch directory private to this process (fuzzers may run in parallel jobs).
-inline const std::filesystem::path& scratch_dir() {
-  static const std::filesystem::path dir = [] {
+// A scratch directory private to this process (fuzzers may run in parallel jobs),
+// removed at exit.
+struct ScratchDir {
+  std::filesystem::path path;
+  ScratchDir() {
     const char* tmp = std::getenv("TMPDIR");
-    std::filesystem::path d = std::filesystem::path(tmp && *tmp ? tmp : "/tmp") /
-                              ("txl-fuzz-" + std::to_string(::getpid()));
-    std::filesystem::create_directories(d);
-    std::atexit([] {
-      std::error_code ec;
-      std::filesystem::remove_all(scratch_dir(), ec);
-    });
-    return d;
-  }();
-  return dir;
+    path = std::filesystem::path(tmp && *tmp ? tmp : "/tmp") / ("txl-fuzz-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(path);
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+inline const std::filesystem::path& scratch_dir() {
+  static const ScratchDir dir;
+  return dir.path;
 }
 
 // Writes `bytes` to `path` (plain write: the atomic writer is not what is under test).
