@@ -67,6 +67,15 @@ inline Tensor randn64(const Shape& s, uint64_t seed, double scale = 1.0) {
   return Tensor::randn(s, g, DType::f64, scale);
 }
 
+// max |a - b| over all elements.
+inline double max_abs_diff(const Tensor& a, const Tensor& b) {
+  REQUIRE(a.shape() == b.shape());
+  auto va = a.to_doubles(), vb = b.to_doubles();
+  double m = 0;
+  for (size_t i = 0; i < va.size(); ++i) m = std::max(m, std::abs(va[i] - vb[i]));
+  return m;
+}
+
 // max |a - b| / max(1, |b|) over all elements.
 inline double max_rel_diff(const Tensor& a, const Tensor& b) {
   REQUIRE(a.shape() == b.shape());

@@ -17,14 +17,6 @@ using namespace txl::testing;
 
 namespace {
 
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  REQUIRE(a.shape() == b.shape());
-  auto va = a.to_doubles(), vb = b.to_doubles();
-  double m = 0;
-  for (size_t i = 0; i < va.size(); ++i) m = std::max(m, std::abs(va[i] - vb[i]));
-  return m;
-}
-
 ModelConfig span_config(int64_t L, int64_t H, int64_t D, int64_t F, int64_t M, int64_t S, bool adapt, int64_t R,
                         double init, double loss, bool cache, int64_t N) {
   ModelConfig mc;

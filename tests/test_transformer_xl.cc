@@ -20,14 +20,6 @@ struct CaseResult {
   int64_t losses = 0, mems = 0, grads = 0;
 };
 
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  REQUIRE(a.shape() == b.shape());
-  auto va = a.to_doubles(), vb = b.to_doubles();
-  double m = 0;
-  for (size_t i = 0; i < va.size(); ++i) m = std::max(m, std::abs(va[i] - vb[i]));
-  return m;
-}
-
 CaseResult run_case(const std::string& name, const std::string& flags) {
   const std::string dir = scratch_dir("txl_case_" + name);
   run_command("/usr/bin/python3 " + source_path("scripts/reference/mem_transformer_ref.py") + " case --out " + dir +
