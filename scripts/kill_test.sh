@@ -33,6 +33,7 @@ start=$(date +%s%N)
 run_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 
 survived=0
+mid_write=0
 for i in $(seq 1 "$trials"); do
   run="$work/trial"
   rm -rf "$run"
@@ -42,6 +43,10 @@ for i in $(seq 1 "$trials"); do
   sleep "$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))"
   kill -9 "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
+  # A temporary file or directory left behind means the kill landed inside a checkpoint write.
+  if [ -d "$run/checkpoints" ] && [ -n "$(find "$run/checkpoints" -name '*.tmp[.-]*' -print -quit)" ]; then
+    mid_write=$((mid_write + 1))
+  fi
   # Resume from whatever survived; a run killed before its first checkpoint starts over.
   if [ -e "$run/checkpoints/last/trainer_state.json" ]; then
     "$txl" --threads 2 train --resume "$run" > "$work/log.txt" 2>&1 || { echo "trial $i: resume failed"; cat "$work/log.txt"; continue; }
@@ -54,6 +59,10 @@ for i in $(seq 1 "$trials"); do
   else
     echo "trial $i (killed after ${delay_ms} ms): final weights differ from the uninterrupted run"
   fi
+  if [ $((i % 50)) -eq 0 ] && [ "$i" -lt "$trials" ]; then
+    echo "trial $i/$trials: survived $survived so far, $mid_write killed inside a checkpoint write" >&2
+  fi
 done
+echo "$mid_write of $trials kills landed inside a checkpoint write (a temporary file was left behind)"
 echo "survived $survived/$trials"
 [ "$survived" -eq "$trials" ]

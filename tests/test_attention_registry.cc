@@ -93,6 +93,10 @@ TEST_CASE("registry: every variant is listed with its keys", "[attention]") {
   REQUIRE(attention_spec("adaptive_span").option("span_loss"));
   CHECK(attention_spec("adaptive_span").caps.aux_loss);
   CHECK_THROWS_WITH(attention_spec("adaptve_span"), Catch::Contains("did you mean adaptive_span?"));
+  // Shortened or misspelt-and-shortened names find the variant through its prefix.
+  CHECK_THROWS_WITH(attention_spec("transformr"), Catch::Contains("did you mean transformer_xl?"));
+  CHECK_THROWS_WITH(attention_spec("compress"), Catch::Contains("did you mean compressive?"));
+  CHECK_THROWS_WITH(attention_spec("xyz"), !Catch::Contains("did you mean"));
 }
 
 TEST_CASE("model.attention: unknown types and keys, wrong types and ranges get one line each", "[attention][config]") {

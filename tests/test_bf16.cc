@@ -9,6 +9,7 @@
 #include "reference_runner.h"
 #include "txl/backend/precision.h"
 #include "txl/io/safetensors.h"
+#include "txl/nn/parameters.h"
 #include "txl/ops/ops.h"
 
 using namespace txl;
@@ -122,4 +123,35 @@ TEST_CASE("bf16 validation loss on tiny-shakespeare is within fp32's own run-to-
   REQUIRE(std::abs(f - h) <= std::max(0.01, 2.0 * std::abs(f - f2)));
   REQUIRE(f < 2.3);  // both trained (the unigram entropy is about 3.3 nats)
   REQUIRE(h < 2.3);
+}
+
+TEST_CASE("bf16 weights under a Bf16WeightScope: one copy per scope, fresh in the next", "[bf16]") {
+  TXL_REQUIRE_BF16();
+  ParameterSet params;
+  params.declare("w", {64, 48});   // used as the second operand directly
+  params.declare("w2", {40, 64});  // used transposed, as linear() does
+  params.finalize(DType::f32);
+  Generator gen(11);
+  auto fill_from = [](const Tensor& dst, const Tensor& src) {
+    auto v = src.to_doubles();
+    float* p = dst.data<float>();
+    for (size_t i = 0; i < v.size(); ++i) p[i] = static_cast<float>(v[i]);
+  };
+  fill_from(params.get("w"), Tensor::randn({64, 48}, gen));
+  fill_from(params.get("w2"), Tensor::randn({40, 64}, gen));
+  Tensor x = Tensor::randn({37, 64}, gen);
+  for (int scope = 0; scope < 3; ++scope) {
+    {
+      Bf16WeightScope hold(params.flat_data());
+      // Twice within one scope: the second use reads the copy the first one made.
+      for (int use = 0; use < 2; ++use) {
+        check_product(x, params.get("w"));
+        check_product(x, transpose(params.get("w2"), 0, 1), Tensor::randn({40}, gen));
+      }
+    }
+    // Between scopes the weights change (an optimizer step): the next scope must not
+    // multiply by the stale copy, which check_product's bound would catch.
+    fill_from(params.get("w"), Tensor::randn({64, 48}, gen));
+    fill_from(params.get("w2"), Tensor::randn({40, 64}, gen));
+  }
 }

@@ -1,6 +1,7 @@
 // Reliability of training runs: checksummed checkpoints, step checkpoints behind atomic
 // last/best links, SIGTERM/SIGINT stops that checkpoint and resume, the on_nonfinite
 // policies (driven by the TXL_FAULT_NAN_STEPS test hook), and the SIGKILL crash test.
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -152,5 +153,50 @@ TEST_CASE("a full disk fails the checkpoint with one line and keeps the last goo
   run_command(kTxl + " eval " + run + "/checkpoints/last --json");
   // With space again, the run resumes from the intact checkpoint.
   run_command(kTxl + " train --resume " + run + " train.steps=4");
+  REQUIRE(fs::read_symlink(run + "/checkpoints/last").string() == "step_00000004");
+}
+
+TEST_CASE("an unwritable run directory fails with one line and keeps the last good checkpoint", "[reliability][slow]") {
+  // The suite runs as root, which writes through any permission bits; a read-only
+  // directory is only read-only to an unprivileged user, so txl runs as `nobody` here.
+  if (std::system("setpriv --reuid=65534 --regid=65534 --clear-groups true > /dev/null 2>&1") != 0) {
+    WARN("skipped: setpriv cannot drop to uid 65534 on this machine (needs root and util-linux)");
+    return;
+  }
+  const std::string dir = tiny("readonly", 2);
+  // A copy of the binary in the scratch directory: the build tree may sit where nobody
+  // cannot reach it (a clone under /root).
+  fs::copy_file(std::string(TXL_BINARY_DIR) + "/bin/txl", dir + "/txl");
+  const std::string run = dir + "/run";
+  REQUIRE(std::system(("chown -R 65534:65534 " + dir).c_str()) == 0);
+  const std::string as_nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups " + dir + "/txl --threads 2";
+  run_command(as_nobody + " train " + dir + "/tiny.yaml run.dir=" + run);
+  REQUIRE(fs::read_symlink(run + "/checkpoints/last").string() == "step_00000002");
+
+  // The checkpoint directory turns read-only: the next checkpoint cannot be written.
+  fs::permissions(run + "/checkpoints", fs::perms::owner_write | fs::perms::group_write | fs::perms::others_write,
+                  fs::perm_options::remove);
+  std::string out;
+  REQUIRE(run_status(as_nobody + " train --resume " + run + " train.steps=4", &out) == 1);
+  const auto err = out.find("error: ");
+  REQUIRE(err != std::string::npos);
+  REQUIRE(out.find('\n', err) == out.size() - 1);  // one line, the last
+  REQUIRE(out.find(run + "/checkpoints") != std::string::npos);
+  REQUIRE(out.find("Permission denied") != std::string::npos);
+  REQUIRE(fs::read_symlink(run + "/checkpoints/last").string() == "step_00000002");
+  run_command(as_nobody + " eval " + run + "/checkpoints/last --json");
+
+  // A new run under a read-only parent is refused before any training.
+  fs::create_directories(dir + "/ro");
+  REQUIRE(std::system(("chown 65534:65534 " + dir + "/ro && chmod 555 " + dir + "/ro").c_str()) == 0);
+  REQUIRE(run_status(as_nobody + " train " + dir + "/tiny.yaml run.dir=" + dir + "/ro/run", &out) == 1);
+  REQUIRE(out.rfind("error: ", 0) == 0);
+  REQUIRE(out.find(dir + "/ro/run") != std::string::npos);
+  REQUIRE(std::count(out.begin(), out.end(), '\n') == 1);
+  REQUIRE(!fs::exists(dir + "/ro/run"));
+
+  // Writable again: the run resumes from the intact checkpoint.
+  fs::permissions(run + "/checkpoints", fs::perms::owner_write, fs::perm_options::add);
+  run_command(as_nobody + " train --resume " + run + " train.steps=4");
   REQUIRE(fs::read_symlink(run + "/checkpoints/last").string() == "step_00000004");
 }

@@ -9,7 +9,23 @@ namespace txl {
 
 namespace {
 std::atomic<MatmulPrecision> g_precision{MatmulPrecision::fp32};
+std::atomic<const void*> g_weight_arena{nullptr};
+std::atomic<uint64_t> g_weight_generation{0};
 }
+
+Bf16WeightScope::Bf16WeightScope(const Tensor& arena) {
+  g_weight_generation.fetch_add(1, std::memory_order_relaxed);
+  g_weight_arena.store(arena.impl().storage.get(), std::memory_order_relaxed);
+}
+
+Bf16WeightScope::~Bf16WeightScope() {
+  g_weight_arena.store(nullptr, std::memory_order_relaxed);
+  // Weights may change once the scope closes (the optimizer step).
+  g_weight_generation.fetch_add(1, std::memory_order_relaxed);
+}
+
+const void* bf16_weight_arena() { return g_weight_arena.load(std::memory_order_relaxed); }
+uint64_t bf16_weight_generation() { return g_weight_generation.load(std::memory_order_relaxed); }
 
 MatmulPrecision matmul_precision() { return g_precision.load(std::memory_order_relaxed); }
 void set_matmul_precision(MatmulPrecision p) { g_precision.store(p, std::memory_order_relaxed); }

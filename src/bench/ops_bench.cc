@@ -95,15 +95,19 @@ json bench_memop(const std::string& op, const std::string& pass, const Shape& sh
 
 }  // namespace
 
-double dnnl_peak_gflops(int repeats, int n) {
+double dnnl_peak_gflops(int repeats, int n, MatmulPrecision precision) {
   using dt = dnnl::memory::data_type;
   dnnl::engine eng(dnnl::engine::kind::cpu, 0);
   dnnl::stream s(eng);
-  dnnl::memory::desc md({n, n}, dt::f32, dnnl::memory::format_tag::ab);
-  dnnl::matmul prim(dnnl::matmul::primitive_desc(dnnl::matmul::desc(md, md, md), eng));
-  dnnl::memory a(md, eng), b(md, eng), c(md, eng);
-  std::fill_n(static_cast<float*>(a.get_data_handle()), n * n, 0.5f);
-  std::fill_n(static_cast<float*>(b.get_data_handle()), n * n, 0.25f);
+  // bf16: bf16 inputs, fp32 output, as the engine's bf16 matmuls run.
+  const dt in = precision == MatmulPrecision::bf16 ? dt::bf16 : dt::f32;
+  dnnl::memory::desc in_md({n, n}, in, dnnl::memory::format_tag::ab);
+  dnnl::memory::desc out_md({n, n}, dt::f32, dnnl::memory::format_tag::ab);
+  dnnl::matmul prim(dnnl::matmul::primitive_desc(dnnl::matmul::desc(in_md, in_md, out_md), eng));
+  dnnl::memory a(in_md, eng), b(in_md, eng), c(out_md, eng);
+  // Any finite values do; zeroed memory of either dtype is a valid matrix.
+  std::memset(a.get_data_handle(), 0, in_md.get_size());
+  std::memset(b.get_data_handle(), 0, in_md.get_size());
   double ms = median_ms(repeats, [&] {
     prim.execute(s, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
     s.wait();

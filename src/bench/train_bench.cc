@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 
 #include "txl/backend/precision.h"
 #include "txl/backend/profiler.h"
@@ -13,6 +14,22 @@
 #include "txl/train/optimizer.h"
 
 namespace txl {
+
+namespace {
+
+// The part of the step a profiled kernel belongs to. "to_bf16" (operand conversion for
+// bf16 products) runs inside "matmul" and is reported apart from the GEMMs themselves.
+const char* profile_category(std::string name) {
+  if (const auto bwd = name.find(" ("); bwd != std::string::npos) name.resize(bwd);
+  if (name == "matmul") return "GEMM";
+  if (name == "to_bf16") return "bf16 conversion";
+  if (name == "rel_attn_probs" || name == "softmax" || name == "triangle_mask") return "attention";
+  if (name == "cross_entropy") return "loss";
+  if (name == "optimizer" || name == "clip_grad_norm") return "optimizer";
+  return "elementwise/norm/copies";
+}
+
+}  // namespace
 
 nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup, int repeats, bool profile) {
   const MatmulPrecision precision = resolve_precision(cfg.train.precision);
@@ -29,8 +46,12 @@ nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup
   std::vector<Tensor> mems;
   auto step = [&](int64_t i) {
     model.params().zero_grad();
-    ForwardResult out = model.forward(input, target, mems, ForwardOptions{true, static_cast<uint64_t>(i)});
-    backward(out.aux_loss.defined() ? add(mean(out.loss), out.aux_loss) : mean(out.loss));
+    ForwardResult out;
+    {
+      Bf16WeightScope weights_hold_still(model.params().flat_data());
+      out = model.forward(input, target, mems, ForwardOptions{true, static_cast<uint64_t>(i)});
+      backward(out.aux_loss.defined() ? add(mean(out.loss), out.aux_loss) : mean(out.loss));
+    }
     {
       profiler::Scope p("clip_grad_norm");
       clip_grad_norm(model.params(), cfg.train.clip);
@@ -62,23 +83,47 @@ nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup
   AllocatorStats st = HostAllocator::instance().stats();
   nlohmann::json prof = nlohmann::json::array();
   if (profile) {
-    const double peak = dnnl_peak_gflops(5, 1024);
+    const double peak = dnnl_peak_gflops(5, 1024, precision);
     double accounted = 0;
-    for (const auto& e : profiler::snapshot()) {
+    std::map<std::string, double> category_ms;
+    const auto entries = profiler::snapshot();
+    // Seconds of operand conversion inside the matmuls of each pass ("" or " (bwd)").
+    std::map<std::string, double> conversion_s;
+    for (const auto& e : entries)
+      if (e.name.rfind("to_bf16", 0) == 0) conversion_s[e.name.substr(7)] += e.seconds;
+    for (const auto& e : entries) {
       const double ms_step = e.seconds * 1e3 / repeats;
       accounted += ms_step;
+      category_ms[profile_category(e.name)] += ms_step;
       nlohmann::json row = {{"name", e.name}, {"calls_per_step", static_cast<double>(e.calls) / repeats},
                             {"ms_per_step", ms_step}, {"share", e.seconds * 1e3 / total_ms}};
       if (e.flops > 0) {
-        row["gflops"] = e.flops / e.seconds * 1e-9;
-        row["frac_peak"] = e.flops / e.seconds * 1e-9 / peak;
+        // The rate of the products themselves, without the conversions timed inside them.
+        const double gemm_s = e.seconds - (e.name.rfind("matmul", 0) == 0 ? conversion_s[e.name.substr(6)] : 0.0);
+        row["gflops"] = e.flops / gemm_s * 1e-9;
+        row["frac_peak"] = e.flops / gemm_s * 1e-9 / peak;
       }
       prof.push_back(row);
     }
+    // to_bf16 is timed inside matmul: count it once, under its own name.
+    if (category_ms.count("bf16 conversion")) {
+      category_ms["GEMM"] -= category_ms["bf16 conversion"];
+      accounted -= category_ms["bf16 conversion"];
+    }
     const double mean_ms = total_ms / repeats;
+    category_ms["other (autograd, allocation, views)"] = mean_ms - accounted;
     prof.push_back({{"name", "other (autograd, allocation, views)"}, {"calls_per_step", 0},
                     {"ms_per_step", mean_ms - accounted}, {"share", (mean_ms - accounted) / mean_ms}});
-    prof = {{"kernels", prof}, {"peak_gflops_f32", peak}, {"mean_ms_per_step", mean_ms}};
+    nlohmann::json categories = nlohmann::json::array();
+    for (const auto& [name, ms_step] : category_ms)
+      categories.push_back({{"name", name}, {"ms_per_step", ms_step}, {"share", ms_step / mean_ms}});
+    std::sort(categories.begin(), categories.end(),
+              [](const nlohmann::json& a, const nlohmann::json& b) { return a["ms_per_step"] > b["ms_per_step"]; });
+    prof = {{"kernels", prof},
+            {"categories", categories},
+            {"peak_gflops", peak},
+            {"peak_precision", precision_name(precision)},
+            {"mean_ms_per_step", mean_ms}};
   }
   return {{"profile", prof},{"ms_per_step", med},
           {"tokens_per_s", T * B / (med / 1000.0)},
@@ -98,9 +143,14 @@ nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup
 
 std::string format_train_profile(const nlohmann::json& r) {
   const auto& p = r["profile"];
-  std::string s = fmt::format("profile: mean {:.2f} ms/step over {} steps; oneDNN f32 peak {:.1f} GFLOP/s\n",
+  std::string s = fmt::format("profile: mean {:.2f} ms/step over {} steps; oneDNN {} peak {:.1f} GFLOP/s\n",
                               p["mean_ms_per_step"].get<double>(), r["repeats"].get<int>(),
-                              p["peak_gflops_f32"].get<double>());
+                              p["peak_precision"].get<std::string>(), p["peak_gflops"].get<double>());
+  s += fmt::format("{:<40} {:>10} {:>7}\n", "part of the step", "ms/step", "share");
+  for (const auto& c : p["categories"])
+    s += fmt::format("{:<40} {:>10.3f} {:>6.1f}%\n", c["name"].get<std::string>(), c["ms_per_step"].get<double>(),
+                     100 * c["share"].get<double>());
+  s += "\n";
   s += fmt::format("{:<40} {:>8} {:>10} {:>7} {:>9} {:>7}\n", "kernel", "calls", "ms/step", "share", "GFLOP/s", "%peak");
   for (const auto& k : p["kernels"]) {
     s += fmt::format("{:<40} {:>8.1f} {:>10.3f} {:>6.1f}%", k["name"].get<std::string>(),

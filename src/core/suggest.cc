@@ -23,14 +23,25 @@ size_t edit_distance(const std::string& a, const std::string& b) {
 
 std::vector<std::string> closest_matches(const std::string& word, const std::vector<std::string>& candidates) {
   const size_t limit = word.size() <= 4 ? 1 : 2;
-  size_t best = limit + 1;
-  std::vector<std::string> found;
-  for (const auto& c : candidates) {
+  auto best_of = [&](auto distance) {
+    size_t best = limit + 1;
+    std::vector<std::string> found;
+    for (const auto& c : candidates) {
+      const size_t d = distance(c);
+      if (d < best) best = d, found.clear();
+      if (d == best) found.push_back(c);
+    }
+    return found;
+  };
+  auto found = best_of([&](const std::string& c) { return edit_distance(word, c); });
+  if (!found.empty() || word.size() < 4) return found;
+  // A shortened name ("adaptive", "transformr" for transformer_xl): its distance to the
+  // candidate's closest prefix.
+  return best_of([&](const std::string& c) {
     size_t d = edit_distance(word, c);
-    if (d < best) best = d, found.clear();
-    if (d == best) found.push_back(c);
-  }
-  return found;
+    for (size_t k = 1; k < c.size(); ++k) d = std::min(d, edit_distance(word, c.substr(0, k)));
+    return d;
+  });
 }
 
 std::string did_you_mean(const std::string& word, const std::vector<std::string>& candidates) {

@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "txl/backend/precision.h"
 #include "txl/data/batcher.h"
 #include "txl/ops/ops.h"
 
@@ -10,6 +11,7 @@ namespace txl {
 EvalResult evaluate(const LanguageModel& model, const std::vector<int32_t>& tokens, int64_t batch_size,
                     int64_t tgt_len, int64_t max_tokens) {
   NoGradGuard no_grad;
+  Bf16WeightScope weights_hold_still(model.params().flat_data());
   const auto t0 = std::chrono::steady_clock::now();
   StreamBatcher batches(tokens, batch_size, tgt_len);
   TXL_CHECK(batches.n_step() >= 2, "eval: {} tokens are too few for {} streams (need at least 2 per stream)",

@@ -17,6 +17,7 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -392,6 +393,8 @@ int run_training(const TrainOptions& opt) {
     params.zero_grad();
     const int64_t T = input.shape()[0];
     double step_loss = 0.0, step_aux = 0.0;
+    // Weights hold still from here to the optimizer step: bf16 products convert each once.
+    std::optional<Bf16WeightScope> weight_scope(std::in_place, params.flat_data());
     for (int64_t c = first_chunk; c < first_chunk + local_chunks; ++c) {
       Tensor in_c = chunks > 1 ? narrow(input, 1, c * bc, bc) : input;
       Tensor tg_c = chunks > 1 ? narrow(target, 1, c * bc, bc) : target;
@@ -405,6 +408,7 @@ int run_training(const TrainOptions& opt) {
       backward(chunks > 1 ? mul_scalar(objective, 1.0 / static_cast<double>(chunks)) : objective);
       mems[c] = std::move(out.mems);
     }
+    weight_scope.reset();
     if (comm.size() > 1) {
       comm.all_reduce_sum(params.flat_grad());
       std::vector<double> v{step_loss, step_aux};

@@ -3,7 +3,10 @@
 // master weights, optimizer state, softmax, norms, losses, reductions — stays fp32.
 // Set once per run from train.precision (fp32 | bf16 | auto).
 #pragma once
+#include <cstdint>
 #include <string>
+
+#include "txl/core/tensor.h"
 
 namespace txl {
 
@@ -27,5 +30,23 @@ class PrecisionScope {
  private:
   MatmulPrecision saved_;
 };
+
+// Declares that the tensors viewing `arena` (a model's parameter arena) stay unchanged
+// for the life of the scope (one forward + backward, or an evaluation). bf16 products
+// then convert each weight operand once per scope, into the layout oneDNN prefers for
+// that product, and reuse the copy for every later use in the scope; the copies'
+// buffers persist across scopes, so steady-state steps allocate nothing for them.
+class Bf16WeightScope {
+ public:
+  explicit Bf16WeightScope(const Tensor& arena);
+  ~Bf16WeightScope();
+  Bf16WeightScope(const Bf16WeightScope&) = delete;
+  Bf16WeightScope& operator=(const Bf16WeightScope&) = delete;
+};
+
+// The arena's storage while a scope is open (else null), and a number that changes
+// with every scope, so copies made under an earlier one are known to be stale.
+const void* bf16_weight_arena();
+uint64_t bf16_weight_generation();
 
 }  // namespace txl

@@ -4,6 +4,8 @@
 #pragma once
 #include <nlohmann/json.hpp>
 
+#include "txl/backend/precision.h"
+
 namespace txl {
 
 struct OpsBenchOptions {
@@ -12,8 +14,9 @@ struct OpsBenchOptions {
 };
 
 nlohmann::json run_ops_bench(const OpsBenchOptions& opt);
-// oneDNN's own f32 matmul on an n x n x n problem, in GFLOP/s: the GEMM ceiling.
-double dnnl_peak_gflops(int repeats, int n);
+// oneDNN's own matmul on an n x n x n problem, in GFLOP/s: the GEMM ceiling for that
+// precision (bf16: bf16 inputs, fp32 output).
+double dnnl_peak_gflops(int repeats, int n, MatmulPrecision precision = MatmulPrecision::fp32);
 
 // The human-readable table of a run_ops_bench result.
 std::string format_ops_bench(const nlohmann::json& result);

@@ -9,7 +9,8 @@ namespace txl {
 size_t edit_distance(const std::string& a, const std::string& b);
 
 // The candidates closest to `word` within a small distance (1 for words of up to 4
-// characters, else 2); empty when none is that close.
+// characters, else 2); failing that, for words of 4 or more characters, the candidates
+// with a prefix that close (a shortened name); empty when none is that close.
 std::vector<std::string> closest_matches(const std::string& word, const std::vector<std::string>& candidates);
 
 // " (did you mean x or y?)" or "".

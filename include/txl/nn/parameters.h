@@ -24,6 +24,7 @@ class ParameterSet {
   DType dtype() const { return data_.dtype(); }
 
   Tensor& flat_data() { return data_; }
+  const Tensor& flat_data() const { return data_; }
   Tensor& flat_grad() { return grad_; }
   // Zeroes the gradient arena and re-points every parameter's grad at its view.
   void zero_grad();

@@ -11,18 +11,34 @@
 
 #include "cpu_backend.h"
 #include "txl/backend/precision.h"
+#include "txl/backend/profiler.h"
 #include "strided_loop.h"
 
 namespace txl::cpu {
 
 namespace {
 
+struct CachedMatmul {
+  dnnl::matmul prim;
+  dnnl::memory::desc weights_md;  // the layout the primitive reads its second operand in
+};
+
+// A weight's bf16 copy in a primitive's preferred layout (see Bf16WeightScope). The
+// buffer is kept across scopes; `generation` says which scope last filled it.
+struct WeightCopy {
+  dnnl::memory mem;
+  dnnl::reorder fill;
+  uint64_t generation = 0;
+  const void* arena = nullptr;
+};
+
 struct DnnlContext {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
   std::mutex mu;
-  std::unordered_map<std::string, dnnl::matmul> cache;
+  std::unordered_map<std::string, CachedMatmul> cache;
   std::unordered_map<std::string, dnnl::reorder> reorders;
+  std::unordered_map<std::string, WeightCopy> weight_copies;
   MatmulCacheStats stats;
 };
 
@@ -166,38 +182,74 @@ void matmul_f32(const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& ou
   auto& ctx = dnnl_ctx();
   const bool bf16 = matmul_precision() == MatmulPrecision::bf16;
   std::string key = (bf16 ? "bf16" : "f32") + geometry_key(ad, as, bd, bs, cd, bias.defined());
-  // bf16: the products read dense bf16 copies of both operands.
+  // A second operand that is a weight under a Bf16WeightScope (and not batched) is read
+  // from a copy in the primitive's own layout, made once per scope.
+  const void* arena = bf16_weight_arena();
+  const bool b_weight = bf16 && arena != nullptr && b.impl().storage.get() == arena &&
+                        std::all_of(bd.begin(), bd.end() - 2, [](int64_t d) { return d == 1; });
+  // bf16: the products read bf16 copies of both operands.
   Tensor a16, b16;
   dnnl::memory::desc a_md_f32 = a_md, b_md_f32 = b_md;
   if (bf16) {
+    profiler::Scope p("to_bf16");
     a16 = to_bf16(ctx, a, a_md_f32, ad, as, a_md);
-    b16 = to_bf16(ctx, b, b_md_f32, bd, bs, b_md);
+    if (b_weight) {
+      b_md = dnnl::memory::desc(bd, dt::bf16, dnnl::memory::format_tag::any);
+    } else {
+      b16 = to_bf16(ctx, b, b_md_f32, bd, bs, b_md);
+    }
     key += a16.dim() == 1 ? "a:span|" : "a:dense|";
-    key += b16.dim() == 1 ? "b:span|" : "b:dense|";
+    key += b_weight ? "b:weight|" : b16.dim() == 1 ? "b:span|" : "b:dense|";
   }
-  dnnl::matmul prim;
+  CachedMatmul cached;
   {
     std::lock_guard<std::mutex> lock(ctx.mu);
     auto it = ctx.cache.find(key);
     if (it != ctx.cache.end()) {
-      prim = it->second;
+      cached = it->second;
       ctx.stats.reused++;
     } else {
       try {
         dnnl::matmul::primitive_desc pd(
             bias.defined() ? dnnl::matmul::desc(a_md, b_md, bias_md, c_md) : dnnl::matmul::desc(a_md, b_md, c_md),
             ctx.engine);
-        prim = dnnl::matmul(pd);
+        cached = CachedMatmul{dnnl::matmul(pd), pd.weights_desc()};
       } catch (const dnnl::error& e) {
         TXL_FAIL("matmul: oneDNN cannot create a primitive for {} x {} ({})", shape_str(a.shape()),
                  shape_str(b.shape()), e.what());
       }
-      ctx.cache.emplace(key, prim);
+      ctx.cache.emplace(key, cached);
       ctx.stats.created++;
     }
   }
-  dnnl::memory am(a_md, ctx.engine, bf16 ? a16.raw_data() : a.raw_data()),
-      bm(b_md, ctx.engine, bf16 ? b16.raw_data() : b.raw_data()), cm(c_md, ctx.engine, out.raw_data());
+  dnnl::memory bm;
+  if (b_weight) {
+    profiler::Scope p("to_bf16");
+    std::lock_guard<std::mutex> lock(ctx.mu);
+    const std::string wkey = key + "w@" + std::to_string(reinterpret_cast<uintptr_t>(arena)) + "+" +
+                             std::to_string(b.offset());
+    auto it = ctx.weight_copies.find(wkey);
+    if (it == ctx.weight_copies.end()) {
+      // Copies of another model's weights (an earlier arena) are dead: keep one model's.
+      for (auto e = ctx.weight_copies.begin(); e != ctx.weight_copies.end();)
+        e = e->second.arena == arena ? std::next(e) : ctx.weight_copies.erase(e);
+      dnnl::memory mem(cached.weights_md, ctx.engine);
+      dnnl::reorder fill(dnnl::reorder::primitive_desc(ctx.engine, b_md_f32, ctx.engine, cached.weights_md));
+      ctx.stats.created++;
+      it = ctx.weight_copies.emplace(wkey, WeightCopy{mem, fill, 0, arena}).first;
+    }
+    WeightCopy& w = it->second;
+    if (w.generation != bf16_weight_generation()) {
+      dnnl::memory src(b_md_f32, ctx.engine, b.raw_data());
+      w.fill.execute(ctx.stream, src, w.mem);
+      w.generation = bf16_weight_generation();
+    }
+    bm = w.mem;
+  } else {
+    bm = dnnl::memory(cached.weights_md, ctx.engine, bf16 ? b16.raw_data() : b.raw_data());
+  }
+  dnnl::matmul prim = cached.prim;
+  dnnl::memory am(a_md, ctx.engine, bf16 ? a16.raw_data() : a.raw_data()), cm(c_md, ctx.engine, out.raw_data());
   std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}};
   if (bias.defined()) args.emplace(DNNL_ARG_BIAS, dnnl::memory(bias_md, ctx.engine, bias.raw_data()));
   prim.execute(ctx.stream, args);
