@@ -133,6 +133,10 @@ TEST_CASE("model.attention: a capability the config needs and the variant lacks 
             "model.mem_len: attention type test_causal_only has no segment memory (capability segment_memory); set "
             "model.mem_len: 0"));
   CHECK(problems_of("model: {mem_len: 0, attention: {type: test_causal_only}}\n").empty());
+  // A compressed memory fed by no memory.
+  CHECK(has(problems_of("model: {mem_len: 0, attention: {type: compressive, cmem_len: 16}}\n"),
+            "model.mem_len: compressive compresses what leaves the memory; with mem_len 0 nothing ever does (set "
+            "mem_len > 0, or cmem_len 0 for plain Transformer-XL)"));
 }
 
 TEST_CASE("model.attention: defaults resolve, overrides apply, YAML round-trips", "[attention][config]") {

@@ -185,6 +185,21 @@ TEST_CASE("bad inputs give one clear error line and a non-zero exit", "[cli]") {
   out = run_failing(kTxl + " train " + dir + "/tiny.yaml run.dir=" + dir + "/run train.steps=2");
   REQUIRE(out.find("--resume") != std::string::npos);
   REQUIRE(fs::last_write_time(dir + "/run/metrics.jsonl") == before);
+  // --overwrite replaces it only once the new run's data has loaded: bad data keeps it.
+  out = run_failing(kTxl + " train " + dir + "/tiny.yaml run.dir=" + dir + "/run --overwrite data.path=" + dir +
+                    "/nope.txt");
+  REQUIRE(out.find("nope.txt") != std::string::npos);
+  REQUIRE(fs::last_write_time(dir + "/run/metrics.jsonl") == before);
+
+  // Splits too short for their streams are refused before training, naming file and keys.
+  out = run_failing(kTxl + " train " + dir + "/tiny.yaml model.tgt_len=5000 run.dir=" + dir + "/r4");
+  REQUIRE(out.find("the training split of " + dir + "/data.txt has 18000 tokens") != std::string::npos);
+  REQUIRE(out.find("train.batch_size 4 streams of model.tgt_len 5000") != std::string::npos);
+  out = run_failing(kTxl + " train " + dir + "/tiny.yaml eval.batch_size=1500 run.dir=" + dir + "/r5");
+  REQUIRE(out.find("the validation split of " + dir + "/data.txt has 2000 tokens") != std::string::npos);
+  REQUIRE(out.find("eval.batch_size 1500") != std::string::npos);
+  REQUIRE_FALSE(fs::exists(dir + "/r4"));
+  REQUIRE_FALSE(fs::exists(dir + "/r5"));
 
   // Corrupt and truncated checkpoints are refused by name.
   const std::string ck = dir + "/run/checkpoints/last/model.safetensors";

@@ -283,6 +283,9 @@ AttentionSpec compressive_spec() {
       out.push_back({"model.d_model", "must be even for sinusoidal positions, got " + std::to_string(c.d_model)});
     if (c.d_inner <= 0)
       out.push_back({"model.d_inner", "expected a positive integer, got " + std::to_string(c.d_inner)});
+    if (attention_int(c, "cmem_len") > 0 && c.mem_len == 0)
+      out.push_back({"model.mem_len", "compressive compresses what leaves the memory; with mem_len 0 nothing ever "
+                                      "does (set mem_len > 0, or cmem_len 0 for plain Transformer-XL)"});
     const int64_t rate = attention_int(c, "rate");
     if (attention_string(c, "compression") == "dilated_conv" && attention_int(c, "cmem_len") > 0 &&
         c.mem_len < rate * (rate - 1))

@@ -237,6 +237,7 @@ int run_training(const TrainOptions& opt) {
   std::map<std::string, Tensor> optimizer_state;
   std::vector<std::vector<Tensor>> mems;
   std::string run_dir;
+  bool replace_run_dir = false;  // --overwrite of an existing run directory
 
   if (!opt.resume_dir.empty()) {
     run_dir = opt.resume_dir;
@@ -271,8 +272,7 @@ int run_training(const TrainOptions& opt) {
     if (fs::exists(run_dir) && !fs::is_empty(run_dir)) {
       TXL_CHECK(opt.overwrite, "{}: run directory exists; use --resume {} to continue it or --overwrite to replace it",
                 run_dir, run_dir);
-      comm.barrier();  // every rank has looked before the root removes it
-      if (root) fs::remove_all(run_dir);
+      replace_run_dir = true;  // only once the data and model have loaded
     }
   }
   // Ranks share the host's cores unless told otherwise.
@@ -291,6 +291,22 @@ int run_training(const TrainOptions& opt) {
   }
   TXL_CHECK(model->vocab_size() == vocab.size(), "model vocabulary {} does not match the data vocabulary {}",
             model->vocab_size(), vocab.size());
+  // Every split the run reads is long enough, checked before the first step (not at the
+  // first evaluation, hours in).
+  auto split_of = [&](const char* name, const std::string& file) {
+    return fmt::format("the {} split of {}", name, file.empty() ? cfg.data.path : file);
+  };
+  TXL_CHECK(static_cast<int64_t>(corpus.train.size()) / cfg.train.batch_size > cfg.model.tgt_len,
+            "data: {} has {} tokens, too few for train.batch_size {} streams of model.tgt_len {} (needs more than {})",
+            split_of("training", cfg.data.train), corpus.train.size(), cfg.train.batch_size, cfg.model.tgt_len,
+            cfg.train.batch_size * (cfg.model.tgt_len + 1));
+  TXL_CHECK(corpus.valid.empty() || static_cast<int64_t>(corpus.valid.size()) >= 2 * cfg.eval.batch_size,
+            "data: {} has {} tokens, too few for eval.batch_size {} streams (needs at least {})",
+            split_of("validation", cfg.data.valid), corpus.valid.size(), cfg.eval.batch_size, 2 * cfg.eval.batch_size);
+  if (replace_run_dir) {
+    comm.barrier();  // every rank has looked before the root removes it
+    if (root) fs::remove_all(run_dir);
+  }
 
   if (root) {
     fs::create_directories(fs::path(run_dir) / "checkpoints");
@@ -312,9 +328,6 @@ int run_training(const TrainOptions& opt) {
             comm.size(), local_chunks);
   const int64_t bc = B / chunks;
   StreamBatcher batches(corpus.train, B, cfg.model.tgt_len);
-  TXL_CHECK(batches.n_step() > cfg.model.tgt_len,
-            "data: the training split ({} tokens) is too short for batch_size {} x tgt_len {}", corpus.train.size(), B,
-            cfg.model.tgt_len);
   batches.set_position(st.data_position);
   mems.resize(static_cast<size_t>(chunks));
 
