@@ -3,11 +3,14 @@
 # moment (often in the middle of writing a checkpoint), resumes it to the end, and checks
 # that the final weights are bit-identical to an uninterrupted run's. Repeats TRIALS times
 # and prints "survived N/N".
-#   usage: scripts/kill_test.sh [TRIALS]      (default 20)
+#   usage: [TXL=BINARY] [TXL_THREADS=N] scripts/kill_test.sh [TRIALS]      (default 20)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 trials="${1:-20}"
-txl="$(pwd)/build/bin/txl"
+# TXL=path runs another binary (a copy, so rebuilding build/ during a long run is safe).
+txl="${TXL:-$(pwd)/build/bin/txl}"
+# TXL_THREADS=1 lets several instances share the cores (the tiny model gains little from 2).
+threads="${TXL_THREADS:-2}"
 [ -x "$txl" ] || { echo "error: $txl not found; run scripts/setup.sh first" >&2; exit 1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -25,11 +28,11 @@ YAML
 weights() {  # the sha256 of the final step's model weights
   sha256sum "$1/checkpoints/last/model.safetensors" | cut -d' ' -f1
 }
-"$txl" --threads 2 train "$work/tiny.yaml" run.dir="$work/reference" > /dev/null
+"$txl" --threads "$threads" train "$work/tiny.yaml" run.dir="$work/reference" > /dev/null
 expected=$(weights "$work/reference")
 # Median wall time of a whole run bounds the random kill moment.
 start=$(date +%s%N)
-"$txl" --threads 2 train "$work/tiny.yaml" run.dir="$work/timing" > /dev/null
+"$txl" --threads "$threads" train "$work/tiny.yaml" run.dir="$work/timing" > /dev/null
 run_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 
 survived=0
@@ -38,7 +41,7 @@ for i in $(seq 1 "$trials"); do
   run="$work/trial"
   rm -rf "$run"
   delay_ms=$(( RANDOM % (run_ms > 0 ? run_ms : 1) ))
-  "$txl" --threads 2 train "$work/tiny.yaml" run.dir="$run" > "$work/log.txt" 2>&1 &
+  "$txl" --threads "$threads" train "$work/tiny.yaml" run.dir="$run" > "$work/log.txt" 2>&1 &
   pid=$!
   sleep "$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))"
   kill -9 "$pid" 2>/dev/null || true
@@ -49,9 +52,9 @@ for i in $(seq 1 "$trials"); do
   fi
   # Resume from whatever survived; a run killed before its first checkpoint starts over.
   if [ -e "$run/checkpoints/last/trainer_state.json" ]; then
-    "$txl" --threads 2 train --resume "$run" > "$work/log.txt" 2>&1 || { echo "trial $i: resume failed"; cat "$work/log.txt"; continue; }
+    "$txl" --threads "$threads" train --resume "$run" > "$work/log.txt" 2>&1 || { echo "trial $i: resume failed"; cat "$work/log.txt"; continue; }
   else
-    "$txl" --threads 2 train "$work/tiny.yaml" run.dir="$run" --overwrite > "$work/log.txt" 2>&1 ||
+    "$txl" --threads "$threads" train "$work/tiny.yaml" run.dir="$run" --overwrite > "$work/log.txt" 2>&1 ||
       { echo "trial $i: restart failed"; cat "$work/log.txt"; continue; }
   fi
   if [ "$(weights "$run")" = "$expected" ]; then

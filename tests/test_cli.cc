@@ -169,6 +169,8 @@ TEST_CASE("bad inputs give one clear error line and a non-zero exit", "[cli]") {
   out = run_failing(kTxl + " train " + dir + "/tiny.yaml model.dropout=1.5 run.dir=" + dir + "/r1");
   REQUIRE(out.find("model.dropout") != std::string::npos);
   REQUIRE_FALSE(fs::exists(dir + "/r1"));
+  out = run_failing(kTxl + " train " + dir + "/tiny.yaml model.n_layer");  // an override without its value
+  REQUIRE(out.find("'model.n_layer' after the config") != std::string::npos);
   out = run_failing(kTxl + " train " + dir + "/missing.yaml");
   REQUIRE(out.find("missing.yaml") != std::string::npos);
   out = run_failing(kTxl + " train " + dir + "/tiny.yaml data.path=" + dir + "/nope.txt run.dir=" + dir + "/r2");

@@ -191,7 +191,7 @@ TEST_CASE("an unwritable run directory fails with one line and keeps the last go
   REQUIRE(std::system(("chown 65534:65534 " + dir + "/ro && chmod 555 " + dir + "/ro").c_str()) == 0);
   REQUIRE(run_status(as_nobody + " train " + dir + "/tiny.yaml run.dir=" + dir + "/ro/run", &out) == 1);
   REQUIRE(out.rfind("error: ", 0) == 0);
-  REQUIRE(out.find(dir + "/ro/run") != std::string::npos);
+  REQUIRE(out.find(dir + "/ro/run: cannot create the run directory (Permission denied)") != std::string::npos);
   REQUIRE(std::count(out.begin(), out.end(), '\n') == 1);
   REQUIRE(!fs::exists(dir + "/ro/run"));
 

@@ -29,9 +29,21 @@ std::shared_ptr<Node> make_node(Tensor& out, const char* op, const std::vector<c
   return node;
 }
 
-// A non-leaf's gradient slot holds whatever tensor arrived first (no copy); a second
-// arrival replaces it with a fresh sum, so views into saved tensors are never written.
-void accumulate_node(Tensor& slot, const Tensor& g) { slot = slot.defined() ? add(slot, g) : g; }
+// A non-leaf's gradient slot holds whatever tensor arrived first (no copy). A later
+// arrival is added in place only when nothing else can see the slot's memory (a sum
+// made here, a fresh gradient buffer) and each element is its own (no expanded view);
+// otherwise the slot becomes a fresh sum, so views
+// into saved tensors are never written.
+void accumulate_node(Tensor& slot, const Tensor& g) {
+  if (!slot.defined()) {
+    slot = g;
+  } else if (slot.impl_ptr().use_count() == 1 && slot.impl().storage.use_count() == 1 && slot.is_contiguous() &&
+             !slot.same_storage(g)) {
+    add_(slot, g);
+  } else {
+    slot = add(slot, g);
+  }
+}
 
 // A leaf's gradient is owned by the leaf: copied on first arrival (or preallocated, as
 // the parameter arena does) and then added to in place.

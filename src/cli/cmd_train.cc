@@ -21,7 +21,9 @@ int train(const Context& ctx, const std::vector<std::string>& args) {
     } else if (a.find('=') != std::string::npos) {
       opt.overrides.push_back(a);
     } else {
-      TXL_CHECK(opt.config_path.empty(), "train: two config files given ('{}' and '{}')", opt.config_path, a);
+      TXL_CHECK(opt.config_path.empty(),
+                "train: '{}' after the config '{}' is neither an override (key.path=value) nor an option", a,
+                opt.config_path);
       opt.config_path = a;
     }
   }

@@ -309,7 +309,9 @@ int run_training(const TrainOptions& opt) {
   }
 
   if (root) {
-    fs::create_directories(fs::path(run_dir) / "checkpoints");
+    std::error_code ec;
+    fs::create_directories(fs::path(run_dir) / "checkpoints", ec);
+    TXL_CHECK(!ec, "{}: cannot create the run directory ({})", run_dir, ec.message());
     write_file_atomic((fs::path(run_dir) / "config.yaml").string(), config_to_yaml(cfg));
   }
   comm.barrier();
