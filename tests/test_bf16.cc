@@ -155,3 +155,16 @@ TEST_CASE("bf16 weights under a Bf16WeightScope: one copy per scope, fresh in th
     fill_from(params.get("w2"), Tensor::randn({40, 64}, gen));
   }
 }
+
+TEST_CASE("txl bench train in bf16: no allocation and no oneDNN primitive after the first steps", "[bf16]") {
+  TXL_REQUIRE_BF16();
+  // Steady state means the weight copies, operand conversions and products all reuse
+  // what the warm-up steps made; the timed steps ask the allocator and oneDNN for nothing.
+  const std::string out = run_command(kTxl + " bench train " + source_path("configs/shakespeare_txl.yaml") +
+                                      " model.n_layer=2 train.precision=bf16 --vocab 65 --repeats 3 --warmup 2 --json");
+  const json r = last_json_line(out);
+  CHECK(r["precision"] == "bf16");
+  CHECK(r["allocator_misses"] == 0);
+  CHECK(r["primitives_created"] == 0);
+  CHECK(r["allocator_hits"].get<uint64_t>() > 0);
+}

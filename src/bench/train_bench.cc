@@ -4,6 +4,7 @@
 #include <chrono>
 #include <map>
 
+#include "backend/cpu/cpu_backend.h"
 #include "txl/backend/precision.h"
 #include "txl/backend/profiler.h"
 #include "txl/bench/ops_bench.h"
@@ -67,6 +68,7 @@ nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup
   const int64_t fill = cfg.model.mem_len > 0 ? (cfg.model.mem_len + T - 1) / T : 0;
   for (int64_t i = 0; i < std::max<int64_t>(warmup, fill + 1); ++i) step(i);
   HostAllocator::instance().reset_counters();
+  const uint64_t primitives_before = cpu::matmul_cache_stats().created;
   profiler::reset();
   profiler::set_enabled(profile);
   std::vector<double> ms;
@@ -76,6 +78,7 @@ nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   profiler::set_enabled(false);
+  const uint64_t primitives_created = cpu::matmul_cache_stats().created - primitives_before;
   double total_ms = 0;
   for (double m : ms) total_ms += m;
   std::sort(ms.begin(), ms.end());
@@ -138,6 +141,7 @@ nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup
           {"attention_flops_per_token", model.attention().attention_flops_per_token(model.params())},
           {"allocator_hits", st.hits},
           {"allocator_misses", st.misses},
+          {"primitives_created", primitives_created},
           {"peak_bytes", st.peak_bytes_in_use}};
 }
 

@@ -46,10 +46,12 @@ int bench_train(const Context& ctx, const std::vector<std::string>& args) {
     std::cout << r.dump() << "\n";
   } else {
     std::cout << fmt::format("{}: {:.1f} ms/step (median of {}, min {:.1f}, max {:.1f}), {:.0f} tokens/s, {} threads, "
-                             "{} parameters, allocator misses in timed steps: {}\n",
+                             "{} parameters, {} precision; in timed steps: {} allocator misses, {} oneDNN "
+                             "primitives created\n",
                              config, r["ms_per_step"].get<double>(), repeats, r["min_ms"].get<double>(),
                              r["max_ms"].get<double>(), r["tokens_per_s"].get<double>(), r["threads"].get<int>(),
-                             r["parameters"].get<int64_t>(), r["allocator_misses"].get<uint64_t>());
+                             r["parameters"].get<int64_t>(), r["precision"].get<std::string>(),
+                             r["allocator_misses"].get<uint64_t>(), r["primitives_created"].get<uint64_t>());
     if (profile) std::cout << format_train_profile(r);
   }
   return 0;
