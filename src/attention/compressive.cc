@@ -137,10 +137,8 @@ class CompressivePass : public AttentionPass {
     // queries of the segment and the keys/values of old_mem are the attention's own
     // projections (rows C + M .. and C .. C + E of [cm; m; x]), detached.
     const int64_t B = mx.shape()[1], H = cfg_.n_head, Dh = cfg_.d_head, HD = H * Dh;
-    Tensor heads = a.qkv.detach();
-    Tensor q = permute(reshape(narrow(narrow(heads, 2, 0, HD), 0, C_ + M_, T_), {T_, B, H, Dh}), {1, 2, 0, 3});
-    Tensor target = content_attention(q, narrow(narrow(heads, 2, HD, HD), 0, C_, E_),
-                                      narrow(narrow(heads, 2, 2 * HD, HD), 0, C_, E_));
+    Tensor q = permute(reshape(a.q.detach(), {T_, B, H, Dh}), {1, 2, 0, 3});
+    Tensor target = content_attention(q, narrow(a.k.detach(), 0, C_, E_), narrow(a.v.detach(), 0, C_, E_));
     Tensor cm_in = new_cm;
     if (cfg_.pre_lnorm)  // the attention sees LN(cm), with the layer's (here detached) LN
       cm_in = layer_norm(new_cm, p(layer_key(l, "dec_attn.layer_norm.weight")).detach(),

@@ -60,12 +60,18 @@ RelativeAttentionOutput relative_attention(const ModelConfig& cfg, const Paramet
   const int64_t K = cat.shape()[0], B = cat.shape()[1], H = cfg.n_head, Dh = cfg.d_head, HD = H * Dh;
   auto p = [&](const std::string& name) -> const Tensor& { return params.get(name); };
   RelativeAttentionOutput res;
-  Tensor w_heads = res.qkv = linear(cat, p(layer_key(l, "dec_attn.qkv_net.weight")));  // [K, B, 3HD]
+  // qkv_net's rows are the q, k and v projections. The reference projects every row of
+  // cat with all of them and keeps the queries of the last T rows; three products give
+  // the same values without computing the K - T unused queries, and without a split
+  // whose backward zero-fills a full-width [K, B, 3HD] gradient per piece and sums them.
+  const Tensor& w_qkv = p(layer_key(l, "dec_attn.qkv_net.weight"));  // [3HD, D]
+  res.q = linear(narrow(cat, 0, K - T, T), narrow(w_qkv, 0, 0, HD));
+  res.k = linear(cat, narrow(w_qkv, 0, HD, HD));
+  res.v = linear(cat, narrow(w_qkv, 0, 2 * HD, HD));
   Tensor r_head_k = reshape(linear(r, p(layer_key(l, "dec_attn.r_net.weight"))), {K, H, Dh});
-  std::vector<Tensor> qkv = split(w_heads, {HD, HD, HD}, 2);
-  Tensor q = reshape(narrow(qkv[0], 0, K - T, T), {T, B, H, Dh});  // queries of the segment only
-  Tensor k = reshape(qkv[1], {K, B, H, Dh});
-  Tensor v = reshape(qkv[2], {K, B, H, Dh});
+  Tensor q = reshape(res.q, {T, B, H, Dh});
+  Tensor k = reshape(res.k, {K, B, H, Dh});
+  Tensor v = reshape(res.v, {K, B, H, Dh});
 
   // Scores in [B, H, T, K]: content term with u = r_w_bias, position term with v = r_r_bias.
   Tensor ac = matmul(permute(add(q, p("r_w_bias")), {1, 2, 0, 3}), permute(k, {1, 2, 3, 0}));
