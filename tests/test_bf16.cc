@@ -161,10 +161,24 @@ TEST_CASE("txl bench train in bf16: no allocation and no oneDNN primitive after 
   // Steady state means the weight copies, operand conversions and products all reuse
   // what the warm-up steps made; the timed steps ask the allocator and oneDNN for nothing.
   const std::string out = run_command(kTxl + " bench train " + source_path("configs/shakespeare_txl.yaml") +
-                                      " model.n_layer=2 train.precision=bf16 --vocab 65 --repeats 3 --warmup 2 --json");
+                                      " model.n_layer=2 train.precision=bf16 --vocab 65 --repeats 3 --warmup 2 --json --profile");
   const json r = last_json_line(out);
   CHECK(r["precision"] == "bf16");
   CHECK(r["allocator_misses"] == 0);
   CHECK(r["primitives_created"] == 0);
   CHECK(r["allocator_hits"].get<uint64_t>() > 0);
+  // The profile's parts add up to the mean step, with the conversions (timed inside the
+  // products) counted once, under their own name.
+  const json& p = r["profile"];
+  CHECK(p["peak_precision"] == "bf16");
+  double parts = 0, kernels = 0, conversion = -1;
+  for (const auto& c : p["categories"]) {
+    parts += c["ms_per_step"].get<double>();
+    if (c["name"] == "bf16 conversion") conversion = c["ms_per_step"].get<double>();
+  }
+  for (const auto& k : p["kernels"]) kernels += k["ms_per_step"].get<double>();
+  const double mean = p["mean_ms_per_step"].get<double>();
+  CHECK(std::abs(parts - mean) < 1e-9 * mean);
+  CHECK(std::abs(kernels - mean) < 1e-9 * mean);
+  CHECK(conversion > 0);
 }

@@ -18,8 +18,7 @@ namespace txl {
 
 namespace {
 
-// The part of the step a profiled kernel belongs to. "to_bf16" (operand conversion for
-// bf16 products) runs inside "matmul" and is reported apart from the GEMMs themselves.
+// The part of the step a profiled kernel belongs to.
 const char* profile_category(std::string name) {
   if (const auto bwd = name.find(" ("); bwd != std::string::npos) name.resize(bwd);
   if (name == "matmul") return "GEMM";
@@ -90,28 +89,23 @@ nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup
     double accounted = 0;
     std::map<std::string, double> category_ms;
     const auto entries = profiler::snapshot();
-    // Seconds of operand conversion inside the matmuls of each pass ("" or " (bwd)").
-    std::map<std::string, double> conversion_s;
+    // to_bf16 (operand conversion) is timed inside matmul: each matmul row keeps only
+    // the products' own time, so every second is counted once.
+    std::map<std::string, double> conversion_s;  // by pass: "" or " (bwd)"
     for (const auto& e : entries)
       if (e.name.rfind("to_bf16", 0) == 0) conversion_s[e.name.substr(7)] += e.seconds;
     for (const auto& e : entries) {
-      const double ms_step = e.seconds * 1e3 / repeats;
+      const double own_s = e.seconds - (e.name.rfind("matmul", 0) == 0 ? conversion_s[e.name.substr(6)] : 0.0);
+      const double ms_step = own_s * 1e3 / repeats;
       accounted += ms_step;
       category_ms[profile_category(e.name)] += ms_step;
       nlohmann::json row = {{"name", e.name}, {"calls_per_step", static_cast<double>(e.calls) / repeats},
-                            {"ms_per_step", ms_step}, {"share", e.seconds * 1e3 / total_ms}};
+                            {"ms_per_step", ms_step}, {"share", own_s * 1e3 / total_ms}};
       if (e.flops > 0) {
-        // The rate of the products themselves, without the conversions timed inside them.
-        const double gemm_s = e.seconds - (e.name.rfind("matmul", 0) == 0 ? conversion_s[e.name.substr(6)] : 0.0);
-        row["gflops"] = e.flops / gemm_s * 1e-9;
-        row["frac_peak"] = e.flops / gemm_s * 1e-9 / peak;
+        row["gflops"] = e.flops / own_s * 1e-9;
+        row["frac_peak"] = e.flops / own_s * 1e-9 / peak;
       }
       prof.push_back(row);
-    }
-    // to_bf16 is timed inside matmul: count it once, under its own name.
-    if (category_ms.count("bf16 conversion")) {
-      category_ms["GEMM"] -= category_ms["bf16 conversion"];
-      accounted -= category_ms["bf16 conversion"];
     }
     const double mean_ms = total_ms / repeats;
     category_ms["other (autograd, allocation, views)"] = mean_ms - accounted;
