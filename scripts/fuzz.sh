@@ -21,17 +21,8 @@ case "$seconds" in ''|*[!0-9]*) echo "usage: scripts/fuzz.sh [SECONDS] [config|c
 # build dependencies (the same as scripts/setup.sh); only the missing ones are installed.
 packages=(clang libclang-rt-14-dev libomp-dev cmake make libdnnl-dev libspdlog-dev libfmt-dev libyaml-cpp-dev
           nlohmann-json3-dev)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "fuzz: installing ${missing[*]}"
-  sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+source scripts/lib/install_packages.sh
+install_missing fuzz "${packages[@]}"
 
 # -O1: the usual libFuzzer trade of speed for precise sanitizer reports.
 cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
