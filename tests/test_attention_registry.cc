@@ -119,7 +119,7 @@ TEST_CASE("model.attention: unknown types and keys, wrong types and ranges get o
             "model.attention.kind: expected one of a, b, got \"c\""));
   // Keys of one variant under another.
   CHECK(has(problems_of("model: {attention: {span: 64}}\n"),
-            "model.attention.span: unknown key for attention type transformer_xl; its keys are type"));
+            "model.attention.span: unknown key for attention type transformer_xl; its keys are type, fused"));
   // Cross-key rules of the variant.
   CHECK(has(problems_of("model: {d_model: 128, n_head: 4, d_head: 16, attention: {type: adaptive_span}}\n"),
             "model.d_head: adaptive_span needs n_head * d_head == d_model (4 * 16 != 128)"));
@@ -151,9 +151,9 @@ TEST_CASE("model.attention: defaults resolve, overrides apply, YAML round-trips"
   // YAML file that still lists them they are errors.
   Config t = c;
   apply_overrides(t, {"model.attention.type=transformer_xl"});
-  CHECK(t.model.attention.options.empty());
+  CHECK(t.model.attention.options == std::map<std::string, OptionValue>{{"fused", true}});
   CHECK(has(problems_of("model: {attention: {type: adaptive_span, span: 64}}\n", {"model.attention.type=transformer_xl"}),
-            "model.attention.span: unknown key for attention type transformer_xl; its keys are type"));
+            "model.attention.span: unknown key for attention type transformer_xl; its keys are type, fused"));
 }
 
 TEST_CASE("a variant registered from its own file builds and trains in the stack", "[attention]") {

@@ -88,7 +88,8 @@ class CompressivePass : public AttentionPass {
     Tensor mx = M_ > 0 ? concat({mems_[l], w}, 0) : w;
     Tensor cat = C_ > 0 ? concat({cms_[l], mx}, 0) : mx;
     cat = norm(cat);  // pre-LN normalises the memories too
-    RelativeAttentionOutput a = relative_attention(cfg_, params_, l, cat, T_, r_, mask_, ctx);
+    RelativeAttentionOutput a = relative_attention(cfg_, params_, l, cat, T_, r_, mask_, ctx,
+                                                   E_ > 0 && o_.fn == Compression::most_used);
     if (E_ > 0) compress(l, mx.detach(), a, ctx);
     return a.out;
   }
@@ -274,6 +275,7 @@ AttentionSpec compressive_spec() {
        INFINITY,
        {"slot"},
        "relative positions over [cm; m; x]: one TXL step per slot"},
+      fused_attention_option(),
   };
   s.check = [](const ModelConfig& c) {
     std::vector<ConfigProblem> out;

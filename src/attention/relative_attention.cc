@@ -1,6 +1,6 @@
 // Transformer-XL's relative attention, shared by transformer_xl and compressive
-// (see relative_attention.h). Written with the differentiable ops; the fused
-// rel_attn_probs does the rel-shift, mask and softmax.
+// (see relative_attention.h). Written with the differentiable ops: either the one
+// fused_rel_attention op, or matmuls around rel_attn_probs (rel-shift, mask, softmax).
 #include "attention/relative_attention.h"
 
 #include <cmath>
@@ -54,9 +54,25 @@ Tensor relative_mask(int64_t qlen, int64_t klen, bool same_length, int64_t windo
   return Tensor::from_vector<uint8_t>({qlen, klen}, m);
 }
 
+OptionSpec fused_attention_option() {
+  return {"fused",
+          true,
+          -INFINITY,
+          INFINITY,
+          {},
+          "attention core in one pass per (batch, head) over blocks of queries (scores, shift, mask, softmax, "
+          "weighted sum) without [B, H, T, K] tensors; false: the unfused ops",
+          true};
+}
+
+bool use_fused_attention(const ModelConfig& cfg, bool need_prob, const ForwardContext& ctx) {
+  // Dropout on the probabilities needs them as a tensor.
+  return attention_bool(cfg, "fused") && !need_prob && (!ctx.training || cfg.dropatt == 0.0);
+}
+
 RelativeAttentionOutput relative_attention(const ModelConfig& cfg, const ParameterSet& params, int64_t l,
                                            const Tensor& cat, int64_t T, const Tensor& r, const Tensor& mask,
-                                           ForwardContext& ctx) {
+                                           ForwardContext& ctx, bool need_prob) {
   const int64_t K = cat.shape()[0], B = cat.shape()[1], H = cfg.n_head, Dh = cfg.d_head, HD = H * Dh;
   auto p = [&](const std::string& name) -> const Tensor& { return params.get(name); };
   RelativeAttentionOutput res;
@@ -73,16 +89,21 @@ RelativeAttentionOutput relative_attention(const ModelConfig& cfg, const Paramet
   Tensor k = reshape(res.k, {K, B, H, Dh});
   Tensor v = reshape(res.v, {K, B, H, Dh});
 
-  // Scores in [B, H, T, K]: content term with u = r_w_bias, position term with v = r_r_bias.
-  Tensor ac = matmul(permute(add(q, p("r_w_bias")), {1, 2, 0, 3}), permute(k, {1, 2, 3, 0}));
-  Tensor bd = matmul(permute(add(q, p("r_r_bias")), {1, 2, 0, 3}), permute(r_head_k, {1, 2, 0}));
-  // softmax(mask(scale * (AC + rel_shift(BD)))) fused: the reference's _rel_shift
-  // garbage entries are exactly the ones the causal mask removes.
-  res.prob = rel_attn_probs(ac, bd, mask, 1.0 / std::sqrt(static_cast<double>(Dh)));
-  Tensor prob = ctx.drop(res.prob, cfg.dropatt);
-
-  Tensor vec = matmul(prob, permute(v, {1, 2, 0, 3}));  // [B, H, T, Dh]
-  vec = reshape(permute(vec, {2, 0, 1, 3}), {T, B, HD});
+  const double scale = 1.0 / std::sqrt(static_cast<double>(Dh));
+  Tensor vec;  // [T, B, HD]
+  if (use_fused_attention(cfg, need_prob, ctx)) {
+    vec = reshape(fused_rel_attention(q, k, v, r_head_k, p("r_w_bias"), p("r_r_bias"), mask, scale), {T, B, HD});
+  } else {
+    // Scores in [B, H, T, K]: content term with u = r_w_bias, position term with v = r_r_bias.
+    Tensor ac = matmul(permute(add(q, p("r_w_bias")), {1, 2, 0, 3}), permute(k, {1, 2, 3, 0}));
+    Tensor bd = matmul(permute(add(q, p("r_r_bias")), {1, 2, 0, 3}), permute(r_head_k, {1, 2, 0}));
+    // softmax(mask(scale * (AC + rel_shift(BD)))) fused: the reference's _rel_shift
+    // garbage entries are exactly the ones the causal mask removes.
+    res.prob = rel_attn_probs(ac, bd, mask, scale);
+    Tensor prob = ctx.drop(res.prob, cfg.dropatt);
+    vec = matmul(prob, permute(v, {1, 2, 0, 3}));  // [B, H, T, Dh]
+    vec = reshape(permute(vec, {2, 0, 1, 3}), {T, B, HD});
+  }
   res.out = ctx.drop(linear(vec, p(layer_key(l, "dec_attn.o_net.weight"))), cfg.dropout);
   return res;
 }

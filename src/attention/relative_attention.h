@@ -34,7 +34,7 @@ Tensor relative_mask(int64_t qlen, int64_t klen, bool same_length, int64_t windo
 
 struct RelativeAttentionOutput {
   Tensor out;   // [T, B, D]: o_net of the heads, after dropout (before the residual)
-  Tensor prob;  // [B, H, T, K]: attention probabilities before dropatt
+  Tensor prob;  // [B, H, T, K]: attention probabilities before dropatt (need_prob only)
   Tensor q;     // [T, B, H * Dh]: the query projections of the segment's rows of cat
   Tensor k, v;  // [K, B, H * Dh]: the key and value projections of every row of cat
 };
@@ -42,9 +42,17 @@ struct RelativeAttentionOutput {
 // Layer l's attention for the last T rows of cat [K, B, D] (already normalised for
 // pre-LN) over all K rows, with R = r [K, D] (dropped) and mask [T, K]. Draws from
 // ctx in the reference's order: dropatt on the probabilities, then dropout on o_net.
+// Without need_prob the fused core runs where it can (see use_fused_attention) and
+// prob stays undefined.
 RelativeAttentionOutput relative_attention(const ModelConfig& cfg, const ParameterSet& params, int64_t l,
                                            const Tensor& cat, int64_t T, const Tensor& r, const Tensor& mask,
-                                           ForwardContext& ctx);
+                                           ForwardContext& ctx, bool need_prob = false);
+
+// The `fused` option every variant built on relative_attention declares (default true),
+// and whether a pass uses the fused core: the option is on, nobody needs the
+// probabilities, and no dropatt is drawn (training with dropatt > 0 runs unfused).
+OptionSpec fused_attention_option();
+bool use_fused_attention(const ModelConfig& cfg, bool need_prob, const ForwardContext& ctx);
 
 // Rows [beg, beg + len) of concat(mem, h.detach()) along axis 0, as a fresh detached
 // tensor; mem may be undefined or empty (the first segment).

@@ -82,6 +82,7 @@ AttentionSpec transformer_xl_spec() {
   s.caps.segment_memory = true;
   s.caps.incremental_decoding = true;
   s.style = StackStyle::txl;
+  s.options = {fused_attention_option()};
   s.check = [](const ModelConfig& c) {
     std::vector<ConfigProblem> out;
     if (c.d_model % 2 != 0)

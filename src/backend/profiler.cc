@@ -62,6 +62,14 @@ namespace txl {
 
 namespace {
 
+// FLOPs of one [rows x visible keys x Dh] product of the fused attention, over all
+// (batch, head) pairs; query i sees K - T + i + 1 keys.
+double fused_attention_flops(const RelAttentionInputs& in) {
+  const double T = static_cast<double>(in.q.shape()[0]), K = static_cast<double>(in.k.shape()[0]);
+  const double pairs = static_cast<double>(in.q.shape()[1] * in.q.shape()[2]);
+  return 2.0 * pairs * static_cast<double>(in.q.shape()[3]) * (T * (K - T) + T * (T + 1) / 2);
+}
+
 // Forwards every kernel to the wrapped backend inside a timing scope.
 class ProfilingBackend final : public Backend {
  public:
@@ -159,6 +167,17 @@ class ProfilingBackend final : public Backend {
                                                     double s) override {
     profiler::Scope p("rel_attn_probs");
     return in_.rel_attn_probs_backward(pr, gp, m, s);
+  }
+  // Counted as its products: content and position scores and the weighted sum over the
+  // visible keys (forward), twice that plus the recomputed scores (backward).
+  FusedRelAttention fused_rel_attention(const RelAttentionInputs& in, const Tensor& m, double s) override {
+    profiler::Scope p("fused_rel_attention", 3.0 * fused_attention_flops(in));
+    return in_.fused_rel_attention(in, m, s);
+  }
+  RelAttentionGrads fused_rel_attention_backward(const RelAttentionInputs& in, const Tensor& m, double s,
+                                                 const Tensor& lse, const Tensor& g) override {
+    profiler::Scope p("fused_rel_attention", 8.0 * fused_attention_flops(in));
+    return in_.fused_rel_attention_backward(in, m, s, lse, g);
   }
 
  private:

@@ -41,6 +41,17 @@ struct CrossEntropyResult {
   Tensor lse;   // log-sum-exp per row, saved for backward
 };
 
+struct RelAttentionInputs {
+  Tensor q, k, v, rk, u, w;
+};
+struct FusedRelAttention {
+  Tensor out;  // [T, B, H, Dh], contiguous
+  Tensor lse;  // [B, H, T]: log-sum-exp of each row's scaled scores (-inf: all masked)
+};
+struct RelAttentionGrads {
+  Tensor q, k, v, rk, u, w;  // shaped like the inputs, contiguous
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -97,6 +108,19 @@ class Backend {
   // Gradients of ac and bd_raw from p and dL/dp (bd_raw's gradient is the inverse shift).
   virtual std::pair<Tensor, Tensor> rel_attn_probs_backward(const Tensor& p, const Tensor& gp, const Tensor& mask,
                                                             double scale) = 0;
+
+  // The whole Transformer-XL attention core in one pass per (batch, head) over blocks
+  // of query rows: for q [T, B, H, Dh], k, v [K, B, H, Dh], rk [K, H, Dh] (the
+  // projected positions), u, w [H, Dh] (r_w_bias, r_r_bias) and mask [T, K],
+  //   out[i] = sum_j p[i, j] v[j],  p[i, :] = softmax_j(scale * ((q[i] + u) . k[j]
+  //            + (q[i] + w) . rk[j + T - 1 - i]))  over unmasked j,
+  // the same contract as rel_attn_probs followed by the product with v. Probabilities
+  // live only in a per-thread block; the forward keeps each row's log-sum-exp
+  // ([B, H, T]) so the backward can recompute them. Dh must be the innermost,
+  // contiguous axis of q, k, v and rk (other strides are free).
+  virtual FusedRelAttention fused_rel_attention(const RelAttentionInputs& in, const Tensor& mask, double scale) = 0;
+  virtual RelAttentionGrads fused_rel_attention_backward(const RelAttentionInputs& in, const Tensor& mask,
+                                                         double scale, const Tensor& lse, const Tensor& gout) = 0;
 };
 
 Backend& backend_for(Device device);

@@ -10,3 +10,14 @@ namespace txl {
 Tensor rel_attn_probs(const Tensor& ac, const Tensor& bd_raw, const Tensor& mask, double scale);
 
 }  // namespace txl
+
+namespace txl {
+
+// The whole attention core of Transformer-XL in one fused op (Backend::fused_rel_attention):
+// q [T, B, H, Dh], k, v [K, B, H, Dh], rk [K, H, Dh], u = r_w_bias, w = r_r_bias [H, Dh],
+// mask as for rel_attn_probs. Returns the heads' weighted sums [T, B, H, Dh]; equal to
+// matmul(rel_attn_probs(AC, BD_raw, mask, scale), v) without the [B, H, T, K] tensors.
+Tensor fused_rel_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& rk, const Tensor& u,
+                           const Tensor& w, const Tensor& mask, double scale);
+
+}  // namespace txl

@@ -33,6 +33,9 @@ class CpuBackend final : public Backend {
   Tensor rel_attn_probs(const Tensor& ac, const Tensor& bd_raw, const Tensor& mask, double scale) override;
   std::pair<Tensor, Tensor> rel_attn_probs_backward(const Tensor& p, const Tensor& gp, const Tensor& mask,
                                                     double scale) override;
+  FusedRelAttention fused_rel_attention(const RelAttentionInputs& in, const Tensor& mask, double scale) override;
+  RelAttentionGrads fused_rel_attention_backward(const RelAttentionInputs& in, const Tensor& mask, double scale,
+                                                 const Tensor& lse, const Tensor& gout) override;
 };
 
 // A contiguous tensor with the same values (the input itself when already contiguous).

@@ -1,0 +1,347 @@
+// The fused Transformer-XL attention core on the CPU (contract in backend.h). One task
+// per (batch, head); a task walks its query rows in blocks of kBlockRows and keeps the
+// block's scores in a per-thread buffer, so no [B, H, T, K] tensor exists. Products
+// inside a block are single-threaded oneDNN sgemm calls (the tasks are the
+// parallelism). Products run on small_gemm's register tiles: a library GEMM per block
+// cost more in call and packing overhead than the block's arithmetic (Dh = 32-64).
+// k, rk and v are transposed once per task into [Dh, K] panels so that every product
+// reads its second operand row by row.
+//
+// Causality limits the work: rows [i0, i1) see keys j <= K - T + i only, so a block
+// computes the first Kv = K - T + i1 key columns, and the position term of those
+// keys reads rk rows [T - i1, K): bd_blk[r, c] = (q + w) . rk[T - i1 + c], and query
+// i = i0 + r at key j reads bd_blk[r, j + (i1 - 1 - i)].
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "cpu_backend.h"
+#include "fast_exp.h"
+#include "small_gemm.h"
+
+namespace txl::cpu {
+
+namespace {
+
+constexpr int64_t kBlockRows = 64;
+
+// Geometry of the operands: row strides (between positions) and the offsets of batch
+// b / head h, in elements.
+struct Layout {
+  int64_t T, K, B, H, Dh;
+  int64_t q_row, q_b, q_h, k_row, k_b, k_h, v_row, v_b, v_h, r_row, r_h;
+};
+
+Tensor with_inner_contiguous(const Tensor& t) { return t.strides().back() == 1 ? t : contiguous_of(t); }
+
+Layout layout_of(RelAttentionInputs& in, const Tensor& mask, const char* op) {
+  TXL_CHECK(in.q.dim() == 4 && in.k.dim() == 4 && in.v.dim() == 4 && in.rk.dim() == 3,
+            "{}: expected q [T, B, H, Dh], k, v [K, B, H, Dh], rk [K, H, Dh], got {} {} {} {}", op,
+            shape_str(in.q.shape()), shape_str(in.k.shape()), shape_str(in.v.shape()), shape_str(in.rk.shape()));
+  const int64_t T = in.q.shape()[0], B = in.q.shape()[1], H = in.q.shape()[2], Dh = in.q.shape()[3];
+  const int64_t K = in.k.shape()[0];
+  TXL_CHECK(in.k.shape() == Shape({K, B, H, Dh}) && in.v.shape() == in.k.shape() && in.rk.shape() == Shape({K, H, Dh}) &&
+                in.u.shape() == Shape({H, Dh}) && in.w.shape() == Shape({H, Dh}),
+            "{}: shapes do not agree: q {} k {} v {} rk {} u {} w {}", op, shape_str(in.q.shape()),
+            shape_str(in.k.shape()), shape_str(in.v.shape()), shape_str(in.rk.shape()), shape_str(in.u.shape()),
+            shape_str(in.w.shape()));
+  const DType dt = in.q.dtype();
+  for (const Tensor* t : {&in.k, &in.v, &in.rk, &in.u, &in.w})
+    TXL_CHECK(t->dtype() == dt, "{}: dtype mismatch ({} vs {})", op, dtype_name(t->dtype()), dtype_name(dt));
+  TXL_CHECK(K >= T, "{}: key length {} is shorter than query length {}", op, K, T);
+  TXL_CHECK(mask.dtype() == DType::b8 && mask.shape() == Shape({T, K}), "{}: mask must be b8 [{}, {}], got {} {}", op, T,
+            K, dtype_name(mask.dtype()), shape_str(mask.shape()));
+  in.q = with_inner_contiguous(in.q);
+  in.k = with_inner_contiguous(in.k);
+  in.v = with_inner_contiguous(in.v);
+  in.rk = with_inner_contiguous(in.rk);
+  in.u = contiguous_of(in.u);
+  in.w = contiguous_of(in.w);
+  const auto& qs = in.q.strides();
+  const auto& ks = in.k.strides();
+  const auto& vs = in.v.strides();
+  const auto& rs = in.rk.strides();
+  return {T, K, B, H, Dh, qs[0], qs[1], qs[2], ks[0], ks[1], ks[2], vs[0], vs[1], vs[2], rs[0], rs[1]};
+}
+
+void check_mask(const Tensor& mask, int64_t T, int64_t K, const char* op) {
+  const uint8_t* pm = mask.data<uint8_t>();
+  for (int64_t i = 0; i < T; ++i)
+    for (int64_t j = K - T + i + 1; j < K; ++j)
+      TXL_CHECK(pm[i * K + j], "{}: key {} of query {} must be masked (it has no relative position)", op, j, i);
+}
+
+// Per-thread scratch of one block: scores / probabilities, the position term, the
+// probabilities' gradient, and q + u, q + w for the block's rows. Thread-local and
+// only ever grown, so steady-state steps allocate nothing here.
+template <class T>
+struct Scratch {
+  // kt, rkt, vt: [Dh, K] panels of one task; kc, vc [K, Dh] and goc [T, Dh]: its rows of
+  // k, v and the output gradient packed densely (their own row strides span every head
+  // and batch row, and walking them evicts L1 sets).
+  std::vector<T> s, bd, dp, qu, qw, tmp, kt, rkt, vt, kc, vc, goc;
+  void size_for(const Layout& g) {
+    const size_t n = static_cast<size_t>(kBlockRows * g.K), d = static_cast<size_t>(kBlockRows * g.Dh);
+    const size_t panel = static_cast<size_t>(g.Dh * g.K);
+    kt.resize(panel);
+    rkt.resize(panel);
+    vt.resize(panel);
+    kc.resize(panel);
+    vc.resize(panel);
+    goc.resize(static_cast<size_t>(g.T * g.Dh));
+    s.resize(n);
+    bd.resize(n);
+    dp.resize(n);
+    qu.resize(d);
+    qw.resize(d);
+    tmp.resize(d);
+  }
+};
+
+// dst[d, j] = src[j * row + d]: K rows of Dh into a [Dh, K] panel.
+template <class T>
+void transpose_panel(const T* src, int64_t row, int64_t K, int64_t Dh, T* dst) {
+  for (int64_t j = 0; j < K; ++j)
+    for (int64_t d = 0; d < Dh; ++d) dst[d * K + j] = src[j * row + d];
+}
+
+// dst[j, d] = src[j * row + d]: K rows of Dh packed densely.
+template <class T>
+void pack_rows(const T* src, int64_t row, int64_t K, int64_t Dh, T* dst) {
+  for (int64_t j = 0; j < K; ++j) std::copy(src + j * row, src + j * row + Dh, dst + j * Dh);
+}
+
+// Scores of rows [i0, i1) of task (b, h) into sc.s (content + shifted position term,
+// scaled, -inf where masked) over the block's Kv visible keys; sc.kt and sc.rkt hold the
+// task's k and rk panels.
+template <class T>
+void block_scores(const Layout& g, const T* q, const T* u, const T* w, const uint8_t* mask, T scale, int64_t i0,
+                  int64_t i1, Scratch<T>& sc) {
+  const int64_t n = i1 - i0, Kv = g.K - g.T + i1, Dh = g.Dh;
+  for (int64_t r = 0; r < n; ++r) {
+    const T* qr = q + (i0 + r) * g.q_row;
+#pragma omp simd
+    for (int64_t d = 0; d < Dh; ++d) {
+      sc.qu[r * Dh + d] = qr[d] + u[d];
+      sc.qw[r * Dh + d] = qr[d] + w[d];
+    }
+  }
+  small_gemm<false>(n, Kv, Dh, sc.qu.data(), Dh, sc.kt.data(), g.K, sc.s.data(), Kv, false);
+  small_gemm<false>(n, Kv, Dh, sc.qw.data(), Dh, sc.rkt.data() + (g.T - i1), g.K, sc.bd.data(), Kv, false);
+  const T neg_inf = -std::numeric_limits<T>::infinity();
+  for (int64_t r = 0; r < n; ++r) {
+    const int64_t i = i0 + r, visible = g.K - g.T + i + 1;
+    const T* b = sc.bd.data() + r * Kv + (i1 - 1 - i);
+    const uint8_t* m = mask + i * g.K;
+    T* s = sc.s.data() + r * Kv;
+#pragma omp simd
+    for (int64_t j = 0; j < visible; ++j) s[j] = m[j] ? neg_inf : (s[j] + b[j]) * scale;
+    for (int64_t j = visible; j < Kv; ++j) s[j] = neg_inf;
+  }
+}
+
+template <class T>
+void forward_kernel(const Layout& g, const RelAttentionInputs& in, const Tensor& mask, T scale, Tensor& out,
+                    Tensor& lse) {
+  const T *pq = in.q.data<T>(), *pk = in.k.data<T>(), *pv = in.v.data<T>(), *pr = in.rk.data<T>();
+  const T *pu = in.u.data<T>(), *pw = in.w.data<T>();
+  const uint8_t* pm = mask.data<uint8_t>();
+  T* po = out.data<T>();
+  T* pl = lse.data<T>();
+  const int64_t tasks = g.B * g.H, o_row = g.B * g.H * g.Dh;
+#pragma omp parallel
+  {
+    thread_local Scratch<T> sc;
+    sc.size_for(g);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int64_t b = t / g.H, h = t % g.H;
+      const T* q = pq + b * g.q_b + h * g.q_h;
+      const T* k = pk + b * g.k_b + h * g.k_h;
+      const T* v = pv + b * g.v_b + h * g.v_h;
+      const T* rk = pr + h * g.r_h;
+      T* o = po + (b * g.H + h) * g.Dh;
+      T* l = pl + t * g.T;
+      transpose_panel(k, g.k_row, g.K, g.Dh, sc.kt.data());
+      transpose_panel(rk, g.r_row, g.K, g.Dh, sc.rkt.data());
+      pack_rows(v, g.v_row, g.K, g.Dh, sc.vc.data());
+      for (int64_t i0 = 0; i0 < g.T; i0 += kBlockRows) {
+        const int64_t i1 = std::min(g.T, i0 + kBlockRows), n = i1 - i0, Kv = g.K - g.T + i1;
+        block_scores(g, q, pu + h * g.Dh, pw + h * g.Dh, pm, scale, i0, i1, sc);
+        for (int64_t r = 0; r < n; ++r) {
+          T* s = sc.s.data() + r * Kv;
+          T mx = -std::numeric_limits<T>::infinity();
+#pragma omp simd reduction(max : mx)
+          for (int64_t j = 0; j < Kv; ++j) mx = s[j] > mx ? s[j] : mx;
+          if (mx == -std::numeric_limits<T>::infinity()) {  // every key masked: the row attends to nothing
+            std::fill(s, s + Kv, T(0));
+            l[i0 + r] = mx;
+            continue;
+          }
+          T sum = 0;
+#pragma omp simd reduction(+ : sum)
+          for (int64_t j = 0; j < Kv; ++j) {
+            const T e = s[j] == -std::numeric_limits<T>::infinity() ? T(0) : fast_exp(s[j] - mx);
+            s[j] = e;
+            sum += e;
+          }
+          const T inv = T(1) / sum;
+#pragma omp simd
+          for (int64_t j = 0; j < Kv; ++j) s[j] *= inv;
+          l[i0 + r] = mx + std::log(sum);
+        }
+        small_gemm<false>(n, g.Dh, Kv, sc.s.data(), Kv, sc.vc.data(), g.Dh, o + i0 * o_row, o_row, false);
+      }
+    }
+  }
+}
+
+template <class T>
+void backward_kernel(const Layout& g, const RelAttentionInputs& in, const Tensor& mask, T scale, const Tensor& lse,
+                     const Tensor& gout, RelAttentionGrads& gr, Tensor& grk_parts, Tensor& gu_parts,
+                     Tensor& gw_parts) {
+  const T *pq = in.q.data<T>(), *pk = in.k.data<T>(), *pv = in.v.data<T>(), *pr = in.rk.data<T>();
+  const T *pu = in.u.data<T>(), *pw = in.w.data<T>();
+  const uint8_t* pm = mask.data<uint8_t>();
+  const T* pl = lse.data<T>();
+  const T* pgo = gout.data<T>();
+  T *gq = gr.q.data<T>(), *gk = gr.k.data<T>(), *gv = gr.v.data<T>();
+  T *grk = grk_parts.data<T>(), *gup = gu_parts.data<T>(), *gwp = gw_parts.data<T>();
+  const int64_t tasks = g.B * g.H, Dh = g.Dh, HD = g.H * g.Dh, row = g.B * HD;
+#pragma omp parallel
+  {
+    thread_local Scratch<T> sc;
+    sc.size_for(g);
+    std::vector<T>& dp = sc.dp;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int64_t b = t / g.H, h = t % g.H;
+      const T* q = pq + b * g.q_b + h * g.q_h;
+      const T* k = pk + b * g.k_b + h * g.k_h;
+      const T* v = pv + b * g.v_b + h * g.v_h;
+      const T* rk = pr + h * g.r_h;
+      const T* go = pgo + (b * g.H + h) * Dh;
+      const T* l = pl + t * g.T;
+      // Gradients are dense [., B, H, Dh]; this task owns the (b, h) slices of gq, gk,
+      // gv, and of its batch's partial grk / gu / gw.
+      T* dq = gq + (b * g.H + h) * Dh;
+      T* dk = gk + (b * g.H + h) * Dh;
+      T* dv = gv + (b * g.H + h) * Dh;
+      T* drk = grk + b * g.K * HD + h * Dh;
+      T* du = gup + (b * g.H + h) * Dh;
+      T* dw = gwp + (b * g.H + h) * Dh;
+      transpose_panel(k, g.k_row, g.K, Dh, sc.kt.data());
+      transpose_panel(rk, g.r_row, g.K, Dh, sc.rkt.data());
+      transpose_panel(v, g.v_row, g.K, Dh, sc.vt.data());
+      pack_rows(k, g.k_row, g.K, Dh, sc.kc.data());
+      pack_rows(go, row, g.T, Dh, sc.goc.data());
+      for (int64_t i0 = 0; i0 < g.T; i0 += kBlockRows) {
+        const int64_t i1 = std::min(g.T, i0 + kBlockRows), n = i1 - i0, Kv = g.K - g.T + i1;
+        block_scores(g, q, pu + h * Dh, pw + h * Dh, pm, scale, i0, i1, sc);
+        // p = exp(s - lse), recomputed; dp = gout v^T.
+        for (int64_t r = 0; r < n; ++r) {
+          T* s = sc.s.data() + r * Kv;
+          const T lr = l[i0 + r];
+#pragma omp simd
+          for (int64_t j = 0; j < Kv; ++j) s[j] = s[j] == -std::numeric_limits<T>::infinity() ? T(0) : fast_exp(s[j] - lr);
+        }
+        small_gemm<false>(n, Kv, Dh, sc.goc.data() + i0 * Dh, Dh, sc.vt.data(), g.K, dp.data(), Kv, false);
+        // dv += p^T gout
+        small_gemm<true>(Kv, Dh, n, sc.s.data(), Kv, sc.goc.data() + i0 * Dh, Dh, dv, row, true);
+        // ds = p * (dp - sum_j p dp) * scale: the gradient of the content term; the
+        // position term's is the same values shifted back into bd_blk's columns.
+        std::fill(sc.bd.begin(), sc.bd.begin() + n * Kv, T(0));
+        for (int64_t r = 0; r < n; ++r) {
+          const int64_t i = i0 + r, visible = g.K - g.T + i + 1, shift = i1 - 1 - i;
+          T* p = sc.s.data() + r * Kv;
+          const T* d = dp.data() + r * Kv;
+          T dot = 0;
+#pragma omp simd reduction(+ : dot)
+          for (int64_t j = 0; j < visible; ++j) dot += p[j] * d[j];
+          T* bd = sc.bd.data() + r * Kv + shift;
+#pragma omp simd
+          for (int64_t j = 0; j < visible; ++j) {
+            const T ds = p[j] * (d[j] - dot) * scale;
+            p[j] = ds;
+            bd[j] = ds;
+          }
+        }
+        // dq = ds k + dbd rk; du, dw are their row sums.
+        small_gemm<false>(n, Dh, Kv, sc.s.data(), Kv, sc.kc.data(), Dh, sc.qu.data(), Dh, false);
+        small_gemm<false>(n, Dh, Kv, sc.bd.data(), Kv, rk + (g.T - i1) * g.r_row, g.r_row, sc.tmp.data(), Dh, false);
+        for (int64_t r = 0; r < n; ++r) {
+          const T* a = sc.qu.data() + r * Dh;
+          const T* c = sc.tmp.data() + r * Dh;
+          T* out = dq + (i0 + r) * row;
+#pragma omp simd
+          for (int64_t d = 0; d < Dh; ++d) {
+            out[d] = a[d] + c[d];
+            du[d] += a[d];
+            dw[d] += c[d];
+          }
+        }
+        // dk += ds^T (q + u); drk[T - i1 ..] += dbd^T (q + w). block_scores left
+        // q + u and q + w of these rows in qu / qw; qu was overwritten above, so rebuild it.
+        for (int64_t r = 0; r < n; ++r) {
+          const T* qr = q + (i0 + r) * g.q_row;
+          const T* uh = pu + h * Dh;
+#pragma omp simd
+          for (int64_t d = 0; d < Dh; ++d) sc.qu[r * Dh + d] = qr[d] + uh[d];
+        }
+        small_gemm<true>(Kv, Dh, n, sc.s.data(), Kv, sc.qu.data(), Dh, dk, row, true);
+        small_gemm<true>(Kv, Dh, n, sc.bd.data(), Kv, sc.qw.data(), Dh, drk + (g.T - i1) * HD, HD, true);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+FusedRelAttention CpuBackend::fused_rel_attention(const RelAttentionInputs& in_, const Tensor& mask_in, double scale) {
+  RelAttentionInputs in = in_;
+  Tensor mask = contiguous_of(mask_in);
+  const Layout g = layout_of(in, mask, "fused_rel_attention");
+  check_mask(mask, g.T, g.K, "fused_rel_attention");
+  FusedRelAttention res;
+  res.out = Tensor::empty({g.T, g.B, g.H, g.Dh}, in.q.dtype(), in.q.device());
+  res.lse = Tensor::empty({g.B, g.H, g.T}, in.q.dtype(), in.q.device());
+  if (res.out.numel() == 0) return res;
+  dispatch_float(in.q.dtype(), "fused_rel_attention", [&](auto tag) {
+    using T = decltype(tag);
+    forward_kernel<T>(g, in, mask, static_cast<T>(scale), res.out, res.lse);
+  });
+  return res;
+}
+
+RelAttentionGrads CpuBackend::fused_rel_attention_backward(const RelAttentionInputs& in_, const Tensor& mask_in,
+                                                           double scale, const Tensor& lse_in, const Tensor& gout_in) {
+  RelAttentionInputs in = in_;
+  Tensor mask = contiguous_of(mask_in), lse = contiguous_of(lse_in), gout = contiguous_of(gout_in);
+  const Layout g = layout_of(in, mask, "fused_rel_attention_backward");
+  TXL_CHECK(gout.shape() == in.q.shape() && lse.shape() == Shape({g.B, g.H, g.T}),
+            "fused_rel_attention_backward: gradient {} / lse {} do not fit q {}", shape_str(gout.shape()),
+            shape_str(lse.shape()), shape_str(in.q.shape()));
+  const DType dt = in.q.dtype();
+  const Device dev = in.q.device();
+  RelAttentionGrads gr;
+  gr.q = Tensor::empty(in.q.shape(), dt, dev);
+  gr.k = Tensor::zeros(in.k.shape(), dt, dev);
+  gr.v = Tensor::zeros(in.v.shape(), dt, dev);
+  // rk, u and w are shared by the batch: each batch row accumulates its own part.
+  Tensor grk_parts = Tensor::zeros({g.B, g.K, g.H, g.Dh}, dt, dev);
+  Tensor gu_parts = Tensor::zeros({g.B, g.H, g.Dh}, dt, dev);
+  Tensor gw_parts = Tensor::zeros({g.B, g.H, g.Dh}, dt, dev);
+  if (gr.q.numel() > 0) {
+    dispatch_float(dt, "fused_rel_attention_backward", [&](auto tag) {
+      using T = decltype(tag);
+      backward_kernel<T>(g, in, mask, static_cast<T>(scale), lse, gout, gr, grk_parts, gu_parts, gw_parts);
+    });
+  }
+  gr.rk = reduce(ReduceOp::sum, grk_parts, {0}, false);
+  gr.u = reduce(ReduceOp::sum, gu_parts, {0}, false);
+  gr.w = reduce(ReduceOp::sum, gw_parts, {0}, false);
+  return gr;
+}
+
+}  // namespace txl::cpu
