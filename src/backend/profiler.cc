@@ -117,6 +117,10 @@ class ProfilingBackend final : public Backend {
     profiler::Scope p("matmul", 2.0 * batch * a.shape()[a.dim() - 2] * a.shape().back() * b.shape().back());
     return in_.matmul(a, b, bias);
   }
+  Tensor to_bf16(const Tensor& x) override {
+    profiler::Scope p("to_bf16");
+    return in_.to_bf16(x);
+  }
   Tensor softmax_last(const Tensor& x, bool log) override {
     profiler::Scope p("softmax");
     return in_.softmax_last(x, log);

@@ -4,26 +4,51 @@
 
 #include "txl/autograd/node.h"
 #include "txl/backend/backend.h"
+#include "txl/backend/precision.h"
 #include "txl/ops/elementwise.h"
 #include "txl/ops/reduce.h"
 #include "txl/ops/view.h"
 
 namespace txl {
 
-Tensor matmul(const Tensor& a, const Tensor& b) {
-  TXL_CHECK(a.device() == b.device(), "matmul: device mismatch {} vs {}", a.device().str(), b.device().str());
+namespace {
+
+// With bf16 products, the bf16 copy of an fp32 operand that more than one product will
+// read (made once here instead of once per product); otherwise t itself. Weights under
+// a Bf16WeightScope have their own once-per-scope copies and stay fp32 here.
+Tensor matmul_operand(const Tensor& t) {
+  if (matmul_precision() != MatmulPrecision::bf16 || t.dtype() != DType::f32) return t;
+  if (const void* arena = bf16_weight_arena(); arena != nullptr && t.impl().storage.get() == arena) return t;
+  for (int64_t d = 0; d < t.dim(); ++d)
+    if (t.strides()[d] == 0 && t.shape()[d] > 1) return t;  // a broadcast: the product reads it as is
+  return backend_of(t).to_bf16(t);
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  TXL_CHECK(a_in.device() == b_in.device(), "matmul: device mismatch {} vs {}", a_in.device().str(),
+            b_in.device().str());
+  const bool record_it = needs_record({&a_in, &b_in});
+  // Operands the backward reads again are converted once. The weight-gradient branch
+  // reshapes a, which a non-contiguous bf16 copy cannot do: such an a stays fp32.
+  const bool flat_grad = b_in.dim() == 2 && a_in.dim() > 2;
+  Tensor a = record_it && b_in.requires_grad() && (a_in.is_contiguous() || !flat_grad) ? matmul_operand(a_in) : a_in;
+  Tensor b = record_it && a_in.requires_grad() ? matmul_operand(b_in) : b_in;
   Tensor y = backend_of(a).matmul(a, b, Tensor());
-  if (needs_record({&a, &b})) {
-    record(y, "matmul", {&a, &b},
-           [ad = a.detach(), bd = b.detach(), ga = a.requires_grad(), gb = b.requires_grad()](const Tensor& g) {
+  if (record_it) {
+    record(y, "matmul", {&a_in, &b_in},
+           [ad = a.detach(), bd = b.detach(), ga = a_in.requires_grad(), gb = b_in.requires_grad(),
+            a_shape = a_in.shape(), b_shape = b_in.shape(), flat_grad](const Tensor& g_in) {
+             Tensor g = ga && gb ? matmul_operand(g_in) : g_in;
              std::vector<Tensor> out(2);
-             if (ga) out[0] = sum_to(matmul(g, transpose(bd, -1, -2)), ad.shape());
+             if (ga) out[0] = sum_to(matmul(g, transpose(bd, -1, -2)), a_shape);
              if (gb) {
-               if (bd.dim() == 2 && ad.dim() > 2) {
+               if (flat_grad) {
                  const int64_t K = ad.shape().back(), N = g.shape().back();
                  out[1] = matmul(transpose(reshape(ad, {-1, K}), 0, 1), reshape(g, {-1, N}));
                } else {
-                 out[1] = sum_to(matmul(transpose(ad, -1, -2), g), bd.shape());
+                 out[1] = sum_to(matmul(transpose(ad, -1, -2), g), b_shape);
                }
              }
              return out;
@@ -41,17 +66,21 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   const int64_t in = weight.shape()[1], out = weight.shape()[0];
   Shape out_shape = x.shape();
   out_shape.back() = out;
-  // One GEMM over all leading dims with the bias added inside it.
+  // One GEMM over all leading dims with the bias added inside it. The input's bf16 copy
+  // (if any) is what the weight gradient reads too.
+  const bool record_it = needs_record({&x, &weight, &bias});
   Tensor x2 = reshape(x.detach(), {-1, in});
-  Tensor y = reshape(backend_of(x).matmul(x2, transpose(weight.detach(), 0, 1), bias), out_shape);
-  if (needs_record({&x, &weight, &bias})) {
+  Tensor xm = record_it && weight.requires_grad() ? matmul_operand(x2) : x2;
+  Tensor y = reshape(backend_of(x).matmul(xm, transpose(weight.detach(), 0, 1), bias), out_shape);
+  if (record_it) {
     record(y, "linear", {&x, &weight, &bias},
-           [x2, wd = weight.detach(), xs = x.shape(), gx = x.requires_grad(), gw = weight.requires_grad(),
+           [xm, wd = weight.detach(), xs = x.shape(), gx = x.requires_grad(), gw = weight.requires_grad(),
             gb = bias.defined() && bias.requires_grad(), out](const Tensor& g) {
              Tensor g2 = reshape(g, {-1, out});
+             Tensor gm = gx && gw ? matmul_operand(g2) : g2;  // read by both products
              std::vector<Tensor> grads(3);
-             if (gx) grads[0] = reshape(matmul(g2, wd), xs);
-             if (gw) grads[1] = matmul(transpose(g2, 0, 1), x2);
+             if (gx) grads[0] = reshape(matmul(gm, wd), xs);
+             if (gw) grads[1] = matmul(transpose(gm, 0, 1), xm);
              if (gb) grads[2] = sum(g2, {0});
              return grads;
            });

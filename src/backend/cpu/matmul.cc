@@ -180,26 +180,31 @@ void matmul_f32(const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& ou
   }
 
   auto& ctx = dnnl_ctx();
-  const bool bf16 = matmul_precision() == MatmulPrecision::bf16;
+  // Operands that arrive as bf16 (CpuBackend::to_bf16) are read as they are.
+  const bool pre_a = a.dtype() == DType::bf16, pre_b = b.dtype() == DType::bf16;
+  const bool bf16 = matmul_precision() == MatmulPrecision::bf16 || pre_a || pre_b;
+  if (pre_a) a_md = dnnl::memory::desc(ad, dt::bf16, as);
+  if (pre_b) b_md = dnnl::memory::desc(bd, dt::bf16, bs);
   std::string key = (bf16 ? "bf16" : "f32") + geometry_key(ad, as, bd, bs, cd, bias.defined());
   // A second operand that is a weight under a Bf16WeightScope (and not batched) is read
   // from a copy in the primitive's own layout, made once per scope.
   const void* arena = bf16_weight_arena();
-  const bool b_weight = bf16 && arena != nullptr && b.impl().storage.get() == arena &&
+  const bool b_weight = bf16 && !pre_b && arena != nullptr && b.impl().storage.get() == arena &&
                         std::all_of(bd.begin(), bd.end() - 2, [](int64_t d) { return d == 1; });
   // bf16: the products read bf16 copies of both operands.
-  Tensor a16, b16;
+  Tensor a16 = pre_a ? a : Tensor(), b16 = pre_b ? b : Tensor();
   dnnl::memory::desc a_md_f32 = a_md, b_md_f32 = b_md;
   if (bf16) {
     profiler::Scope p("to_bf16");
-    a16 = to_bf16(ctx, a, a_md_f32, ad, as, a_md);
+    if (!pre_a) a16 = to_bf16(ctx, a, a_md_f32, ad, as, a_md);
     if (b_weight) {
       b_md = dnnl::memory::desc(bd, dt::bf16, dnnl::memory::format_tag::any);
-    } else {
+    } else if (!pre_b) {
       b16 = to_bf16(ctx, b, b_md_f32, bd, bs, b_md);
     }
-    key += a16.dim() == 1 ? "a:span|" : "a:dense|";
-    key += b_weight ? "b:weight|" : b16.dim() == 1 ? "b:span|" : "b:dense|";
+    // "span": the copy has the operand's own strides (made here or by to_bf16).
+    key += pre_a || a16.dim() == 1 ? "a:span|" : "a:dense|";
+    key += b_weight ? "b:weight|" : pre_b || b16.dim() == 1 ? "b:span|" : "b:dense|";
   }
   CachedMatmul cached;
   {
@@ -294,6 +299,17 @@ void matmul_reference(const Tensor& a, const Tensor& b, const Tensor& bias, Tens
 
 }  // namespace
 
+Tensor CpuBackend::to_bf16(const Tensor& x_in) {
+  TXL_CHECK(x_in.dtype() == DType::f32, "to_bf16: expected an f32 tensor, got {}", dtype_name(x_in.dtype()));
+  // Strides are kept when the copy can still be read by a product (a unit stride in one
+  // of the last two dims); otherwise, or for a sparse view, the copy is dense.
+  const bool keep = dense_span(x_in) && (x_in.dim() < 2 || inner_matrix_ok(x_in));
+  Tensor x = keep ? x_in : contiguous_of(x_in);
+  Tensor buf = Tensor::empty({x.numel()}, DType::bf16, x.device());
+  convert_to_bf16(static_cast<const float*>(x.raw_data()), static_cast<uint16_t*>(buf.raw_data()), x.numel());
+  return Tensor::view_of(buf, x.shape(), x.strides(), 0);
+}
+
 MatmulCacheStats matmul_cache_stats() {
   auto& ctx = dnnl_ctx();
   std::lock_guard<std::mutex> lock(ctx.mu);
@@ -301,7 +317,10 @@ MatmulCacheStats matmul_cache_stats() {
 }
 
 Tensor CpuBackend::matmul(const Tensor& a_in, const Tensor& b_in, const Tensor& bias_in) {
-  TXL_CHECK(a_in.dtype() == b_in.dtype(), "matmul: dtype mismatch {} vs {}", dtype_name(a_in.dtype()),
+  // bf16 operands (copies from to_bf16) multiply with fp32 ones and give fp32.
+  auto storage_type = [](DType t) { return t == DType::bf16 ? DType::f32 : t; };
+  const DType out_type = storage_type(a_in.dtype());
+  TXL_CHECK(out_type == storage_type(b_in.dtype()), "matmul: dtype mismatch {} vs {}", dtype_name(a_in.dtype()),
             dtype_name(b_in.dtype()));
   TXL_CHECK(a_in.dim() >= 2 && b_in.dim() >= 2, "matmul: operands need rank >= 2, got {} and {}",
             shape_str(a_in.shape()), shape_str(b_in.shape()));
@@ -312,18 +331,20 @@ Tensor CpuBackend::matmul(const Tensor& a_in, const Tensor& b_in, const Tensor& 
   out_shape.push_back(a_in.shape()[a_in.dim() - 2]);
   out_shape.push_back(b_in.shape().back());
   Tensor bias = bias_in.defined() ? contiguous_of(bias_in) : bias_in;
-  TXL_CHECK(!bias.defined() || (bias.shape() == Shape{b_in.shape().back()} && bias.dtype() == a_in.dtype()),
+  TXL_CHECK(!bias.defined() || (bias.shape() == Shape{b_in.shape().back()} && bias.dtype() == out_type),
             "matmul: bias {} {} for an output of width {}", dtype_name(bias.dtype()), shape_str(bias.shape()),
             b_in.shape().back());
-  Tensor out = Tensor::empty(out_shape, a_in.dtype(), a_in.device());
+  Tensor out = Tensor::empty(out_shape, out_type, a_in.device());
   if (out.numel() == 0) return out;
   if (a_in.shape().back() == 0) {
     fill(out, 0.0);
     if (bias.defined()) binary_inplace(BinaryOp::add, out, bias);
     return out;
   }
-  switch (a_in.dtype()) {
+  switch (out_type) {
     case DType::f32: {
+      TXL_CHECK((a_in.dtype() == DType::f32 || inner_matrix_ok(a_in)) && (b_in.dtype() == DType::f32 || inner_matrix_ok(b_in)),
+                "matmul: a bf16 operand needs a unit stride in one of its last two dims");
       Tensor a = inner_matrix_ok(a_in) ? a_in : contiguous_of(a_in);
       Tensor b = inner_matrix_ok(b_in) ? b_in : contiguous_of(b_in);
       matmul_f32(a, b, bias, out);
