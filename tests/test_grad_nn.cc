@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "gradcheck.h"
+#include "txl/backend/precision.h"
 
 using namespace txl;
 using namespace txl::testing;
@@ -105,6 +106,33 @@ TEST_CASE("matmul forward matches loops with broadcast batch dims", "[grad]") {
           want.push_back(s);
         }
   require_close(yv, want, 1e-13);
+}
+
+TEST_CASE("grad: linear_relu", "[grad]") {
+  gradcheck([](const In& in) { return linear_relu(in[0], in[1], in[2]); },
+            {randn64({2, 3, 4}, 51), randn64({5, 4}, 52), randn64({5}, 53)});
+  gradcheck([](const In& in) { return linear_relu(in[0], in[1]); }, {randn64({3, 4}, 54), randn64({6, 4}, 55)});
+}
+
+TEST_CASE("linear_relu equals relu(linear) in f32, fp32 and bf16 products alike", "[grad][bf16]") {
+  for (MatmulPrecision prec : {MatmulPrecision::fp32, MatmulPrecision::bf16}) {
+    if (prec == MatmulPrecision::bf16 && !cpu_has_native_bf16()) continue;
+    PrecisionScope scope(prec);
+    Tensor x = to_dtype(randn64({7, 16}, 61), DType::f32), w = to_dtype(randn64({24, 16}, 62), DType::f32),
+           b = to_dtype(randn64({24}, 63), DType::f32);
+    Tensor x1 = contiguous_copy(x).set_requires_grad(), w1 = contiguous_copy(w).set_requires_grad(),
+           b1 = contiguous_copy(b).set_requires_grad();
+    Tensor x2 = contiguous_copy(x).set_requires_grad(), w2 = contiguous_copy(w).set_requires_grad(),
+           b2 = contiguous_copy(b).set_requires_grad();
+    Tensor y1 = linear_relu(x1, w1, b1), y2 = relu(linear(x2, w2, b2));
+    REQUIRE(max_abs_diff(y1, y2) <= 1e-6);
+    Tensor g = to_dtype(randn64(y1.shape(), 64), DType::f32);
+    backward(sum(mul(y1, g)));
+    backward(sum(mul(y2, g)));
+    REQUIRE(max_abs_diff(x1.grad(), x2.grad()) <= 1e-5);
+    REQUIRE(max_abs_diff(w1.grad(), w2.grad()) <= 1e-5);
+    REQUIRE(max_abs_diff(b1.grad(), b2.grad()) <= 1e-5);
+  }
 }
 
 TEST_CASE("grad: linear", "[grad]") {

@@ -111,11 +111,11 @@ class ProfilingBackend final : public Backend {
     profiler::Scope p(op == ReduceOp::sum ? "sum" : "max");
     return in_.reduce(op, x, axes, keepdim);
   }
-  Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& bias) override {
+  Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& bias, bool relu) override {
     const double batch = static_cast<double>(numel_of(broadcast_shapes(
         Shape(a.shape().begin(), a.shape().end() - 2), Shape(b.shape().begin(), b.shape().end() - 2), "matmul")));
     profiler::Scope p("matmul", 2.0 * batch * a.shape()[a.dim() - 2] * a.shape().back() * b.shape().back());
-    return in_.matmul(a, b, bias);
+    return in_.matmul(a, b, bias, relu);
   }
   Tensor to_bf16(const Tensor& x) override {
     profiler::Scope p("to_bf16");

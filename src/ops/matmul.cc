@@ -57,7 +57,9 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   return y;
 }
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+namespace {
+
+Tensor linear_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, bool relu) {
   TXL_CHECK(weight.dim() == 2 && x.dim() >= 1 && x.shape().back() == weight.shape()[1],
             "linear: input {} does not fit weight {} (expected (out, in) with in = last input dim)",
             shape_str(x.shape()), shape_str(weight.shape()));
@@ -71,11 +73,13 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   const bool record_it = needs_record({&x, &weight, &bias});
   Tensor x2 = reshape(x.detach(), {-1, in});
   Tensor xm = record_it && weight.requires_grad() ? matmul_operand(x2) : x2;
-  Tensor y = reshape(backend_of(x).matmul(xm, transpose(weight.detach(), 0, 1), bias), out_shape);
+  Tensor y = reshape(backend_of(x).matmul(xm, transpose(weight.detach(), 0, 1), bias, relu), out_shape);
   if (record_it) {
-    record(y, "linear", {&x, &weight, &bias},
+    record(y, relu ? "linear_relu" : "linear", {&x, &weight, &bias},
            [xm, wd = weight.detach(), xs = x.shape(), gx = x.requires_grad(), gw = weight.requires_grad(),
-            gb = bias.defined() && bias.requires_grad(), out](const Tensor& g) {
+            gb = bias.defined() && bias.requires_grad(), out, yd = relu ? y.detach() : Tensor()](const Tensor& g_out) {
+             // y > 0 exactly where the pre-activation was > 0: the ReLU's own backward rule.
+             Tensor g = yd.defined() ? backend_of(g_out).unary_backward(UnaryOp::relu, yd, yd, g_out, {}) : g_out;
              Tensor g2 = reshape(g, {-1, out});
              Tensor gm = gx && gw ? matmul_operand(g2) : g2;  // read by both products
              std::vector<Tensor> grads(3);
@@ -86,6 +90,13 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
            });
   }
   return y;
+}
+
+}  // namespace
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) { return linear_impl(x, weight, bias, false); }
+Tensor linear_relu(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  return linear_impl(x, weight, bias, true);
 }
 
 }  // namespace txl

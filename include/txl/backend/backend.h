@@ -74,10 +74,10 @@ class Backend {
   virtual Tensor reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& axes, bool keepdim) = 0;
 
   // (..., M, K) x (..., K, N) -> (..., M, N); batch dims broadcast. An optional bias
-  // [N] is added to every row inside the same kernel. Either operand may be a bf16
-  // copy from matmul_operand; the product is then bf16 x bf16 with fp32 accumulation
-  // and an fp32 output.
-  virtual Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& bias) = 0;
+  // [N] is added to every row inside the same kernel, and with relu the output is
+  // max(0, .) of that, also inside the kernel. Either operand may be a bf16 copy from
+  // to_bf16; the product is then bf16 x bf16 with fp32 accumulation and an fp32 output.
+  virtual Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& bias, bool relu = false) = 0;
   // The bf16 copy of an fp32 matmul operand, made once and handed to several products
   // (a linear's input feeds its forward and its weight gradient; an output gradient
   // feeds both input gradients). Keeps x's strides when x's elements fill their span

@@ -8,5 +8,8 @@ namespace txl {
 Tensor matmul(const Tensor& a, const Tensor& b);
 // y = x W^T + b over the last axis of x; bias may be undefined.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+// relu(linear(x, weight, bias)) with the bias and the ReLU inside the product's kernel;
+// the backward masks the gradient by the output's sign.
+Tensor linear_relu(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 
 }  // namespace txl

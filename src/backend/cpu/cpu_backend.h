@@ -17,7 +17,7 @@ class CpuBackend final : public Backend {
   Tensor equal(const Tensor& a, const Tensor& b) override;
   Tensor where(const Tensor& mask, const Tensor& a, const Tensor& b) override;
   Tensor reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& axes, bool keepdim) override;
-  Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& bias) override;
+  Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& bias, bool relu = false) override;
   Tensor to_bf16(const Tensor& x) override;
   Tensor softmax_last(const Tensor& x, bool log) override;
   Tensor softmax_last_backward(const Tensor& y, const Tensor& gy, bool log) override;

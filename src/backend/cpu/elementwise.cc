@@ -206,6 +206,13 @@ Tensor CpuBackend::unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, 
       const scalar_t* py = base_ptr<scalar_t>(y);
       const scalar_t* pg = base_ptr<scalar_t>(gy);
       loop.run([&](int64_t n, const std::array<int64_t, 4>& off, const std::array<int64_t, 4>& st) {
+        if (st[0] == 1 && st[1] == 1 && st[2] == 1 && st[3] == 1) {
+          scalar_t* o = po + off[0];
+          const scalar_t *xi = px + off[1], *yi = py + off[2], *gi = pg + off[3];
+#pragma omp simd
+          for (int64_t i = 0; i < n; ++i) o[i] = gi[i] * df(xi[i], yi[i]);
+          return;
+        }
         for (int64_t i = 0; i < n; ++i)
           po[off[0] + i * st[0]] =
               pg[off[3] + i * st[3]] * df(px[off[1] + i * st[1]], py[off[2] + i * st[2]]);

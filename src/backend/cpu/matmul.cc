@@ -162,7 +162,7 @@ Tensor to_bf16(DnnlContext& ctx, const Tensor& t, const dnnl::memory::desc& from
   return to_bf16_reorder(ctx, t, from, desc, dims);
 }
 
-void matmul_f32(const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& out) {
+void matmul_f32(const Tensor& a, const Tensor& b, const Tensor& bias, bool relu, Tensor& out) {
   const size_t nd = out.shape().size();
   dnnl::memory::dims ad, as, bd, bs;
   padded_geometry(a, nd, ad, as);
@@ -185,7 +185,7 @@ void matmul_f32(const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& ou
   const bool bf16 = matmul_precision() == MatmulPrecision::bf16 || pre_a || pre_b;
   if (pre_a) a_md = dnnl::memory::desc(ad, dt::bf16, as);
   if (pre_b) b_md = dnnl::memory::desc(bd, dt::bf16, bs);
-  std::string key = (bf16 ? "bf16" : "f32") + geometry_key(ad, as, bd, bs, cd, bias.defined());
+  std::string key = (bf16 ? "bf16" : "f32") + geometry_key(ad, as, bd, bs, cd, bias.defined()) + (relu ? "relu|" : "");
   // A second operand that is a weight under a Bf16WeightScope (and not batched) is read
   // from a copy in the primitive's own layout, made once per scope.
   const void* arena = bf16_weight_arena();
@@ -215,9 +215,15 @@ void matmul_f32(const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& ou
       ctx.stats.reused++;
     } else {
       try {
+        dnnl::primitive_attr attr;
+        if (relu) {
+          dnnl::post_ops ops;
+          ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+          attr.set_post_ops(ops);
+        }
         dnnl::matmul::primitive_desc pd(
             bias.defined() ? dnnl::matmul::desc(a_md, b_md, bias_md, c_md) : dnnl::matmul::desc(a_md, b_md, c_md),
-            ctx.engine);
+            attr, ctx.engine);
         cached = CachedMatmul{dnnl::matmul(pd), pd.weights_desc()};
       } catch (const dnnl::error& e) {
         TXL_FAIL("matmul: oneDNN cannot create a primitive for {} x {} ({})", shape_str(a.shape()),
@@ -316,7 +322,7 @@ MatmulCacheStats matmul_cache_stats() {
   return ctx.stats;
 }
 
-Tensor CpuBackend::matmul(const Tensor& a_in, const Tensor& b_in, const Tensor& bias_in) {
+Tensor CpuBackend::matmul(const Tensor& a_in, const Tensor& b_in, const Tensor& bias_in, bool relu) {
   // bf16 operands (copies from to_bf16) multiply with fp32 ones and give fp32.
   auto storage_type = [](DType t) { return t == DType::bf16 ? DType::f32 : t; };
   const DType out_type = storage_type(a_in.dtype());
@@ -339,7 +345,7 @@ Tensor CpuBackend::matmul(const Tensor& a_in, const Tensor& b_in, const Tensor& 
   if (a_in.shape().back() == 0) {
     fill(out, 0.0);
     if (bias.defined()) binary_inplace(BinaryOp::add, out, bias);
-    return out;
+    return relu ? unary(UnaryOp::relu, out, {}) : out;
   }
   switch (out_type) {
     case DType::f32: {
@@ -347,10 +353,14 @@ Tensor CpuBackend::matmul(const Tensor& a_in, const Tensor& b_in, const Tensor& 
                 "matmul: a bf16 operand needs a unit stride in one of its last two dims");
       Tensor a = inner_matrix_ok(a_in) ? a_in : contiguous_of(a_in);
       Tensor b = inner_matrix_ok(b_in) ? b_in : contiguous_of(b_in);
-      matmul_f32(a, b, bias, out);
+      matmul_f32(a, b, bias, relu, out);
       break;
     }
-    case DType::f64: matmul_reference<double>(a_in, b_in, bias, out); break;
+    case DType::f64: {
+      matmul_reference<double>(a_in, b_in, bias, out);
+      if (relu) out = unary(UnaryOp::relu, out, {});
+      break;
+    }
     default: TXL_FAIL("matmul: unsupported dtype {}", dtype_name(a_in.dtype()));
   }
   return out;
