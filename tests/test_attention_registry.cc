@@ -108,7 +108,7 @@ TEST_CASE("model.attention: unknown types and keys, wrong types and ranges get o
             "variants: " + registered));
   CHECK(has(problems_of("model: {attention: {type: adaptive_span, spna: 64}}\n"),
             "model.attention.spna: unknown key for attention type adaptive_span (did you mean span?); its keys are "
-            "type, span, adapt_span, ramp, init, span_loss, cache, pers_mem_size"));
+            "type, span, adapt_span, ramp, init, span_loss, cache, pers_mem_size, fused"));
   CHECK(has(problems_of("model: {attention: {type: adaptive_span, span: lots}}\n"),
             "model.attention.span: expected an integer in [1, 1000000000], got lots"));
   CHECK(has(problems_of("model: {attention: {type: adaptive_span, init: 1.5}}\n"),

@@ -1,7 +1,8 @@
 // model.attention.fused: whole models with the fused attention core against the same
 // models built from the unfused ops — losses, memories and every parameter gradient
-// over several segments, for transformer_xl (post-LN, pre-LN, same_length) and
-// compressive (its reconstruction loss reads the attention's q, k, v).
+// over several segments, for transformer_xl (post-LN, pre-LN, same_length),
+// compressive (its reconstruction loss reads the attention's q, k, v) and
+// adaptive_span (learned spans, fixed span, persistent memory).
 #include "gradcheck.h"
 #include "txl/models/language_model.h"
 
@@ -25,14 +26,14 @@ struct RunResult {
   std::map<std::string, std::vector<double>> grads;
 };
 
-RunResult run(ModelConfig mc, bool fused, DType dt) {
+RunResult run(ModelConfig mc, bool fused, DType dt, int64_t segments = 3) {
   mc.attention.options["fused"] = fused;
   LanguageModel model(mc, 13, dt);
   model.init_weights(5);
   RunResult r;
   std::vector<Tensor> state;
   Tensor objective;
-  for (int64_t s = 0; s < 3; ++s) {
+  for (int64_t s = 0; s < segments; ++s) {
     ForwardResult out = model.forward(stream_tokens(mc.tgt_len, 2, s, 13), stream_tokens(mc.tgt_len, 2, s + 7, 13),
                                       state, ForwardOptions{true, 17 + static_cast<uint64_t>(s)});
     r.losses.push_back(out.loss.to_doubles());
@@ -111,6 +112,60 @@ TEST_CASE("dropatt in training takes the unfused path", "[attention][txl]") {
   // same ops as fused: false.
   ModelConfig mc = base_config();
   mc.dropatt = 0.2;
+  RunResult f = run(mc, true, DType::f32), u = run(mc, false, DType::f32);
+  REQUIRE(max_diff(f.losses, u.losses) == 0.0);
+  for (const auto& [name, g] : u.grads) REQUIRE(max_diff({f.grads[name]}, {g}) == 0.0);
+}
+
+namespace {
+
+// Spans start at init * S with a ramp of R: with S = 80 the window is trimmed to 64 or
+// kept whole, and the cache carries across segments.
+ModelConfig span_model(bool adapt, int64_t pers, double init) {
+  ModelConfig mc;
+  mc.n_layer = 2;
+  mc.n_head = 2;
+  mc.d_model = 8;
+  mc.d_head = 4;
+  mc.d_inner = pers > 0 ? 0 : 16;
+  mc.tgt_len = 6;
+  mc.init_std = 0.3;
+  mc.dropout = 0.0;  // with dropout, training runs unfused (checked below)
+  mc.attention.type = "adaptive_span";
+  mc.attention.options = {{"span", int64_t{80}}, {"adapt_span", adapt},         {"ramp", int64_t{8}},
+                          {"init", init},        {"span_loss", 1e-3},           {"cache", true},
+                          {"pers_mem_size", pers}};
+  return mc;
+}
+
+}  // namespace
+
+TEST_CASE("fused adaptive-span attention trains the same model as the unfused ops", "[attention][adaptive_span]") {
+  struct Case {
+    bool adapt;
+    int64_t pers;
+    double init;
+  };
+  for (const Case& c : std::vector<Case>{{true, 0, 0.05}, {true, 0, 0.9}, {false, 0, 0.0}, {true, 3, 0.3}}) {
+    INFO("adapt " << c.adapt << " persistent " << c.pers << " init " << c.init);
+    ModelConfig mc = span_model(c.adapt, c.pers, c.init);
+    for (DType dt : {DType::f64, DType::f32}) {
+      RunResult f = run(mc, true, dt, 4), u = run(mc, false, dt, 4);
+      const double tol = dt == DType::f64 ? 1e-11 : 2e-4;
+      REQUIRE(max_diff(f.losses, u.losses) <= tol);
+      REQUIRE(max_diff(f.mems, u.mems) <= tol);
+      for (const auto& [name, g] : u.grads) {
+        INFO(name << " " << dtype_name(dt));
+        REQUIRE(f.grads.count(name));
+        REQUIRE(max_diff({f.grads[name]}, {g}) <= tol);
+      }
+    }
+  }
+}
+
+TEST_CASE("adaptive span with dropout in training takes the unfused path", "[attention][adaptive_span]") {
+  ModelConfig mc = span_model(true, 0, 0.3);
+  mc.dropout = 0.2;
   RunResult f = run(mc, true, DType::f32), u = run(mc, false, DType::f32);
   REQUIRE(max_diff(f.losses, u.losses) == 0.0);
   for (const auto& [name, g] : u.grads) REQUIRE(max_diff({f.grads[name]}, {g}) == 0.0);

@@ -10,6 +10,7 @@
 #include <cmath>
 
 #include "txl/attention/attention.h"
+#include "txl/ops/attention.h"
 #include "txl/ops/ops.h"
 
 namespace txl {
@@ -90,17 +91,25 @@ class SpanPass : public AttentionPass {
       k = pad(k, {{-tc, 0}});
       v = pad(v, {{-tc, 0}});
     }
+    const double scale = 1.0 / std::sqrt(static_cast<double>(Dh));
+    Tensor pe = narrow(reshape(p("key_pe"), {Dh, S}), 1, t, Lw);  // [Dh, Lw]: column j serves distance Lw - j
+    Tensor pk = o_.N > 0 ? mul_scalar(p(pers_key(l, "key")), std::sqrt(static_cast<double>(Dh))) : Tensor();  // [H, Dh, N]
+    Tensor pv = o_.N > 0 ? mul_scalar(p(pers_key(l, "val")), std::sqrt(static_cast<double>(o_.N))) : Tensor();  // [H, N, Dh]
+    // Dropout on the weights needs them as a tensor: training with dropout runs unfused.
+    if (attention_bool(cfg_, "fused") && (!ctx.training || cfg_.dropout == 0.0)) {
+      Tensor out = fused_span_attention(reshape(q, {M, B, H, Dh}), reshape(k, {Lw + M, B, H, Dh}),
+                                        reshape(v, {Lw + M, B, H, Dh}), pe, o_.adapt ? mask(l, t, Lw) : Tensor(), pk,
+                                        pv, scale);
+      return linear(reshape(out, {M, B, D}), p(layer_key(l, "attn.proj_out.weight")));
+    }
     Tensor qh = permute(reshape(q, {M, B, H, Dh}), {1, 2, 0, 3});  // [B, H, M, Dh]
     Tensor kh = permute(reshape(k, {Lw + M, B, H, Dh}), {1, 2, 3, 0});  // [B, H, Dh, Lw + M]
     Tensor vh = permute(reshape(v, {Lw + M, B, H, Dh}), {1, 2, 0, 3});  // [B, H, Lw + M, Dh]
 
     // Column j of the band is distance Lw - j; key_pe column S - d serves distance d.
     Tensor cont = band(matmul(qh, kh), Lw);                                  // [B, H, M, Lw]
-    Tensor pe = narrow(reshape(p("key_pe"), {Dh, S}), 1, t, Lw);             // [Dh, Lw]
     Tensor scores = add(cont, matmul(qh, pe));
-    const double scale = 1.0 / std::sqrt(static_cast<double>(Dh));
     if (o_.N > 0) {
-      Tensor pk = mul_scalar(p(pers_key(l, "key")), std::sqrt(static_cast<double>(Dh)));  // [H, Dh, N]
       scores = concat({scores, matmul(qh, unsqueeze(pk, 0))}, 3);
     }
     Tensor a = softmax(mul_scalar(scores, scale));
@@ -117,7 +126,6 @@ class SpanPass : public AttentionPass {
     ac = ctx.drop(ac, cfg_.dropout);
     Tensor out = matmul(unband(ac, Lw + M), vh);  // [B, H, M, Dh]
     if (o_.N > 0) {
-      Tensor pv = mul_scalar(p(pers_key(l, "val")), std::sqrt(static_cast<double>(o_.N)));  // [H, N, Dh]
       out = add(out, matmul(ctx.drop(ap, cfg_.dropout), unsqueeze(pv, 0)));
     }
     out = reshape(permute(out, {2, 0, 1, 3}), {M, B, D});
@@ -269,6 +277,7 @@ AttentionSpec adaptive_span_spec() {
       {"span_loss", 0.0, 0.0, INFINITY, {}, "coefficient lambda of the span loss lambda * S * mean(z')", true},
       {"cache", true, -INFINITY, INFINITY, {}, "shrink the cache to the largest current span (adapt-span-cache)", true},
       {"pers_mem_size", int64_t{0}, 0, 1e9, {}, "persistent key/value vectors per head; > 0 removes the FF sublayers"},
+      fused_attention_option(),
   };
   s.check = [](const ModelConfig& c) {
     std::vector<ConfigProblem> out;

@@ -24,6 +24,17 @@ std::string bounds_text(const OptionSpec& s) {
 
 }  // namespace
 
+OptionSpec fused_attention_option() {
+  return {"fused",
+          true,
+          -std::numeric_limits<double>::infinity(),
+          std::numeric_limits<double>::infinity(),
+          {},
+          "attention core in one pass per (batch, head) over blocks of queries (scores, mask, softmax, weighted sum) "
+          "without [B, H, T, K] tensors; false: the unfused ops",
+          true};
+}
+
 std::string option_expected_text(const OptionSpec& spec) {
   return std::visit(
       [&](const auto& d) -> std::string {

@@ -54,17 +54,6 @@ Tensor relative_mask(int64_t qlen, int64_t klen, bool same_length, int64_t windo
   return Tensor::from_vector<uint8_t>({qlen, klen}, m);
 }
 
-OptionSpec fused_attention_option() {
-  return {"fused",
-          true,
-          -INFINITY,
-          INFINITY,
-          {},
-          "attention core in one pass per (batch, head) over blocks of queries (scores, shift, mask, softmax, "
-          "weighted sum) without [B, H, T, K] tensors; false: the unfused ops",
-          true};
-}
-
 bool use_fused_attention(const ModelConfig& cfg, bool need_prob, const ForwardContext& ctx) {
   // Dropout on the probabilities needs them as a tensor.
   return attention_bool(cfg, "fused") && !need_prob && (!ctx.training || cfg.dropatt == 0.0);

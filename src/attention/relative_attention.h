@@ -48,10 +48,9 @@ RelativeAttentionOutput relative_attention(const ModelConfig& cfg, const Paramet
                                            const Tensor& cat, int64_t T, const Tensor& r, const Tensor& mask,
                                            ForwardContext& ctx, bool need_prob = false);
 
-// The `fused` option every variant built on relative_attention declares (default true),
-// and whether a pass uses the fused core: the option is on, nobody needs the
-// probabilities, and no dropatt is drawn (training with dropatt > 0 runs unfused).
-OptionSpec fused_attention_option();
+// Whether a pass uses the fused core: the `fused` option (fused_attention_option) is
+// on, nobody needs the probabilities, and no dropatt is drawn (training with
+// dropatt > 0 runs unfused).
 bool use_fused_attention(const ModelConfig& cfg, bool need_prob, const ForwardContext& ctx);
 
 // Rows [beg, beg + len) of concat(mem, h.detach()) along axis 0, as a fresh detached

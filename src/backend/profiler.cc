@@ -70,6 +70,15 @@ double fused_attention_flops(const RelAttentionInputs& in) {
   return 2.0 * pairs * static_cast<double>(in.q.shape()[3]) * (T * (K - T) + T * (T + 1) / 2);
 }
 
+// FLOPs of one [rows x window x Dh] product of the fused span attention (band and
+// persistent keys), over all (batch, head) pairs.
+double span_attention_flops(const SpanAttentionInputs& in) {
+  const double M = static_cast<double>(in.q.shape()[0]), L = static_cast<double>(in.pe.shape()[1]);
+  const double N = in.pk.defined() ? static_cast<double>(in.pk.shape()[2]) : 0.0;
+  const double pairs = static_cast<double>(in.q.shape()[1] * in.q.shape()[2]);
+  return 2.0 * pairs * static_cast<double>(in.q.shape()[3]) * M * (L + N);
+}
+
 // Forwards every kernel to the wrapped backend inside a timing scope.
 class ProfilingBackend final : public Backend {
  public:
@@ -174,6 +183,15 @@ class ProfilingBackend final : public Backend {
   }
   // Counted as its products: content and position scores and the weighted sum over the
   // visible keys (forward), twice that plus the recomputed scores (backward).
+  FusedSpanAttention fused_span_attention(const SpanAttentionInputs& in, double s) override {
+    profiler::Scope p("fused_span_attention", 3.0 * span_attention_flops(in));
+    return in_.fused_span_attention(in, s);
+  }
+  SpanAttentionGrads fused_span_attention_backward(const SpanAttentionInputs& in, double s,
+                                                   const FusedSpanAttention& f, const Tensor& g) override {
+    profiler::Scope p("fused_span_attention", 7.0 * span_attention_flops(in));
+    return in_.fused_span_attention_backward(in, s, f, g);
+  }
   FusedRelAttention fused_rel_attention(const RelAttentionInputs& in, const Tensor& m, double s) override {
     profiler::Scope p("fused_rel_attention", 3.0 * fused_attention_flops(in));
     return in_.fused_rel_attention(in, m, s);

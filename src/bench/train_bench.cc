@@ -23,7 +23,7 @@ const char* profile_category(std::string name) {
   if (const auto bwd = name.find(" ("); bwd != std::string::npos) name.resize(bwd);
   if (name == "matmul") return "GEMM";
   if (name == "to_bf16") return "bf16 conversion";
-  if (name == "rel_attn_probs" || name == "fused_rel_attention" || name == "softmax" || name == "triangle_mask") return "attention";
+  if (name == "rel_attn_probs" || name == "fused_rel_attention" || name == "fused_span_attention" || name == "softmax" || name == "triangle_mask") return "attention";
   if (name == "cross_entropy") return "loss";
   if (name == "optimizer" || name == "clip_grad_norm") return "optimizer";
   return "elementwise/norm/copies";

@@ -31,4 +31,19 @@ Tensor fused_rel_attention(const Tensor& q, const Tensor& k, const Tensor& v, co
   return res.out;
 }
 
+Tensor fused_span_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& pe, const Tensor& ramp,
+                            const Tensor& pk, const Tensor& pv, double scale) {
+  auto cut = [](const Tensor& t) { return t.defined() ? t.detach() : Tensor(); };
+  SpanAttentionInputs in{q.detach(), k.detach(), v.detach(), pe.detach(), cut(ramp), cut(pk), cut(pv)};
+  FusedSpanAttention res = backend_of(q).fused_span_attention(in, scale);
+  if (needs_record({&q, &k, &v, &pe, &ramp, &pk, &pv})) {
+    FusedSpanAttention saved{Tensor(), res.lse, res.denom};
+    record(res.out, "fused_span_attention", {&q, &k, &v, &pe, &ramp, &pk, &pv}, [in, saved, scale](const Tensor& g) {
+      SpanAttentionGrads gr = backend_of(g).fused_span_attention_backward(in, scale, saved, g);
+      return std::vector<Tensor>{gr.q, gr.k, gr.v, gr.pe, gr.ramp, gr.pk, gr.pv};
+    });
+  }
+  return res.out;
+}
+
 }  // namespace txl

@@ -26,6 +26,11 @@ struct OptionSpec {
   bool runtime = false;
 };
 
+// The `fused` option of every variant with a fused attention core (default true): the
+// core runs in one pass per (batch, head) over blocks of queries, with no [B, H, T, K]
+// tensors; false runs the unfused ops (for comparison, or to read the probabilities).
+OptionSpec fused_attention_option();
+
 // The `model.attention` section: the variant's registered name and its options,
 // resolved (every key of the variant's schema present once validated).
 struct AttentionConfig {

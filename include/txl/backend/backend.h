@@ -52,6 +52,20 @@ struct RelAttentionGrads {
   Tensor q, k, v, rk, u, w;  // shaped like the inputs, contiguous
 };
 
+// adaptive_span's attention core (see Backend::fused_span_attention). ramp, pk and pv
+// may be undefined (no adaptive span, no persistent memory).
+struct SpanAttentionInputs {
+  Tensor q, k, v, pe, ramp, pk, pv;
+};
+struct FusedSpanAttention {
+  Tensor out;    // [M, B, H, Dh], contiguous
+  Tensor lse;    // [B, H, M]: log-sum-exp of each row's scaled scores
+  Tensor denom;  // [B, H, M]: the ramp's renormaliser (1 without a ramp)
+};
+struct SpanAttentionGrads {
+  Tensor q, k, v, pe, ramp, pk, pv;  // shaped like the inputs, contiguous; undefined for undefined inputs
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -126,6 +140,18 @@ class Backend {
   // ([B, H, T]) so the backward can recompute them. Dh must be the innermost,
   // contiguous axis of q, k, v and rk (other strides are free).
   virtual FusedRelAttention fused_rel_attention(const RelAttentionInputs& in, const Tensor& mask, double scale) = 0;
+  // adaptive_span's attention (facebookresearch/adaptive-span SeqAttention) in one pass
+  // per (batch, head) over blocks of query rows: for q [M, B, H, Dh], keys / values
+  // k, v [L + M, B, H, Dh] (query i sees keys i .. i + L - 1, key i + j at distance
+  // L - j), learned positions pe [Dh, L], an optional ramp [H, L] and optional
+  // persistent keys pk [H, Dh, N] and values pv [H, N, Dh]:
+  //   a = softmax(scale * [q_i . k_{i+j} + q_i . pe[:, j]  (j < L);  q_i . pk[:, n]]),
+  //   with a ramp: a_j *= ramp[h, j], then a /= (sum of a + 1e-8),
+  //   out_i = sum_j a_j v_{i+j} + sum_n a_n pv[n].
+  // Dh must be the innermost, contiguous axis of q, k, v and the column axis of pe.
+  virtual FusedSpanAttention fused_span_attention(const SpanAttentionInputs& in, double scale) = 0;
+  virtual SpanAttentionGrads fused_span_attention_backward(const SpanAttentionInputs& in, double scale,
+                                                           const FusedSpanAttention& fwd, const Tensor& gout) = 0;
   virtual RelAttentionGrads fused_rel_attention_backward(const RelAttentionInputs& in, const Tensor& mask,
                                                          double scale, const Tensor& lse, const Tensor& gout) = 0;
 };

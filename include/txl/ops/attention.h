@@ -20,4 +20,10 @@ namespace txl {
 Tensor fused_rel_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& rk, const Tensor& u,
                            const Tensor& w, const Tensor& mask, double scale);
 
+// adaptive_span's attention core in one fused op (Backend::fused_span_attention): q
+// [M, B, H, Dh], k, v [L + M, B, H, Dh], pe [Dh, L], ramp [H, L] or undefined,
+// persistent pk [H, Dh, N] and pv [H, N, Dh] or undefined. Returns [M, B, H, Dh].
+Tensor fused_span_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& pe, const Tensor& ramp,
+                            const Tensor& pk, const Tensor& pv, double scale);
+
 }  // namespace txl

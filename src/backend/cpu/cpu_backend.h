@@ -34,6 +34,9 @@ class CpuBackend final : public Backend {
   Tensor rel_attn_probs(const Tensor& ac, const Tensor& bd_raw, const Tensor& mask, double scale) override;
   std::pair<Tensor, Tensor> rel_attn_probs_backward(const Tensor& p, const Tensor& gp, const Tensor& mask,
                                                     double scale) override;
+  FusedSpanAttention fused_span_attention(const SpanAttentionInputs& in, double scale) override;
+  SpanAttentionGrads fused_span_attention_backward(const SpanAttentionInputs& in, double scale,
+                                                   const FusedSpanAttention& fwd, const Tensor& gout) override;
   FusedRelAttention fused_rel_attention(const RelAttentionInputs& in, const Tensor& mask, double scale) override;
   RelAttentionGrads fused_rel_attention_backward(const RelAttentionInputs& in, const Tensor& mask, double scale,
                                                  const Tensor& lse, const Tensor& gout) override;
