@@ -128,3 +128,22 @@ TEST_CASE("learning-rate schedules", "[optimizer]") {
   REQUIRE(scheduled_lr(s, 1e-3, 5, 110) == Approx(1e-3 * 5 / std::pow(10.0, 1.5)));
   REQUIRE(scheduled_lr(s, 1e-3, 40, 110) == Approx(1e-3 / std::sqrt(40.0)));
 }
+
+TEST_CASE("zero_grad without a fill: first gradients overwrite, unused parameters read zero", "[optimizer][autograd]") {
+  ParameterSet params;
+  params.declare("used", {3});
+  params.declare("unused", {2});
+  params.finalize(DType::f64);
+  Tensor used = params.get("used"), unused = params.get("unused");
+  std::copy_n(std::vector<double>{1, 2, 3}.begin(), 3, used.data<double>());
+  for (int step = 0; step < 2; ++step) {
+    // Leave stale values in the arena, as a previous step would.
+    std::fill_n(params.flat_grad().data<double>(), 5, 7.0);
+    params.zero_grad();
+    backward(sum(mul(used, used)));  // d/dx = 2x
+    backward(sum(used));             // a second arrival adds: 2x + 1
+    CHECK(used.grad().to_doubles() == std::vector<double>{3, 5, 7});
+    CHECK(unused.grad().to_doubles() == std::vector<double>{0, 0});
+    CHECK(params.flat_grad().to_doubles() == std::vector<double>{3, 5, 7, 0, 0});
+  }
+}

@@ -143,6 +143,10 @@ void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
                 shape_str(gin[i].shape()), shape_str(in->shape));
       if (in->grad_fn) {
         accumulate_node(grads[in->grad_fn.get()], gin[i]);
+      } else if (in->grad_pending_zero && in->grad) {
+        Tensor slot(in->grad);  // stale values that count as zero: overwrite them
+        copy_(slot, gin[i]);
+        in->grad_pending_zero = false;
       } else {
         Tensor slot(in->grad);
         accumulate_leaf(slot, gin[i]);

@@ -1,5 +1,7 @@
 #include "txl/core/tensor.h"
 
+#include "txl/backend/backend.h"
+
 #include <cstring>
 
 namespace txl {
@@ -152,6 +154,16 @@ Tensor& Tensor::set_requires_grad(bool on) {
             dtype_name(dtype()));
   impl().requires_grad = on;
   return *this;
+}
+
+Tensor Tensor::grad() const {
+  TensorImpl& t = impl();
+  if (t.grad_pending_zero && t.grad) {
+    Tensor g(t.grad);
+    backend_of(g).fill(g, 0.0);
+    t.grad_pending_zero = false;
+  }
+  return Tensor(t.grad);
 }
 
 Tensor Tensor::detach() const { return view_of(*this, shape(), strides(), offset()); }

@@ -39,8 +39,16 @@ bool ParameterSet::contains(const std::string& name) const {
 }
 
 void ParameterSet::zero_grad() {
-  fill_(grad_, 0.0);
-  for (size_t i = 0; i < params_.size(); ++i) params_[i].second.set_grad(grad_views_[i]);
+  for (size_t i = 0; i < params_.size(); ++i) {
+    params_[i].second.set_grad(grad_views_[i]);
+    params_[i].second.impl().grad_pending_zero = true;
+  }
+}
+
+Tensor& ParameterSet::flat_grad() {
+  for (auto& [name, p] : params_)
+    if (p.impl().grad_pending_zero) p.grad();  // zero-fills its view
+  return grad_;
 }
 
 }  // namespace txl

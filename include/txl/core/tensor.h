@@ -24,6 +24,10 @@ struct TensorImpl {
   DType dtype = DType::f32;
   bool requires_grad = false;
   std::shared_ptr<TensorImpl> grad;  // accumulated gradient of a leaf
+  // The leaf's grad buffer holds stale values that count as zero: the first gradient
+  // to arrive is copied over them rather than added (ParameterSet::zero_grad sets it
+  // instead of filling), and reading grad() first zero-fills them.
+  bool grad_pending_zero = false;
   std::shared_ptr<Node> grad_fn;     // the node that produced a non-leaf
 };
 
@@ -75,7 +79,7 @@ class Tensor {
   bool requires_grad() const { return impl().requires_grad; }
   Tensor& set_requires_grad(bool on = true);
   bool is_leaf() const { return impl().grad_fn == nullptr; }
-  Tensor grad() const { return Tensor(impl().grad); }
+  Tensor grad() const;
   void set_grad(const Tensor& g) { impl().grad = g.impl_; }
   void zero_grad() { impl().grad.reset(); }
   const std::shared_ptr<Node>& grad_fn() const { return impl().grad_fn; }

@@ -25,8 +25,12 @@ class ParameterSet {
 
   Tensor& flat_data() { return data_; }
   const Tensor& flat_data() const { return data_; }
-  Tensor& flat_grad() { return grad_; }
-  // Zeroes the gradient arena and re-points every parameter's grad at its view.
+  // The gradient arena; parameters that received no gradient since zero_grad are
+  // zero-filled first.
+  Tensor& flat_grad();
+  // Re-points every parameter's grad at its view of the arena, marked as zero: the
+  // first gradient to arrive overwrites the view (no fill pass over the arena, no add
+  // of zeros); a view that gets none is zero-filled when read.
   void zero_grad();
 
  private:
