@@ -3,8 +3,10 @@
 # family and txl's tiny-shakespeare config(s) of that family, each trained for SECONDS of
 # training time, then scored on the validation split the way that family's reference
 # scores it. The references run with 2 threads and OPENBLAS_NUM_THREADS=1.
-#   usage: scripts/bench_quality.sh [FAMILY] [SECONDS]     (defaults: txl, 300)
-#          scripts/bench_quality.sh SECONDS                 (txl)
+#   usage: scripts/bench_quality.sh [--bf16] [FAMILY] [SECONDS]   (defaults: fp32, txl, 300)
+#          scripts/bench_quality.sh [--bf16] SECONDS               (txl)
+# --bf16: both sides at their fastest precision on a CPU with native bf16: the reference
+# under torch.autocast("cpu", dtype=torch.bfloat16), txl with train.precision=bf16.
 # FAMILY:
 #   txl            scripts/reference/mem_transformer_ref.py train (4 layers x 128, 4 heads
 #                  of 32, d_inner 512, tgt/mem 64, batch 12, Adam 1e-3, 100 warmup steps,
@@ -22,6 +24,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 family=txl
 seconds=300
+precision=fp32
+if [ "${1:-}" = "--bf16" ]; then
+  precision=bf16
+  shift
+fi
 if [[ "${1:-}" =~ ^[0-9]+$ ]]; then
   seconds="$1"
 elif [ $# -ge 1 ]; then
@@ -32,6 +39,7 @@ txl=build/bin/txl
 [ -x "$txl" ] || { echo "error: $txl not found; run scripts/setup.sh first" >&2; exit 1; }
 data=third_party/tinyshakespeare/tinyshakespeare.txt
 out="runs/bench_quality/$family"
+[ "$precision" = bf16 ] && out="$out-bf16"
 mkdir -p "$out"
 
 # OpenBLAS 0.3.21 does not recognise newer Xeons and falls back to its SSE3 kernels;
@@ -70,6 +78,12 @@ case "$family" in
     ;;
 esac
 
+if [ "$precision" = bf16 ]; then
+  "$txl" info --system | grep -q "native bf16: yes" ||
+    { echo "error: --bf16 needs a CPU with native bf16 (txl info --system says it has none)" >&2; exit 2; }
+  [ ${#ref[@]} -gt 0 ] && ref+=(--bf16)
+  [ -n "${ref_label:-}" ] && ref_label="$ref_label, bf16 autocast"
+fi
 rm -f "$out/reference.json"
 if [ ${#ref[@]} -gt 0 ]; then
   echo "== $ref_label, ${seconds}s of training (OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE) =="
@@ -78,7 +92,8 @@ if [ ${#ref[@]} -gt 0 ]; then
 fi
 for cfg in "${configs[@]}"; do
   echo "== txl $cfg, ${seconds}s of training =="
-  "$txl" train "configs/$cfg.yaml" train.max_time="$seconds" eval.interval=0 run.dir="$out/$cfg" --overwrite
+  "$txl" train "configs/$cfg.yaml" train.max_time="$seconds" train.precision="$precision" eval.interval=0 \
+    run.dir="$out/$cfg" --overwrite
 done
 
 /usr/bin/python3 - "$out" "${ref_label:-}" "${configs[@]}" <<'PY'

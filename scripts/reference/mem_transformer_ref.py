@@ -371,13 +371,21 @@ def make_adam(model, a):
                             weight_decay=0.0)
 
 
-def train_update(model, opt, data, target, mems, lr, clip):
+def train_update(model, opt, data, target, mems, lr, clip, bf16=False):
     """One update of train.py's loop: zero grads, forward, loss.mean(), backward,
     clip_grad_norm_ (global, coefficient clip / (norm + 1e-6) capped at 1), Adam step
-    with the given lr. Returns (loss value, pre-clip global grad norm, new mems)."""
+    with the given lr. Returns (loss value, pre-clip global grad norm, new mems). With
+    bf16 the forward runs under torch.autocast("cpu", dtype=torch.bfloat16), PyTorch's
+    fastest CPU setting where bf16 is native."""
     model.zero_grad(set_to_none=False)
-    loss, mems = model(data, target, *mems)
-    loss = loss.mean()
+    if bf16:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss, mems = model(data, target, *mems)
+            loss = loss.float().mean()
+        mems = tuple(m.float() for m in mems)
+    else:
+        loss, mems = model(data, target, *mems)
+        loss = loss.mean()
     loss.backward()
     params = [p for p in model.parameters() if p.grad is not None]
     if clip > 0:
@@ -562,7 +570,7 @@ def cmd_train(a):
             batches, mems = iter(stream), ()
             data, target, seq_len = next(batches)
         lr = lr_at(steps + 1, a.lr, a.warmup, a.max_step, a.min_lr)
-        loss, _, mems = train_update(model, opt, data, target, mems, lr, a.clip)
+        loss, _, mems = train_update(model, opt, data, target, mems, lr, a.clip, a.bf16)
         steps += 1
         tokens += seq_len * a.batch
         losses.append(loss)
@@ -919,6 +927,7 @@ def main(argv=None):
     add(p, "eval_mem_len", type=int, default=64)
     add(p, "log_interval", type=int, default=50)
     add(p, "save", default=None, help="torch.save the trained state_dict here")
+    add(p, "bf16", action="store_true", help="train under torch.autocast(cpu, bfloat16)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("bench-step", help="time forward + backward + Adam step (fp32)")
