@@ -203,6 +203,31 @@ TEST_CASE("softmax and log_softmax forward values match a hand computation", "[g
 
 // ---------------------------------------------------------------- layer norm
 
+TEST_CASE("grad: add_layer_norm (x, residual, gamma and beta)", "[grad]") {
+  gradcheck([](const In& in) { return add_layer_norm(in[0], in[1], in[2], in[3]); },
+            {randn64({2, 3, 5}, 71), randn64({2, 3, 5}, 72), add_scalar(randn64({5}, 73, 0.3), 1.0), randn64({5}, 74)});
+  // A strided residual, and the same tensor as both summands.
+  gradcheck([](const In& in) { return add_layer_norm(in[0], transpose(in[1], 0, 1), in[2], in[3], 1e-3); },
+            {randn64({4, 2, 3}, 75), randn64({2, 4, 3}, 76), randn64({3}, 77), randn64({3}, 78)});
+  gradcheck([](const In& in) { return add_layer_norm(in[0], in[0], in[1], in[2]); },
+            {randn64({3, 4}, 79), randn64({4}, 80), randn64({4}, 69)});
+}
+
+TEST_CASE("add_layer_norm equals layer_norm(add) in f32, forward and backward", "[grad]") {
+  Tensor x = to_dtype(randn64({6, 2, 32}, 61), DType::f32), r = to_dtype(randn64({6, 2, 32}, 62), DType::f32);
+  Tensor g = to_dtype(add_scalar(randn64({32}, 63, 0.2), 1.0), DType::f32), b = to_dtype(randn64({32}, 64), DType::f32);
+  std::vector<Tensor> a = {contiguous_copy(x), contiguous_copy(r), contiguous_copy(g), contiguous_copy(b)};
+  std::vector<Tensor> c = {contiguous_copy(x), contiguous_copy(r), contiguous_copy(g), contiguous_copy(b)};
+  for (auto& t : a) t.set_requires_grad();
+  for (auto& t : c) t.set_requires_grad();
+  Tensor y1 = add_layer_norm(a[0], a[1], a[2], a[3]), y2 = layer_norm(add(c[0], c[1]), c[2], c[3]);
+  REQUIRE(max_abs_diff(y1, y2) <= 1e-6);
+  Tensor w = to_dtype(randn64(y1.shape(), 65), DType::f32);
+  backward(sum(mul(y1, w)));
+  backward(sum(mul(y2, w)));
+  for (size_t i = 0; i < a.size(); ++i) REQUIRE(max_abs_diff(a[i].grad(), c[i].grad()) <= 1e-5);
+}
+
 TEST_CASE("grad: layer_norm (x, gamma and beta)", "[grad]") {
   auto ln = [](const In& in) { return layer_norm(in[0], in[1], in[2]); };
   gradcheck(ln, {randn64({2, 3, 5}, 81), add_scalar(randn64({5}, 82, 0.3), 1.0), randn64({5}, 83)});

@@ -138,14 +138,15 @@ class ProfilingBackend final : public Backend {
     profiler::Scope p("softmax");
     return in_.softmax_last_backward(y, gy, log);
   }
-  LayerNormResult layer_norm(const Tensor& x, const Tensor& g, const Tensor& b, double eps) override {
+  LayerNormResult layer_norm(const Tensor& x, const Tensor& res, const Tensor& g, const Tensor& b,
+                             double eps) override {
     profiler::Scope p("layer_norm");
-    return in_.layer_norm(x, g, b, eps);
+    return in_.layer_norm(x, res, g, b, eps);
   }
-  LayerNormGrads layer_norm_backward(const Tensor& x, const Tensor& g, const Tensor& m, const Tensor& r,
-                                     const Tensor& gy) override {
+  LayerNormGrads layer_norm_backward(const Tensor& x, const Tensor& res, const Tensor& g, const Tensor& m,
+                                     const Tensor& r, const Tensor& gy) override {
     profiler::Scope p("layer_norm");
-    return in_.layer_norm_backward(x, g, m, r, gy);
+    return in_.layer_norm_backward(x, res, g, m, r, gy);
   }
   CrossEntropyResult cross_entropy(const Tensor& l, const Tensor& t, int64_t ig) override {
     profiler::Scope p("cross_entropy");

@@ -167,12 +167,12 @@ json run_ops_bench(const OpsBenchOptions& opt) {
       double cp = memcpy_gbps(reps, static_cast<size_t>(bytes));
       out["memops"].push_back(
           bench_memop("layer_norm", "fwd", c.hidden, bytes, median_ms(reps, [&] { layer_norm(x, g, b); }), cp));
-      LayerNormResult r = backend_of(x).layer_norm(x, g, b, 1e-5);
+      LayerNormResult r = backend_of(x).layer_norm(x, Tensor(), g, b, 1e-5);
       double bytes_b = 3.0 * x.numel() * 4;
       double cpb = memcpy_gbps(reps, static_cast<size_t>(bytes_b));
       out["memops"].push_back(bench_memop(
           "layer_norm", "bwd", c.hidden, bytes_b,
-          median_ms(reps, [&] { backend_of(x).layer_norm_backward(x, g, r.mean, r.rstd, x); }), cpb));
+          median_ms(reps, [&] { backend_of(x).layer_norm_backward(x, Tensor(), g, r.mean, r.rstd, x); }), cpb));
     }
     {
       Tensor logits = Tensor::randn(c.logits, gen);

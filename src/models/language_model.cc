@@ -139,7 +139,7 @@ Tensor LanguageModel::feed_forward(int64_t l, const Tensor& x, ForwardContext& c
   Tensor h = ctx.drop(linear_relu(in, p(Names::fc1(s, l, "weight")), p(Names::fc1(s, l, "bias"))), cfg_.dropout);
   Tensor core = linear(h, p(Names::fc2(s, l, "weight")), p(Names::fc2(s, l, "bias")));
   if (s == StackStyle::txl) core = ctx.drop(core, cfg_.dropout);  // TransformerSeq has no dropout after fc2
-  return pre ? add(x, core) : layer_norm(add(x, core), ln_w, ln_b, kLayerNormEps);
+  return pre ? add(x, core) : add_layer_norm(x, core, ln_w, ln_b, kLayerNormEps);
 }
 
 ForwardResult LanguageModel::forward(const Tensor& input, const Tensor& target, const std::vector<Tensor>& mems,
@@ -163,7 +163,7 @@ ForwardResult LanguageModel::forward(const Tensor& input, const Tensor& target, 
     const bool pre = cfg_.pre_lnorm;
     auto norm = [&](const Tensor& t) { return pre ? layer_norm(t, ln_w, ln_b, kLayerNormEps) : t; };
     Tensor a = pass->layer(l, h, norm, ctx);
-    h = pre ? add(h, a) : layer_norm(add(h, a), ln_w, ln_b, kLayerNormEps);
+    h = pre ? add(h, a) : add_layer_norm(h, a, ln_w, ln_b, kLayerNormEps);
     if (attn_->has_feed_forward()) h = feed_forward(l, h, ctx);
     hids.push_back(h);
   }

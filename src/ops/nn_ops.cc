@@ -25,21 +25,37 @@ Tensor softmax_impl(const Tensor& x, bool log) {
 Tensor softmax(const Tensor& x) { return softmax_impl(x, false); }
 Tensor log_softmax(const Tensor& x) { return softmax_impl(x, true); }
 
-Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps) {
+namespace {
+
+Tensor layer_norm_impl(const Tensor& x, const Tensor& residual, const Tensor& gamma, const Tensor& beta, double eps) {
   TXL_CHECK(x.dim() >= 1 && gamma.shape() == Shape{x.shape().back()} && beta.shape() == gamma.shape(),
             "layer_norm: x{} needs gamma and beta of shape [{}], got gamma{} beta{}", shape_str(x.shape()),
             x.dim() ? x.shape().back() : 0, shape_str(gamma.shape()), shape_str(beta.shape()));
   TXL_CHECK(x.dtype() == gamma.dtype() && x.dtype() == beta.dtype(), "layer_norm: dtypes {} {} {} differ",
             dtype_name(x.dtype()), dtype_name(gamma.dtype()), dtype_name(beta.dtype()));
-  LayerNormResult r = backend_of(x).layer_norm(x, gamma, beta, eps);
-  if (needs_record({&x, &gamma, &beta})) {
-    record(r.y, "layer_norm", {&x, &gamma, &beta},
-           [xd = x.detach(), gd = gamma.detach(), mean = r.mean, rstd = r.rstd](const Tensor& g) {
-             LayerNormGrads lg = backend_of(g).layer_norm_backward(xd, gd, mean, rstd, g);
-             return std::vector<Tensor>{lg.gx, lg.ggamma, lg.gbeta};
+  TXL_CHECK(!residual.defined() || (residual.shape() == x.shape() && residual.dtype() == x.dtype()),
+            "add_layer_norm: residual {} {} does not match x {} {}", residual.defined() ? dtype_name(residual.dtype()) : "",
+            residual.defined() ? shape_str(residual.shape()) : "", dtype_name(x.dtype()), shape_str(x.shape()));
+  LayerNormResult r = backend_of(x).layer_norm(x, residual, gamma, beta, eps);
+  if (needs_record({&x, &residual, &gamma, &beta})) {
+    record(r.y, residual.defined() ? "add_layer_norm" : "layer_norm", {&x, &residual, &gamma, &beta},
+           [xd = x.detach(), rd = residual.defined() ? residual.detach() : Tensor(), gd = gamma.detach(),
+            mean = r.mean, rstd = r.rstd](const Tensor& g) {
+             LayerNormGrads lg = backend_of(g).layer_norm_backward(xd, rd, gd, mean, rstd, g);
+             return std::vector<Tensor>{lg.gx, rd.defined() ? lg.gx : Tensor(), lg.ggamma, lg.gbeta};
            });
   }
   return r.y;
+}
+
+}  // namespace
+
+Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps) {
+  return layer_norm_impl(x, Tensor(), gamma, beta, eps);
+}
+
+Tensor add_layer_norm(const Tensor& x, const Tensor& residual, const Tensor& gamma, const Tensor& beta, double eps) {
+  return layer_norm_impl(x, residual, gamma, beta, eps);
 }
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, Reduction reduction, int64_t ignore_index) {

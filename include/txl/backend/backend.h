@@ -101,9 +101,13 @@ class Backend {
   virtual Tensor softmax_last(const Tensor& x, bool log) = 0;
   virtual Tensor softmax_last_backward(const Tensor& y, const Tensor& gy, bool log) = 0;
 
-  virtual LayerNormResult layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps) = 0;
-  virtual LayerNormGrads layer_norm_backward(const Tensor& x, const Tensor& gamma, const Tensor& mean,
-                                             const Tensor& rstd, const Tensor& gy) = 0;
+  // Layer norm over the last axis of x, or of x + residual when residual is defined
+  // (the post-LN residual: the sum is formed row by row and never written). The
+  // backward takes the same x and residual; the sum's gradient is gx (for both).
+  virtual LayerNormResult layer_norm(const Tensor& x, const Tensor& residual, const Tensor& gamma,
+                                     const Tensor& beta, double eps) = 0;
+  virtual LayerNormGrads layer_norm_backward(const Tensor& x, const Tensor& residual, const Tensor& gamma,
+                                             const Tensor& mean, const Tensor& rstd, const Tensor& gy) = 0;
 
   // logits (N, V), targets (N) of i32/i64.
   virtual CrossEntropyResult cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) = 0;

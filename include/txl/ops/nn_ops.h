@@ -10,6 +10,10 @@ namespace txl {
 Tensor softmax(const Tensor& x);      // over the last axis
 Tensor log_softmax(const Tensor& x);  // over the last axis
 Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps = 1e-5);
+// layer_norm(x + residual, ...) in one pass (post-LN's residual): the sum is never
+// written; x and residual receive the same gradient.
+Tensor add_layer_norm(const Tensor& x, const Tensor& residual, const Tensor& gamma, const Tensor& beta,
+                      double eps = 1e-5);
 
 enum class Reduction { mean, sum, none };
 constexpr int64_t kIgnoreIndex = -100;

@@ -21,9 +21,10 @@ class CpuBackend final : public Backend {
   Tensor to_bf16(const Tensor& x) override;
   Tensor softmax_last(const Tensor& x, bool log) override;
   Tensor softmax_last_backward(const Tensor& y, const Tensor& gy, bool log) override;
-  LayerNormResult layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps) override;
-  LayerNormGrads layer_norm_backward(const Tensor& x, const Tensor& gamma, const Tensor& mean,
-                                     const Tensor& rstd, const Tensor& gy) override;
+  LayerNormResult layer_norm(const Tensor& x, const Tensor& residual, const Tensor& gamma, const Tensor& beta,
+                             double eps) override;
+  LayerNormGrads layer_norm_backward(const Tensor& x, const Tensor& residual, const Tensor& gamma,
+                                     const Tensor& mean, const Tensor& rstd, const Tensor& gy) override;
   CrossEntropyResult cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) override;
   Tensor cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
                                 const Tensor& grad_rows, int64_t ignore_index) override;

@@ -83,8 +83,37 @@ Tensor CpuBackend::softmax_last_backward(const Tensor& y_in, const Tensor& gy_in
   return gx;
 }
 
-LayerNormResult CpuBackend::layer_norm(const Tensor& x_in, const Tensor& gamma_in, const Tensor& beta_in, double eps) {
+namespace {
+
+// A residual for layer norm: undefined, or contiguous and shaped like x.
+Tensor residual_of(const Tensor& r, const Tensor& x, const char* op) {
+  if (!r.defined()) return r;
+  TXL_CHECK(r.shape() == x.shape() && r.dtype() == x.dtype(), "{}: residual {} {} does not match x {} {}", op,
+            dtype_name(r.dtype()), shape_str(r.shape()), dtype_name(x.dtype()), shape_str(x.shape()));
+  return contiguous_of(r);
+}
+
+// Row `row` of the layer norm's input: x itself, or x + residual formed in a
+// thread-local row buffer (in L1; the sum is never written to memory).
+template <class T>
+const T* input_row(const T* x, const T* residual, int64_t row, int64_t n) {
+  if (!residual) return x + row * n;
+  thread_local std::vector<T> buf;
+  if (static_cast<int64_t>(buf.size()) < n) buf.resize(static_cast<size_t>(n));
+  const T* a = x + row * n;
+  const T* b = residual + row * n;
+  T* s = buf.data();
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) s[i] = a[i] + b[i];
+  return s;
+}
+
+}  // namespace
+
+LayerNormResult CpuBackend::layer_norm(const Tensor& x_in, const Tensor& res_in, const Tensor& gamma_in,
+                                       const Tensor& beta_in, double eps) {
   Tensor x = contiguous_of(x_in), gamma = contiguous_of(gamma_in), beta = contiguous_of(beta_in);
+  Tensor res = residual_of(res_in, x, "layer_norm");
   const int64_t n = last_dim(x), rows = x.numel() / n;
   Shape row_shape(x.shape().begin(), x.shape().end() - 1);
   LayerNormResult r{Tensor::empty(x.shape(), x.dtype()), Tensor::empty(row_shape, x.dtype()),
@@ -97,9 +126,10 @@ LayerNormResult CpuBackend::layer_norm(const Tensor& x_in, const Tensor& gamma_i
     scalar_t* py = r.y.data<scalar_t>();
     scalar_t* pm = r.mean.data<scalar_t>();
     scalar_t* pr = r.rstd.data<scalar_t>();
+    const scalar_t* pres = res.defined() ? res.data<scalar_t>() : nullptr;
 #pragma omp parallel for schedule(static) if (rows * n > kParallelGrain && rows > 1)
     for (int64_t row = 0; row < rows; ++row) {
-      const scalar_t* xr = px + row * n;
+      const scalar_t* xr = input_row(px, pres, row, n);
       scalar_t* yr = py + row * n;
       scalar_t s = 0;
 #pragma omp simd reduction(+ : s)
@@ -118,9 +148,10 @@ LayerNormResult CpuBackend::layer_norm(const Tensor& x_in, const Tensor& gamma_i
   return r;
 }
 
-LayerNormGrads CpuBackend::layer_norm_backward(const Tensor& x_in, const Tensor& gamma_in, const Tensor& mean,
-                                               const Tensor& rstd, const Tensor& gy_in) {
+LayerNormGrads CpuBackend::layer_norm_backward(const Tensor& x_in, const Tensor& res_in, const Tensor& gamma_in,
+                                               const Tensor& mean, const Tensor& rstd, const Tensor& gy_in) {
   Tensor x = contiguous_of(x_in), gamma = contiguous_of(gamma_in), gy = contiguous_of(gy_in);
+  Tensor res = residual_of(res_in, x, "layer_norm_backward");
   const int64_t n = last_dim(x), rows = x.numel() / n;
   LayerNormGrads g{Tensor::empty(x.shape(), x.dtype()), Tensor::zeros({n}, x.dtype()), Tensor::zeros({n}, x.dtype())};
   dispatch_float(x.dtype(), "layer_norm_backward", [&](auto scalar_tag_) {
@@ -131,6 +162,7 @@ LayerNormGrads CpuBackend::layer_norm_backward(const Tensor& x_in, const Tensor&
     const scalar_t* pm = mean.data<scalar_t>();
     const scalar_t* pr = rstd.data<scalar_t>();
     scalar_t* pgx = g.gx.data<scalar_t>();
+    const scalar_t* pres = res.defined() ? res.data<scalar_t>() : nullptr;
     const int nthreads = rows * n > kParallelGrain ? omp_get_max_threads() : 1;
     // Per-thread partial sums for gamma/beta, added up after the parallel loop.
     std::vector<double> partial(static_cast<size_t>(nthreads) * 2 * n, 0.0);
@@ -140,7 +172,7 @@ LayerNormGrads CpuBackend::layer_norm_backward(const Tensor& x_in, const Tensor&
       double* dbet = dgam + n;
 #pragma omp for schedule(static)
       for (int64_t row = 0; row < rows; ++row) {
-        const scalar_t* xr = px + row * n;
+        const scalar_t* xr = input_row(px, pres, row, n);
         const scalar_t* gr = pgy + row * n;
         scalar_t* out = pgx + row * n;
         const scalar_t m = pm[row], rs = pr[row];
