@@ -147,3 +147,33 @@ TEST_CASE("zero_grad without a fill: first gradients overwrite, unused parameter
     CHECK(params.flat_grad().to_doubles() == std::vector<double>{3, 5, 7, 0, 0});
   }
 }
+
+TEST_CASE("a linear's weight gradient written straight into the arena equals the accumulated one",
+          "[optimizer][autograd]") {
+  ParameterSet params;
+  params.declare("w", {3, 4});
+  params.declare("v", {3, 3});
+  params.finalize(DType::f64);
+  Tensor w = params.get("w"), v = params.get("v");
+  {
+    NoGradGuard ng;
+    Tensor w0 = randn64({3, 4}, 5), v0 = randn64({3, 3}, 6);
+    Tensor wd = w.detach(), vd = v.detach();
+    copy_(wd, w0);
+    copy_(vd, v0);
+  }
+  Tensor x = randn64({5, 4}, 7);
+  auto loss = [&] { return sum(mul(linear(linear(x, w), v), linear(x, w))); };  // w used twice
+  // Reference: gradients accumulated by the tape into fresh slots.
+  w.zero_grad();
+  v.zero_grad();
+  backward(loss());
+  const std::vector<double> gw = w.grad().to_doubles(), gv = v.grad().to_doubles();
+  for (int step = 0; step < 2; ++step) {
+    std::fill_n(params.flat_grad().data<double>(), 21, 3.0);  // stale values
+    params.zero_grad();
+    backward(loss());
+    REQUIRE(max_rel_diff(w.grad(), Tensor::from_vector<double>({3, 4}, gw)) <= 1e-14);
+    REQUIRE(max_rel_diff(v.grad(), Tensor::from_vector<double>({3, 3}, gv)) <= 1e-14);
+  }
+}

@@ -126,6 +126,10 @@ class ProfilingBackend final : public Backend {
     profiler::Scope p("matmul", 2.0 * batch * a.shape()[a.dim() - 2] * a.shape().back() * b.shape().back());
     return in_.matmul(a, b, bias, relu);
   }
+  void matmul_into(const Tensor& a, const Tensor& b, Tensor& out) override {
+    profiler::Scope p("matmul", 2.0 * static_cast<double>(out.numel()) * static_cast<double>(a.shape().back()));
+    in_.matmul_into(a, b, out);
+  }
   Tensor to_bf16(const Tensor& x) override {
     profiler::Scope p("to_bf16");
     return in_.to_bf16(x);

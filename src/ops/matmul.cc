@@ -59,6 +59,22 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
 
 namespace {
 
+// dW = a x b. When this is the first gradient to reach a leaf weight whose gradient is a
+// pending-zero view of the arena (ParameterSet::zero_grad), the product is written
+// straight into that view and nothing is returned for the tape to copy; otherwise the
+// product is returned and accumulated as usual.
+Tensor weight_grad(const std::weak_ptr<TensorImpl>& leaf, const Tensor& a, const Tensor& b) {
+  if (std::shared_ptr<TensorImpl> w = leaf.lock(); w && w->grad_pending_zero && w->grad && !w->grad_fn) {
+    Tensor dst(w->grad);
+    if (dst.is_contiguous() && dst.shape() == w->shape && dst.dtype() == w->dtype) {
+      backend_of(a).matmul_into(a, b, dst);
+      w->grad_pending_zero = false;
+      return Tensor();
+    }
+  }
+  return matmul(a, b);
+}
+
 Tensor linear_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, bool relu) {
   TXL_CHECK(weight.dim() == 2 && x.dim() >= 1 && x.shape().back() == weight.shape()[1],
             "linear: input {} does not fit weight {} (expected (out, in) with in = last input dim)",
@@ -75,16 +91,20 @@ Tensor linear_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, bo
   Tensor xm = record_it && weight.requires_grad() ? matmul_operand(x2) : x2;
   Tensor y = reshape(backend_of(x).matmul(xm, transpose(weight.detach(), 0, 1), bias, relu), out_shape);
   if (record_it) {
+    // A leaf weight (a parameter, not a view of one) lets the backward write its
+    // gradient straight into the gradient arena; see weight_grad below.
+    std::weak_ptr<TensorImpl> leaf = weight.is_leaf() ? weight.impl_ptr() : nullptr;
     record(y, relu ? "linear_relu" : "linear", {&x, &weight, &bias},
            [xm, wd = weight.detach(), xs = x.shape(), gx = x.requires_grad(), gw = weight.requires_grad(),
-            gb = bias.defined() && bias.requires_grad(), out, yd = relu ? y.detach() : Tensor()](const Tensor& g_out) {
+            gb = bias.defined() && bias.requires_grad(), out, yd = relu ? y.detach() : Tensor(),
+            leaf](const Tensor& g_out) {
              // y > 0 exactly where the pre-activation was > 0: the ReLU's own backward rule.
              Tensor g = yd.defined() ? backend_of(g_out).unary_backward(UnaryOp::relu, yd, yd, g_out, {}) : g_out;
              Tensor g2 = reshape(g, {-1, out});
              Tensor gm = gx && gw ? matmul_operand(g2) : g2;  // read by both products
              std::vector<Tensor> grads(3);
              if (gx) grads[0] = reshape(matmul(gm, wd), xs);
-             if (gw) grads[1] = matmul(transpose(gm, 0, 1), xm);
+             if (gw) grads[1] = weight_grad(leaf, transpose(gm, 0, 1), xm);
              if (gb) grads[2] = sum(g2, {0});
              return grads;
            });

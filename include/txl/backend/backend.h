@@ -92,6 +92,9 @@ class Backend {
   // max(0, .) of that, also inside the kernel. Either operand may be a bf16 copy from
   // to_bf16; the product is then bf16 x bf16 with fp32 accumulation and an fp32 output.
   virtual Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& bias, bool relu = false) = 0;
+  // out = a x b into an existing dense tensor of the product's shape (a weight gradient
+  // written straight into its slot of the gradient arena).
+  virtual void matmul_into(const Tensor& a, const Tensor& b, Tensor& out) = 0;
   // The bf16 copy of an fp32 matmul operand, made once and handed to several products
   // (a linear's input feeds its forward and its weight gradient; an output gradient
   // feeds both input gradients). Keeps x's strides when x's elements fill their span

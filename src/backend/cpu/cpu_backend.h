@@ -18,6 +18,7 @@ class CpuBackend final : public Backend {
   Tensor where(const Tensor& mask, const Tensor& a, const Tensor& b) override;
   Tensor reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& axes, bool keepdim) override;
   Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& bias, bool relu = false) override;
+  void matmul_into(const Tensor& a, const Tensor& b, Tensor& out) override;
   Tensor to_bf16(const Tensor& x) override;
   Tensor softmax_last(const Tensor& x, bool log) override;
   Tensor softmax_last_backward(const Tensor& y, const Tensor& gy, bool log) override;
@@ -41,6 +42,9 @@ class CpuBackend final : public Backend {
   FusedRelAttention fused_rel_attention(const RelAttentionInputs& in, const Tensor& mask, double scale) override;
   RelAttentionGrads fused_rel_attention_backward(const RelAttentionInputs& in, const Tensor& mask, double scale,
                                                  const Tensor& lse, const Tensor& gout) override;
+
+ private:
+  void product_into(const Tensor& a, const Tensor& b, const Tensor& bias, bool relu, Tensor& out);
 };
 
 // A contiguous tensor with the same values (the input itself when already contiguous).

@@ -322,10 +322,13 @@ MatmulCacheStats matmul_cache_stats() {
   return ctx.stats;
 }
 
-Tensor CpuBackend::matmul(const Tensor& a_in, const Tensor& b_in, const Tensor& bias_in, bool relu) {
-  // bf16 operands (copies from to_bf16) multiply with fp32 ones and give fp32.
+namespace {
+
+// The shape of a_in x b_in (batch dims broadcast) after checking the operands; bf16
+// operands (copies from to_bf16) multiply with fp32 ones and give fp32.
+Shape product_shape(const Tensor& a_in, const Tensor& b_in, DType& out_type) {
   auto storage_type = [](DType t) { return t == DType::bf16 ? DType::f32 : t; };
-  const DType out_type = storage_type(a_in.dtype());
+  out_type = storage_type(a_in.dtype());
   TXL_CHECK(out_type == storage_type(b_in.dtype()), "matmul: dtype mismatch {} vs {}", dtype_name(a_in.dtype()),
             dtype_name(b_in.dtype()));
   TXL_CHECK(a_in.dim() >= 2 && b_in.dim() >= 2, "matmul: operands need rank >= 2, got {} and {}",
@@ -336,18 +339,24 @@ Tensor CpuBackend::matmul(const Tensor& a_in, const Tensor& b_in, const Tensor& 
   Shape out_shape = broadcast_shapes(a_batch, b_batch, "matmul");
   out_shape.push_back(a_in.shape()[a_in.dim() - 2]);
   out_shape.push_back(b_in.shape().back());
-  Tensor bias = bias_in.defined() ? contiguous_of(bias_in) : bias_in;
-  TXL_CHECK(!bias.defined() || (bias.shape() == Shape{b_in.shape().back()} && bias.dtype() == out_type),
-            "matmul: bias {} {} for an output of width {}", dtype_name(bias.dtype()), shape_str(bias.shape()),
-            b_in.shape().back());
-  Tensor out = Tensor::empty(out_shape, out_type, a_in.device());
-  if (out.numel() == 0) return out;
+  return out_shape;
+}
+
+}  // namespace
+
+// out = a x b (+ bias, relu); out is dense and already shaped.
+void CpuBackend::product_into(const Tensor& a_in, const Tensor& b_in, const Tensor& bias, bool relu, Tensor& out) {
+  if (out.numel() == 0) return;
   if (a_in.shape().back() == 0) {
     fill(out, 0.0);
     if (bias.defined()) binary_inplace(BinaryOp::add, out, bias);
-    return relu ? unary(UnaryOp::relu, out, {}) : out;
+    if (relu) {
+      Tensor r = unary(UnaryOp::relu, out, {});
+      copy(r, out);
+    }
+    return;
   }
-  switch (out_type) {
+  switch (out.dtype()) {
     case DType::f32: {
       TXL_CHECK((a_in.dtype() == DType::f32 || inner_matrix_ok(a_in)) && (b_in.dtype() == DType::f32 || inner_matrix_ok(b_in)),
                 "matmul: a bf16 operand needs a unit stride in one of its last two dims");
@@ -358,12 +367,35 @@ Tensor CpuBackend::matmul(const Tensor& a_in, const Tensor& b_in, const Tensor& 
     }
     case DType::f64: {
       matmul_reference<double>(a_in, b_in, bias, out);
-      if (relu) out = unary(UnaryOp::relu, out, {});
+      if (relu) {
+        Tensor r = unary(UnaryOp::relu, out, {});
+        copy(r, out);
+      }
       break;
     }
     default: TXL_FAIL("matmul: unsupported dtype {}", dtype_name(a_in.dtype()));
   }
+}
+
+Tensor CpuBackend::matmul(const Tensor& a_in, const Tensor& b_in, const Tensor& bias_in, bool relu) {
+  DType out_type;
+  Shape out_shape = product_shape(a_in, b_in, out_type);
+  Tensor bias = bias_in.defined() ? contiguous_of(bias_in) : bias_in;
+  TXL_CHECK(!bias.defined() || (bias.shape() == Shape{b_in.shape().back()} && bias.dtype() == out_type),
+            "matmul: bias {} {} for an output of width {}", dtype_name(bias.dtype()), shape_str(bias.shape()),
+            b_in.shape().back());
+  Tensor out = Tensor::empty(out_shape, out_type, a_in.device());
+  product_into(a_in, b_in, bias, relu, out);
   return out;
+}
+
+void CpuBackend::matmul_into(const Tensor& a, const Tensor& b, Tensor& out) {
+  DType out_type;
+  Shape out_shape = product_shape(a, b, out_type);
+  TXL_CHECK(out.shape() == out_shape && out.dtype() == out_type && out.is_contiguous(),
+            "matmul_into: destination {} {} (contiguous: {}) for a {} {} product", dtype_name(out.dtype()),
+            shape_str(out.shape()), out.is_contiguous(), dtype_name(out_type), shape_str(out_shape));
+  product_into(a, b, Tensor(), false, out);
 }
 
 }  // namespace txl::cpu
