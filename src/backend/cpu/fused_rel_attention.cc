@@ -81,7 +81,7 @@ struct Scratch {
   // kt, vt: [Dh, K] panels of one task; kc, vc [K, Dh] and goc [T, Dh]: its rows of
   // k, v and the output gradient packed densely (their own row strides span every head
   // and batch row, and walking them evicts L1 sets).
-  std::vector<T> s, bd, dp, qu, qw, tmp, kt, vt, kc, vc, goc;
+  std::vector<T> s, bd, dp, qu, qw, dqu, tmp, kt, vt, kc, vc, goc;
   void size_for(const Layout& g) {
     const size_t n = static_cast<size_t>(kBlockRows * g.K), d = static_cast<size_t>(kBlockRows * g.Dh);
     const size_t panel = static_cast<size_t>(g.Dh * g.K);
@@ -95,6 +95,7 @@ struct Scratch {
     dp.resize(n);
     qu.resize(d);
     qw.resize(d);
+    dqu.resize(d);
     tmp.resize(d);
   }
 };
@@ -259,10 +260,10 @@ void backward_kernel(const Layout& g, const RelAttentionInputs& in, const Tensor
           }
         }
         // dq = ds k + dbd rk; du, dw are their row sums.
-        small_gemm<false>(n, Dh, Kv, sc.s.data(), Kv, sc.kc.data(), Dh, sc.qu.data(), Dh, false);
+        small_gemm<false>(n, Dh, Kv, sc.s.data(), Kv, sc.kc.data(), Dh, sc.dqu.data(), Dh, false);
         small_gemm<false>(n, Dh, Kv, sc.bd.data(), Kv, rk + (g.T - i1) * g.r_row, g.r_row, sc.tmp.data(), Dh, false);
         for (int64_t r = 0; r < n; ++r) {
-          const T* a = sc.qu.data() + r * Dh;
+          const T* a = sc.dqu.data() + r * Dh;
           const T* c = sc.tmp.data() + r * Dh;
           T* out = dq + (i0 + r) * row;
 #pragma omp simd
@@ -272,14 +273,8 @@ void backward_kernel(const Layout& g, const RelAttentionInputs& in, const Tensor
             dw[d] += c[d];
           }
         }
-        // dk += ds^T (q + u); drk[T - i1 ..] += dbd^T (q + w). block_scores left
-        // q + u and q + w of these rows in qu / qw; qu was overwritten above, so rebuild it.
-        for (int64_t r = 0; r < n; ++r) {
-          const T* qr = q + (i0 + r) * g.q_row;
-          const T* uh = pu + h * Dh;
-#pragma omp simd
-          for (int64_t d = 0; d < Dh; ++d) sc.qu[r * Dh + d] = qr[d] + uh[d];
-        }
+        // dk += ds^T (q + u); drk[T - i1 ..] += dbd^T (q + w), with the q + u and q + w
+        // that block_scores left in qu / qw.
         small_gemm<true>(Kv, Dh, n, sc.s.data(), Kv, sc.qu.data(), Dh, dk, row, true);
         small_gemm<true>(Kv, Dh, n, sc.bd.data(), Kv, sc.qw.data(), Dh, drk + (g.T - i1) * HD, HD, true);
       }

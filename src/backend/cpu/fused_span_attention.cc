@@ -68,7 +68,7 @@ Geometry geometry_of(SpanAttentionInputs& in, const char* op) {
 // the task's packed panels.
 template <class T>
 struct SpanScratch {
-  std::vector<T> full, pos, pers, grad_full, qc, kt, kc, vt, vc, pkt, pvt, goc;
+  std::vector<T> full, pos, pers, grad_full, qc, kt, kc, vt, vc, pkt, pvt, goc, gpers, ds_pos;
   void size_for(const Geometry& g) {
     const size_t n = static_cast<size_t>(g.block), kb = static_cast<size_t>(g.block + g.L - 1);
     const size_t lk = static_cast<size_t>(g.LK), dh = static_cast<size_t>(g.Dh), N = static_cast<size_t>(g.N);
@@ -76,6 +76,8 @@ struct SpanScratch {
     grad_full.resize(n * kb);
     pos.resize(n * static_cast<size_t>(g.L));
     pers.resize(n * std::max<size_t>(N, 1));
+    gpers.resize(n * std::max<size_t>(N, 1));
+    ds_pos.resize(n * static_cast<size_t>(g.L));
     qc.resize(n * dh);
     kt.resize(dh * lk);
     kc.resize(lk * dh);
@@ -195,7 +197,9 @@ void backward_kernel(const Geometry& g, const SpanAttentionInputs& in, T scale, 
   const T* pramp = in.ramp.defined() ? in.ramp.data<T>() : nullptr;
   const T* ppk = in.pk.defined() ? in.pk.data<T>() : nullptr;
   const T* ppv = in.pv.defined() ? in.pv.data<T>() : nullptr;
-  const T *pl = fwd.lse.data<T>(), *pd = fwd.denom.data<T>(), *pgo = gout.data<T>(), *pet = pe_t.data<T>();
+  // block_probs only reads lse and denom here (stats = false).
+  T *pl = fwd.lse.data<T>(), *pd = fwd.denom.data<T>();
+  const T *pgo = gout.data<T>(), *pet = pe_t.data<T>();
   T *gq = gr.q.data<T>(), *gk = gr.k.data<T>(), *gv = gr.v.data<T>();
   T* gpe = parts.pe.data<T>();
   T* gramp = pramp ? parts.ramp.data<T>() : nullptr;
@@ -206,8 +210,8 @@ void backward_kernel(const Geometry& g, const SpanAttentionInputs& in, T scale, 
   {
     thread_local SpanScratch<T> sc;
     sc.size_for(g);
-    std::vector<T> gpers(static_cast<size_t>(g.block * std::max<int64_t>(N, 1)));
-    std::vector<T> ds_pos(static_cast<size_t>(g.block * L));
+    std::vector<T>& gpers = sc.gpers;
+    std::vector<T>& ds_pos = sc.ds_pos;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t b = t / g.H, h = t % g.H;
@@ -233,8 +237,7 @@ void backward_kernel(const Geometry& g, const SpanAttentionInputs& in, T scale, 
       T* dpv = gpv ? gpv + t * N * Dh : nullptr;
       for (int64_t i0 = 0; i0 < g.M; i0 += g.block) {
         const int64_t n = std::min(g.block, g.M - i0), Kb = n + L - 1;
-        block_probs(g, q, ppe, ramp, pkh, scale, i0, n, sc, const_cast<T*>(pl + t * g.M),
-                    const_cast<T*>(pd + t * g.M), false);
+        block_probs(g, q, ppe, ramp, pkh, scale, i0, n, sc, pl + t * g.M, pd + t * g.M, false);
         const T* go = sc.goc.data() + i0 * Dh;
         // Gradients of the weights: u (window, full layout) and w (persistent).
         // grad_full's band holds p; read it out before the product overwrites it.
