@@ -155,3 +155,10 @@ TEST_CASE("fused_rel_attention: a fully masked row attends to nothing", "[attent
   backward(sum(y));
   for (auto& t : in) REQUIRE(max_abs_diff(t.grad(), Tensor::zeros(t.shape(), DType::f64)) == 0.0);
 }
+
+TEST_CASE("fused_rel_attention rejects a mask that leaves shift garbage visible", "[attention]") {
+  const Tensor open = Tensor::zeros({3, 5}, DType::b8);
+  std::vector<Tensor> in = core_inputs({3, 2, 1, 1, 2, false}, 3, DType::f64);
+  REQUIRE_THROWS_WITH(fused_rel_attention(in[0], in[1], in[2], in[3], in[4], in[5], open, 1.0),
+                      Catch::Contains("fused_rel_attention: key 3 of query 0 must be masked"));
+}

@@ -49,6 +49,13 @@ class CpuBackend final : public Backend {
 
 // A contiguous tensor with the same values (the input itself when already contiguous).
 Tensor contiguous_of(const Tensor& x);
+// The same values with a unit stride in the last dim (x itself when it has one; other
+// strides stay free), as the fused attention kernels read their rows.
+Tensor inner_contiguous_of(const Tensor& x);
+
+// Transformer-XL's relative-shift precondition on a [T, K] b8 mask: every key
+// j > K - T + i of query i is masked (it has no relative position); fails naming op.
+void check_rel_shift_mask(const Tensor& mask, int64_t T, int64_t K, const char* op);
 
 // oneDNN matmul primitive cache counters (creations stop after a step's first pass).
 struct MatmulCacheStats {

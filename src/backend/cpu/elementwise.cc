@@ -136,6 +136,8 @@ Tensor contiguous_of(const Tensor& x) {
   return out;
 }
 
+Tensor inner_contiguous_of(const Tensor& x) { return x.strides().back() == 1 ? x : contiguous_of(x); }
+
 void CpuBackend::copy(const Tensor& src, Tensor& dst) {
   TXL_CHECK(src.shape() == dst.shape(), "copy: source shape {} != destination shape {}", shape_str(src.shape()),
             shape_str(dst.shape()));

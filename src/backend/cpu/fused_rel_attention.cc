@@ -34,8 +34,6 @@ struct Layout {
   int64_t q_row, q_b, q_h, k_row, k_b, k_h, v_row, v_b, v_h, r_row, r_h;
 };
 
-Tensor with_inner_contiguous(const Tensor& t) { return t.strides().back() == 1 ? t : contiguous_of(t); }
-
 Layout layout_of(RelAttentionInputs& in, const Tensor& mask, const char* op) {
   TXL_CHECK(in.q.dim() == 4 && in.k.dim() == 4 && in.v.dim() == 4 && in.rk.dim() == 3,
             "{}: expected q [T, B, H, Dh], k, v [K, B, H, Dh], rk [K, H, Dh], got {} {} {} {}", op,
@@ -53,10 +51,10 @@ Layout layout_of(RelAttentionInputs& in, const Tensor& mask, const char* op) {
   TXL_CHECK(K >= T, "{}: key length {} is shorter than query length {}", op, K, T);
   TXL_CHECK(mask.dtype() == DType::b8 && mask.shape() == Shape({T, K}), "{}: mask must be b8 [{}, {}], got {} {}", op, T,
             K, dtype_name(mask.dtype()), shape_str(mask.shape()));
-  in.q = with_inner_contiguous(in.q);
-  in.k = with_inner_contiguous(in.k);
-  in.v = with_inner_contiguous(in.v);
-  in.rk = with_inner_contiguous(in.rk);
+  in.q = inner_contiguous_of(in.q);
+  in.k = inner_contiguous_of(in.k);
+  in.v = inner_contiguous_of(in.v);
+  in.rk = inner_contiguous_of(in.rk);
   in.u = contiguous_of(in.u);
   in.w = contiguous_of(in.w);
   const auto& qs = in.q.strides();
@@ -64,13 +62,6 @@ Layout layout_of(RelAttentionInputs& in, const Tensor& mask, const char* op) {
   const auto& vs = in.v.strides();
   const auto& rs = in.rk.strides();
   return {T, K, B, H, Dh, qs[0], qs[1], qs[2], ks[0], ks[1], ks[2], vs[0], vs[1], vs[2], rs[0], rs[1]};
-}
-
-void check_mask(const Tensor& mask, int64_t T, int64_t K, const char* op) {
-  const uint8_t* pm = mask.data<uint8_t>();
-  for (int64_t i = 0; i < T; ++i)
-    for (int64_t j = K - T + i + 1; j < K; ++j)
-      TXL_CHECK(pm[i * K + j], "{}: key {} of query {} must be masked (it has no relative position)", op, j, i);
 }
 
 // Per-thread scratch of one block: scores / probabilities, the position term, the
@@ -288,7 +279,7 @@ FusedRelAttention CpuBackend::fused_rel_attention(const RelAttentionInputs& in_,
   RelAttentionInputs in = in_;
   Tensor mask = contiguous_of(mask_in);
   const Layout g = layout_of(in, mask, "fused_rel_attention");
-  check_mask(mask, g.T, g.K, "fused_rel_attention");
+  check_rel_shift_mask(mask, g.T, g.K, "fused_rel_attention");
   FusedRelAttention res;
   res.out = Tensor::empty({g.T, g.B, g.H, g.Dh}, in.q.dtype(), in.q.device());
   res.lse = Tensor::empty({g.B, g.H, g.T}, in.q.dtype(), in.q.device());

@@ -27,8 +27,6 @@ struct Geometry {
   int64_t block;                  // query rows per block
 };
 
-Tensor inner_contiguous(const Tensor& t) { return t.strides().back() == 1 ? t : contiguous_of(t); }
-
 Geometry geometry_of(SpanAttentionInputs& in, const char* op) {
   TXL_CHECK(in.q.dim() == 4 && in.k.dim() == 4 && in.v.dim() == 4 && in.pe.dim() == 2,
             "{}: expected q [M, B, H, Dh], k, v [L + M, B, H, Dh], pe [Dh, L], got {} {} {} {}", op,
@@ -50,10 +48,10 @@ Geometry geometry_of(SpanAttentionInputs& in, const char* op) {
   for (const Tensor* t : {&in.k, &in.v, &in.pe, &in.ramp, &in.pk, &in.pv})
     TXL_CHECK(!t->defined() || t->dtype() == dt, "{}: dtype mismatch ({} vs {})", op, dtype_name(t->dtype()),
               dtype_name(dt));
-  in.q = inner_contiguous(in.q);
-  in.k = inner_contiguous(in.k);
-  in.v = inner_contiguous(in.v);
-  in.pe = inner_contiguous(in.pe);
+  in.q = inner_contiguous_of(in.q);
+  in.k = inner_contiguous_of(in.k);
+  in.v = inner_contiguous_of(in.v);
+  in.pe = inner_contiguous_of(in.pe);
   if (in.ramp.defined()) in.ramp = contiguous_of(in.ramp);
   if (in.pk.defined()) in.pk = contiguous_of(in.pk), in.pv = contiguous_of(in.pv);
   const auto &qs = in.q.strides(), &ks = in.k.strides(), &vs = in.v.strides();

@@ -27,16 +27,21 @@ Geometry geometry(const Tensor& a, const Tensor& mask, const char* op) {
 
 }  // namespace
 
+void check_rel_shift_mask(const Tensor& mask, int64_t T, int64_t K, const char* op) {
+  const uint8_t* pm = mask.data<uint8_t>();
+  for (int64_t i = 0; i < T; ++i)
+    for (int64_t j = K - T + i + 1; j < K; ++j)
+      TXL_CHECK(pm[i * K + j], "{}: key {} of query {} must be masked (it has no relative position)", op, j, i);
+}
+
 Tensor CpuBackend::rel_attn_probs(const Tensor& ac_in, const Tensor& bd_in, const Tensor& mask_in, double scale) {
   TXL_CHECK(ac_in.shape() == bd_in.shape() && ac_in.dtype() == bd_in.dtype(),
             "rel_attn_probs: ac {} {} and bd {} {} differ", dtype_name(ac_in.dtype()), shape_str(ac_in.shape()),
             dtype_name(bd_in.dtype()), shape_str(bd_in.shape()));
   Tensor ac = contiguous_of(ac_in), bd = contiguous_of(bd_in), mask = contiguous_of(mask_in);
   const Geometry g = geometry(ac, mask, "rel_attn_probs");
+  check_rel_shift_mask(mask, g.T, g.K, "rel_attn_probs");
   const uint8_t* pm = mask.data<uint8_t>();
-  for (int64_t i = 0; i < g.T; ++i)
-    for (int64_t j = g.K - g.T + i + 1; j < g.K; ++j)
-      TXL_CHECK(pm[i * g.K + j], "rel_attn_probs: key {} of query {} must be masked (it has no relative position)", j, i);
   Tensor p = Tensor::empty(ac.shape(), ac.dtype(), ac.device());
   dispatch_float(ac.dtype(), "rel_attn_probs", [&](auto tag) {
     using T = decltype(tag);
