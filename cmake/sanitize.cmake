@@ -12,12 +12,12 @@ option(TXL_FUZZ "Build the libFuzzer harnesses in tests/fuzz (needs clang++)" OF
 
 if(TXL_SANITIZE)
   message(STATUS "txl: sanitizers ${TXL_SANITIZE}")
-  add_compile_options(-fsanitize=${TXL_SANITIZE} -fno-omit-frame-pointer)
+  add_compile_options("$<$<COMPILE_LANGUAGE:CXX>:-fsanitize=${TXL_SANITIZE};-fno-omit-frame-pointer>")
   add_link_options(-fsanitize=${TXL_SANITIZE})
   if(TXL_SANITIZE MATCHES "undefined")
     # A UBSan finding aborts the process (and so fails its test) instead of printing
     # a line and carrying on.
-    add_compile_options(-fno-sanitize-recover=undefined)
+    add_compile_options($<$<COMPILE_LANGUAGE:CXX>:-fno-sanitize-recover=undefined>)
     add_link_options(-fno-sanitize-recover=undefined)
   endif()
 endif()
@@ -28,5 +28,5 @@ if(TXL_FUZZ)
   endif()
   # Coverage instrumentation for the engine and its harnesses; only the harness
   # executables link the libFuzzer driver (-fsanitize=fuzzer, tests/fuzz/CMakeLists.txt).
-  add_compile_options(-fsanitize=fuzzer-no-link)
+  add_compile_options($<$<COMPILE_LANGUAGE:CXX>:-fsanitize=fuzzer-no-link>)
 endif()

@@ -276,6 +276,7 @@ TEST_CASE("config error: out-of-range values", "[config]") {
         "train.optimizer.name: expected one of adam, adamw, adagrad, got \"sgd\"");
   check(d + "train: {schedule: {name: linear}}\n",
         "train.schedule.name: expected one of constant, cosine, inv_sqrt, got \"linear\"");
+  check(d + "train: {device: tpu}\n", "train.device: expected one of cpu, cuda, got \"tpu\"");
   check(d + "train: {optimizer: {lr: 0}}\n", "train.optimizer.lr: expected a positive number, got 0.0");
   check(d + "train: {optimizer: {lr: .inf}}\n", "train.optimizer.lr: expected a positive number, got .inf");
   check(d + "train: {optimizer: {betas: [0.9, 1.0]}}\n",

@@ -216,7 +216,8 @@ class MemTransformerLM(nn.Module):
             layer.dec_attn.mask_via_fp32 = on
 
     def empty_mems(self):
-        return [torch.empty(0, dtype=self.dtype) for _ in range(self.n_layer + 1)]
+        dev = next(self.parameters()).device
+        return [torch.empty(0, dtype=self.dtype, device=dev) for _ in range(self.n_layer + 1)]
 
     def attn_mask(self, qlen, mlen, device=None):
         """[qlen, klen] bool, True = masked, built like the reference (triu / tril)."""
@@ -597,13 +598,18 @@ def cmd_train(a):
 
 def cmd_bench_step(a):
     torch.manual_seed(a.seed)
-    model = build_model(a)
+    dev = torch.device(a.device)
+    model = build_model(a).to(dev)
     init_weights(model, a.init_std)
     model.train()
     opt = make_adam(model, a)
     T, B = a.tgt_len, a.batch
-    data = torch.randint(0, a.vocab, (T, B))
-    target = torch.randint(0, a.vocab, (T, B))
+    data = torch.randint(0, a.vocab, (T, B), device=dev)
+    target = torch.randint(0, a.vocab, (T, B), device=dev)
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
     mems = ()
     with torch.no_grad():  # fill the memories to mem_len
         for _ in range(max(1, -(-a.mem_len // T))):
@@ -612,7 +618,7 @@ def cmd_bench_step(a):
     def step():
         model.zero_grad(set_to_none=False)
         if a.bf16:
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.autocast(dev.type, dtype=torch.bfloat16):
                 loss, _ = model(data, target, *mems)
                 loss = loss.float().mean()
         else:
@@ -627,12 +633,15 @@ def cmd_bench_step(a):
         step()
     times = []
     for _ in range(a.repeats):
+        sync()
         t0 = time.perf_counter()
         step()
+        sync()
         times.append(time.perf_counter() - t0)
     ms = statistics.median(times) * 1e3
     print(json.dumps({"ms_per_step": ms, "tokens_per_s": T * B / (ms / 1e3),
                       "repeats": a.repeats, "bf16": a.bf16, "threads": torch.get_num_threads(),
+                      "device": str(dev),
                       "mem_len": int(mems[0].shape[0]), "tgt_len": T, "batch": B,
                       "params": count_params(model)}))
 
@@ -935,7 +944,8 @@ def main(argv=None):
     add_opt_args(p, lr=1e-3, warmup=0, max_step=1, min_lr=0.0, clip=0.0)
     add(p, "repeats", type=int, default=10)
     add(p, "warmup_iters", type=int, default=3)
-    add(p, "bf16", action="store_true")
+    add(p, "bf16", action="store_true", help="torch.autocast(DEVICE, bfloat16)")
+    add(p, "device", default="cpu", help="cpu or cuda")
     p.set_defaults(func=cmd_bench_step)
 
     p = sub.add_parser("selftest", help="formula checks against a loop-based implementation")

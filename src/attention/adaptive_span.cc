@@ -53,11 +53,7 @@ LayerGeometry geometry(const SpanOptions& o, const std::vector<double>& z) {
   return g;
 }
 
-std::vector<double> host_values(const Tensor& t) {
-  Tensor d = contiguous_copy(to_dtype(t.detach(), DType::f64));
-  const double* p = d.data<double>();
-  return std::vector<double>(p, p + d.numel());
-}
+std::vector<double> host_values(const Tensor& t) { return t.detach().to_doubles(); }
 
 class SpanPass : public AttentionPass {
  public:
@@ -70,7 +66,7 @@ class SpanPass : public AttentionPass {
     for (int64_t l = 0; l < L; ++l) {
       geo_.push_back(geometry(o, o.adapt ? host_values(params.get(span_key(l))) : std::vector<double>{0.0}));
       // Caches start as zeros (main.py / full_eval), so early queries see zero keys.
-      caches_.push_back(state.empty() ? Tensor::zeros({geo_[l].cache, B, cfg.d_model}, params.dtype()) : state[l]);
+      caches_.push_back(state.empty() ? Tensor::zeros({geo_[l].cache, B, cfg.d_model}, params.dtype(), params.device()) : state[l]);
     }
   }
 
@@ -96,7 +92,8 @@ class SpanPass : public AttentionPass {
     Tensor pk = o_.N > 0 ? mul_scalar(p(pers_key(l, "key")), std::sqrt(static_cast<double>(Dh))) : Tensor();  // [H, Dh, N]
     Tensor pv = o_.N > 0 ? mul_scalar(p(pers_key(l, "val")), std::sqrt(static_cast<double>(o_.N))) : Tensor();  // [H, N, Dh]
     // Dropout on the weights needs them as a tensor: training with dropout runs unfused.
-    if (attention_bool(cfg_, "fused") && (!ctx.training || cfg_.dropout == 0.0)) {
+    // The fused kernel is CPU-only.
+    if (attention_bool(cfg_, "fused") && (!ctx.training || cfg_.dropout == 0.0) && q.device().is_cpu()) {
       Tensor out = fused_span_attention(reshape(q, {M, B, H, Dh}), reshape(k, {Lw + M, B, H, Dh}),
                                         reshape(v, {Lw + M, B, H, Dh}), pe, o_.adapt ? mask(l, t, Lw) : Tensor(), pk,
                                         pv, scale);
@@ -170,7 +167,7 @@ class SpanPass : public AttentionPass {
   Tensor mask(int64_t l, int64_t t, int64_t Lw) const {
     std::vector<double> tmpl(static_cast<size_t>(Lw));
     for (int64_t j = 0; j < Lw; ++j) tmpl[j] = static_cast<double>(1 - o_.S + t + j);
-    Tensor templ = to_dtype(Tensor::from_vector<double>({1, Lw}, tmpl), params_.dtype());
+    Tensor templ = to_dtype(Tensor::from_vector<double>({1, Lw}, tmpl), params_.dtype()).to(params_.device());
     Tensor z = reshape(p(span_key(l)), {cfg_.n_head, 1});
     Tensor m = add(templ, mul_scalar(z, static_cast<double>(o_.S)));
     return clamp(add_scalar(mul_scalar(m, 1.0 / static_cast<double>(o_.R)), 1.0), 0.0, 1.0);

@@ -79,8 +79,9 @@ class CompressivePass : public AttentionPass {
     E_ = o.n_cm > 0 && overflow > 0 ? overflow / o.c * o.c : 0;
     new_cms_.resize(L);
     const int64_t K = C_ + M_ + T_;
-    mask_ = relative_mask(T_, K, cfg_.same_length, cfg_.mem_len + o.n_cm);
-    r_ = ctx.drop(sinusoid_positions(K, cfg_.d_model, cfg_.clamp_len, params_.dtype()), cfg_.dropout);
+    mask_ = relative_mask(T_, K, cfg_.same_length, cfg_.mem_len + o.n_cm).to(params_.device());
+    r_ = ctx.drop(sinusoid_positions(K, cfg_.d_model, cfg_.clamp_len, params_.dtype()).to(params_.device()),
+                  cfg_.dropout);
   }
 
   Tensor layer(int64_t l, const Tensor& w, const std::function<Tensor(const Tensor&)>& norm,
@@ -109,7 +110,7 @@ class CompressivePass : public AttentionPass {
       std::vector<Tensor> parts;
       if (C_ > 0) parts.push_back(cms_[l]);
       if (new_cms_[l].defined()) parts.push_back(new_cms_[l]);
-      Tensor cm = parts.empty()       ? Tensor::zeros({0, B, D}, params_.dtype())
+      Tensor cm = parts.empty()       ? Tensor::zeros({0, B, D}, params_.dtype(), params_.device())
                   : parts.size() == 1 ? parts[0]
                                       : concat(parts, 0);
       const int64_t n = cm.shape()[0], keep = std::min(n, o_.n_cm);
@@ -193,7 +194,7 @@ class CompressivePass : public AttentionPass {
       std::stable_sort(rows.begin(), rows.end(), [&](int64_t x, int64_t y) { return used(x) > used(y); });
       rows.resize(static_cast<size_t>(n));
       std::sort(rows.begin(), rows.end());
-      Tensor idx = Tensor::from_vector<int64_t>({n}, rows);
+      Tensor idx = Tensor::from_vector<int64_t>({n}, rows).to(mx.device());
       columns.push_back(index_select(narrow(narrow(mx, 0, 0, E_), 1, b, 1), 0, idx));
     }
     return concat(columns, 1);

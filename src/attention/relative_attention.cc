@@ -54,9 +54,9 @@ Tensor relative_mask(int64_t qlen, int64_t klen, bool same_length, int64_t windo
   return Tensor::from_vector<uint8_t>({qlen, klen}, m);
 }
 
-bool use_fused_attention(const ModelConfig& cfg, bool need_prob, const ForwardContext& ctx) {
+bool use_fused_attention(const ModelConfig& cfg, bool need_prob, const ForwardContext& ctx, Device device) {
   // Dropout on the probabilities needs them as a tensor.
-  return attention_bool(cfg, "fused") && !need_prob && (!ctx.training || cfg.dropatt == 0.0);
+  return attention_bool(cfg, "fused") && !need_prob && (!ctx.training || cfg.dropatt == 0.0) && device.is_cpu();
 }
 
 RelativeAttentionOutput relative_attention(const ModelConfig& cfg, const ParameterSet& params, int64_t l,
@@ -80,7 +80,7 @@ RelativeAttentionOutput relative_attention(const ModelConfig& cfg, const Paramet
 
   const double scale = 1.0 / std::sqrt(static_cast<double>(Dh));
   Tensor vec;  // [T, B, HD]
-  if (use_fused_attention(cfg, need_prob, ctx)) {
+  if (use_fused_attention(cfg, need_prob, ctx, cat.device())) {
     vec = reshape(fused_rel_attention(q, k, v, r_head_k, p("r_w_bias"), p("r_r_bias"), mask, scale), {T, B, HD});
   } else {
     // Scores in [B, H, T, K]: content term with u = r_w_bias, position term with v = r_r_bias.

@@ -49,9 +49,9 @@ RelativeAttentionOutput relative_attention(const ModelConfig& cfg, const Paramet
                                            ForwardContext& ctx, bool need_prob = false);
 
 // Whether a pass uses the fused core: the `fused` option (fused_attention_option) is
-// on, nobody needs the probabilities, and no dropatt is drawn (training with
-// dropatt > 0 runs unfused).
-bool use_fused_attention(const ModelConfig& cfg, bool need_prob, const ForwardContext& ctx);
+// on, nobody needs the probabilities, no dropatt is drawn (training with dropatt > 0
+// runs unfused), and the activations are on the CPU (the fused kernels are CPU-only).
+bool use_fused_attention(const ModelConfig& cfg, bool need_prob, const ForwardContext& ctx, Device device);
 
 // Rows [beg, beg + len) of concat(mem, h.detach()) along axis 0, as a fresh detached
 // tensor; mem may be undefined or empty (the first segment).

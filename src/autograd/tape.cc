@@ -78,7 +78,7 @@ std::shared_ptr<Node> record(Tensor& out, const char* op, const std::vector<Tens
   return make_node(out, op, ptrs, std::move(fn));
 }
 
-void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
+void backward(const Tensor& root, const Tensor& grad, bool retain_graph, const LeafReadyFn& on_leaf_ready) {
   TXL_CHECK(root.requires_grad(), "backward: the tensor does not require grad (no input of its graph does)");
   Tensor seed = grad;
   if (!seed.defined()) {
@@ -93,6 +93,7 @@ void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
     Tensor slot = root.grad();
     accumulate_leaf(slot, seed);
     root.impl().grad = slot.impl_ptr();
+    if (on_leaf_ready) on_leaf_ready(root.impl());
     return;
   }
   // Shared ownership while walking: releasing a node may drop the last reference to
@@ -118,6 +119,18 @@ void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
     }
   }
 
+  // Edges into each leaf still to be processed; at zero the leaf's gradient is final.
+  std::unordered_map<const TensorImpl*, int> pending_edges;
+  if (on_leaf_ready)
+    for (const auto& node : order)
+      for (const auto& in : node->inputs)
+        if (in && !in->grad_fn) pending_edges[in.get()]++;
+  auto edges_done = [&](const std::vector<std::shared_ptr<TensorImpl>>& inputs) {
+    if (!on_leaf_ready) return;
+    for (const auto& in : inputs)
+      if (in && !in->grad_fn && --pending_edges[in.get()] == 0) on_leaf_ready(*in);
+  };
+
   // Kernels run from here on are attributed to the backward pass in profiles.
   struct BackwardMark {
     BackwardMark() { profiler::set_in_backward(true); }
@@ -128,7 +141,10 @@ void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     Node* node = it->get();
     auto found = grads.find(node);
-    if (found == grads.end()) continue;
+    if (found == grads.end()) {
+      edges_done(node->inputs);
+      continue;
+    }
     Tensor g = std::move(found->second);
     grads.erase(found);
     TXL_CHECK(!node->released, "backward: op '{}' was freed by an earlier backward()", node->op);
@@ -153,6 +169,7 @@ void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
         in->grad = slot.impl_ptr();
       }
     }
+    edges_done(node->inputs);
     if (!retain_graph) {
       node->backward = nullptr;
       node->inputs.clear();

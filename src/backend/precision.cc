@@ -35,10 +35,11 @@ bool cpu_has_native_bf16() {
   return isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx;
 }
 
-MatmulPrecision resolve_precision(const std::string& setting) {
+MatmulPrecision resolve_precision(const std::string& setting, Device device) {
   if (setting == "fp32") return MatmulPrecision::fp32;
   if (setting == "bf16") return MatmulPrecision::bf16;
   TXL_CHECK(setting == "auto", "train.precision: expected one of fp32, bf16, auto, got \"{}\"", setting);
+  if (!device.is_cpu()) return MatmulPrecision::bf16;
   return cpu_has_native_bf16() ? MatmulPrecision::bf16 : MatmulPrecision::fp32;
 }
 

@@ -1,5 +1,6 @@
 // The profiling decorator around a device backend and the time table it fills.
 #include "txl/backend/profiler.h"
+#include "device_registry.h"
 
 #include <algorithm>
 #include <chrono>
@@ -207,17 +208,32 @@ class ProfilingBackend final : public Backend {
     return in_.fused_rel_attention_backward(in, m, s, lse, g);
   }
 
+  // Timed by the callers' "optimizer" and "clip_grad_norm" scopes.
+  void adam_update(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, const AdamHyper& h) override {
+    in_.adam_update(w, g, m, v, h);
+  }
+  void adagrad_update(Tensor& w, const Tensor& g, Tensor& s, double lr, double eps, double wd) override {
+    in_.adagrad_update(w, g, s, lr, eps, wd);
+  }
+  double squared_norm(const Tensor& x, const Tensor& y, double a) override { return in_.squared_norm(x, y, a); }
+
  private:
   Backend& in_;
 };
 
 }  // namespace
 
+// Profiles time the CPU kernels; GPU kernels run asynchronously, so their host-side
+// times would measure launches, and device backends are not wrapped.
 Backend& backend_for(Device device) {
   static cpu::CpuBackend cpu_backend;
   static ProfilingBackend profiled_cpu(cpu_backend);
-  TXL_CHECK(device.is_cpu(), "no backend for device {} in this build", device.str());
-  return profiler::enabled() ? static_cast<Backend&>(profiled_cpu) : cpu_backend;
+  if (device.is_cpu()) return profiler::enabled() ? static_cast<Backend&>(profiled_cpu) : cpu_backend;
+  Backend* b = registered_backend(device.type);
+  TXL_CHECK(b != nullptr, "no backend for device {} in this build (configure with -DTXL_CUDA=ON)", device.str());
+  TXL_CHECK(device.index >= 0 && device.index < device_count(device.type),
+            "device {} is not present: this machine has {} CUDA device(s)", device.str(), device_count(device.type));
+  return *b;
 }
 
 }  // namespace txl

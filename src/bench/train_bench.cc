@@ -5,10 +5,12 @@
 #include <map>
 
 #include "backend/cpu/cpu_backend.h"
+#include "txl/backend/backend.h"
 #include "txl/backend/precision.h"
 #include "txl/backend/profiler.h"
 #include "txl/bench/ops_bench.h"
 #include "txl/core/allocator.h"
+#include "txl/core/device_memory.h"
 #include "txl/core/threads.h"
 #include "txl/models/language_model.h"
 #include "txl/ops/ops.h"
@@ -32,17 +34,20 @@ const char* profile_category(std::string name) {
 }  // namespace
 
 nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup, int repeats, bool profile) {
-  const MatmulPrecision precision = resolve_precision(cfg.train.precision);
+  const Device device = training_device(cfg.train.device, 0);
+  const MatmulPrecision precision = resolve_precision(cfg.train.precision, device);
   PrecisionScope precision_scope(precision);
   LanguageModel model(cfg.model, vocab_size);
   model.init_weights(static_cast<uint64_t>(cfg.train.seed));
+  model.to(device);
   auto optimizer = make_optimizer(cfg.train.optimizer, model.params());
   const int64_t T = cfg.model.tgt_len, B = cfg.train.batch_size;
   Generator gen(3);
   std::vector<int64_t> ids(static_cast<size_t>((T + 1) * B));
   for (auto& v : ids) v = static_cast<int64_t>(uniform01(counter_hash(1, 9, gen.take(1))) * vocab_size);
   Tensor input = Tensor::from_vector<int64_t>({T, B}, std::vector<int64_t>(ids.begin(), ids.begin() + T * B));
-  Tensor target = Tensor::from_vector<int64_t>({T, B}, std::vector<int64_t>(ids.begin() + B, ids.end()));
+  Tensor target = Tensor::from_vector<int64_t>({T, B}, std::vector<int64_t>(ids.begin() + B, ids.end())).to(device);
+  input = input.to(device);
   std::vector<Tensor> mems;
   auto step = [&](int64_t i) {
     model.params().zero_grad();
@@ -62,6 +67,7 @@ nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup
       model.after_step();
     }
     mems = std::move(out.mems);
+    synchronize(device);  // a GPU step is timed when its kernels have finished
   };
   // Enough warm-up steps to fill the memory to mem_len, so timed steps see full length.
   const int64_t fill = cfg.model.mem_len > 0 ? (cfg.model.mem_len + T - 1) / T : 0;
@@ -82,7 +88,8 @@ nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup
   for (double m : ms) total_ms += m;
   std::sort(ms.begin(), ms.end());
   const double med = ms[ms.size() / 2];
-  AllocatorStats st = HostAllocator::instance().stats();
+  // Host allocator counts the timed steps; a device's counts run from process start.
+  AllocatorStats st = device.is_cpu() ? HostAllocator::instance().stats() : device_memory(device.type)->stats(device.index);
   nlohmann::json prof = nlohmann::json::array();
   if (profile) {
     const double peak = dnnl_peak_gflops(5, 1024, precision);
@@ -132,7 +139,13 @@ nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup
           {"parameters", model.params().numel()},
           {"attention", cfg.model.attention.type},
           {"precision", precision_name(precision)},
+          {"device", device.str()},
           {"attention_flops_per_token", model.attention().attention_flops_per_token(model.params())},
+          // Model FLOPs of a training step per token: 6 per parameter (forward and both
+          // backward products) plus 3x the attention's forward FLOPs in every layer.
+          {"train_flops_per_token",
+           6.0 * static_cast<double>(model.params().numel()) +
+               3.0 * static_cast<double>(cfg.model.n_layer) * model.attention().attention_flops_per_token(model.params())},
           {"allocator_hits", st.hits},
           {"allocator_misses", st.misses},
           {"primitives_created", primitives_created},

@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "commands.h"
+#include "txl/backend/backend.h"
 #include "txl/backend/precision.h"
 #include "txl/core/error.h"
 #include "txl/config/load.h"
@@ -80,7 +81,14 @@ int info(const Context& ctx, const std::vector<std::string>& args) {
             << "threads: " << threads << "\n"
             << "native bf16: " << (cpu_has_native_bf16() ? "yes" : "no") << "; train.precision: auto runs "
             << precision_name(resolve_precision("auto")) << " matrix products\n"
-            << "cuda backend: not built\n";
+            << "cuda backend: ";
+#ifdef TXL_WITH_CUDA
+  const int gpus = device_count(DeviceType::cuda);
+  std::cout << fmt::format("built for CUDA architectures {}; {} device(s) visible{}\n", TXL_CUDA_ARCHS, gpus,
+                           gpus ? "" : " (no driver or no GPU here)");
+#else
+  std::cout << "not built (configure with -DTXL_CUDA=ON)\n";
+#endif
   return 0;
 }
 

@@ -105,6 +105,8 @@ const std::vector<Field>& fields() {
       TXL_KEY("train.on_nonfinite", train.on_nonfinite, R::any, {"skip", "rewind", "stop"}),
       TXL_KEY("train.max_rewinds", train.max_rewinds, R::non_negative),
       TXL_KEY("train.precision", train.precision, R::any, {"fp32", "bf16", "auto"}),
+      TXL_KEY("train.device", train.device, R::any, {"cpu", "cuda"}),
+      TXL_KEY("train.allreduce_bucket_mb", train.allreduce_bucket_mb, R::positive),
       TXL_KEY("train.optimizer.name", train.optimizer.name, R::any, {"adam", "adamw", "adagrad"}),
       TXL_KEY("train.optimizer.lr", train.optimizer.lr, R::positive),
       TXL_KEY("train.optimizer.betas", train.optimizer.betas, R::probability),

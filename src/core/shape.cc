@@ -1,5 +1,8 @@
 #include "txl/core/shape.h"
 
+#include <algorithm>
+#include <utility>
+
 #include "txl/core/error.h"
 
 namespace txl {
@@ -43,6 +46,19 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
     out[i] = da == 1 ? db : da;
   }
   return out;
+}
+
+bool fills_span(const Shape& shape, const Strides& strides) {
+  std::vector<std::pair<int64_t, int64_t>> dims;  // (stride, size), size-1 dims ignored
+  for (size_t d = 0; d < shape.size(); ++d)
+    if (shape[d] != 1) dims.emplace_back(strides[d], shape[d]);
+  std::sort(dims.begin(), dims.end());
+  int64_t expect = 1;
+  for (const auto& [stride, size] : dims) {
+    if (stride != expect) return false;
+    expect *= size;
+  }
+  return true;
 }
 
 }  // namespace txl

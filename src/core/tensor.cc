@@ -39,13 +39,19 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
 
 Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
   Tensor t = empty(shape, dtype, device);
-  std::memset(t.raw_data(), 0, t.numel() * dtype_size(dtype));
+  if (device.is_cpu())
+    std::memset(t.raw_data(), 0, t.numel() * dtype_size(dtype));
+  else
+    backend_for(device).fill(t, 0.0);
   return t;
 }
 
 Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device) {
   Tensor t = empty(shape, dtype, device);
-  for_each_value(dtype, t.raw_data(), t.numel(), [value](int64_t) { return value; });
+  if (device.is_cpu())
+    for_each_value(dtype, t.raw_data(), t.numel(), [value](int64_t) { return value; });
+  else
+    backend_for(device).fill(t, value);
   return t;
 }
 
@@ -113,8 +119,16 @@ void* Tensor::raw_data() const {
   return static_cast<char*>(impl().storage->data()) + impl().offset * static_cast<int64_t>(dtype_size(dtype()));
 }
 
+Tensor Tensor::to(Device target) const {
+  if (device() == target) return *this;
+  Tensor out = empty(shape(), dtype(), target);
+  // The device side's backend moves the bytes (host <-> device or device <-> device).
+  backend_for(target.is_cpu() ? device() : target).copy(*this, out);
+  return out;
+}
+
 std::vector<double> Tensor::to_doubles() const {
-  TXL_CHECK(device().is_cpu(), "to_doubles: tensor is on {}", device().str());
+  if (!device().is_cpu()) return to(cpu_device()).to_doubles();
   std::vector<double> out(numel());
   const void* base = impl().storage->data();
   Shape idx(dim(), 0);

@@ -121,7 +121,8 @@ std::string encode_safetensors(const NamedTensors& tensors, const std::map<std::
   std::vector<Tensor> contiguous_tensors;
   size_t offset = 0;
   for (const auto& [name, t] : tensors) {
-    Tensor c = t.is_contiguous() ? t : contiguous_copy(t);
+    // A device tensor is written from a dense host copy.
+    Tensor c = !t.device().is_cpu() ? t.to(cpu_device()) : t.is_contiguous() ? t : contiguous_copy(t);
     size_t bytes = c.numel() * dtype_size(c.dtype());
     meta["crc32:" + name] = fmt::format("{:08x}", crc32(static_cast<const char*>(c.raw_data()), bytes));
     header[name] = {{"dtype", st_dtype(c.dtype())}, {"shape", c.shape()}, {"data_offsets", {offset, offset + bytes}}};

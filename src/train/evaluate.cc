@@ -25,7 +25,7 @@ EvalResult evaluate(const LanguageModel& model, const std::vector<int32_t>& toke
   while (batches.next(input, target)) {
     // The reference full_eval of adaptive span stops before a block shorter than tgt_len.
     if (whole_blocks && input.shape()[0] < tgt_len) break;
-    ForwardResult out = model.forward(input, target, mems, opt);
+    ForwardResult out = model.forward(input.to(model.device()), target.to(model.device()), mems, opt);
     total += sum(to_dtype(out.loss, DType::f64)).item();
     r.tokens += out.loss.numel();
     mems = std::move(out.mems);

@@ -1,10 +1,11 @@
-// Flat-arena optimizer updates. Each update is one OpenMP pass over all parameters.
+// Flat-arena optimizer updates: each is one pass of a backend kernel over all
+// parameters (Adagrad: over each parameter's segment), on the parameters' device.
 #include "txl/train/optimizer.h"
 
-#include <omp.h>
-
 #include <cmath>
-#include <cstring>
+
+#include "txl/backend/backend.h"
+#include "txl/ops/ops.h"
 
 namespace txl {
 
@@ -21,44 +22,33 @@ int64_t saved_step_count(const Tensor& t, const std::string& source, const char*
   return static_cast<int64_t>(v);
 }
 
-template <class F>
-void for_each_float(ParameterSet& params, F&& f) {
-  dispatch_float(params.dtype(), "optimizer", [&](auto tag) {
-    using T = decltype(tag);
-    f(params.flat_data().data<T>(), params.flat_grad().data<T>(), params.numel(), T{});
-  });
+// A dense copy of saved optimizer state on the parameters' device.
+Tensor state_copy(const Tensor& saved, Device device) {
+  Tensor c = Tensor::empty(saved.shape(), saved.dtype(), device);
+  copy_(c, saved);
+  return c;
 }
 
 class Adam final : public Optimizer {
  public:
   Adam(const OptimizerConfig& c, const ParameterSet& p, bool decoupled)
-      : cfg_(c), decoupled_(decoupled), m_(Tensor::zeros({p.numel()}, p.dtype())), v_(Tensor::zeros({p.numel()}, p.dtype())) {}
+      : cfg_(c),
+        decoupled_(decoupled),
+        m_(Tensor::zeros({p.numel()}, p.dtype(), p.device())),
+        v_(Tensor::zeros({p.numel()}, p.dtype(), p.device())) {}
 
   void step(ParameterSet& params, double lr) override {
     ++t_;
-    const double b1 = cfg_.betas[0], b2 = cfg_.betas[1], eps = cfg_.eps, wd = cfg_.weight_decay;
-    const double bc1 = 1.0 - std::pow(b1, static_cast<double>(t_));
-    const double bc2_sqrt = std::sqrt(1.0 - std::pow(b2, static_cast<double>(t_)));
-    const double step_size = lr / bc1;
-    const bool decoupled = decoupled_;
-    for_each_float(params, [&](auto* w, auto* g, int64_t n, auto tag) {
-      using T = decltype(tag);
-      T* m = m_.data<T>();
-      T* v = v_.data<T>();
-#pragma omp parallel for simd schedule(static)
-      for (int64_t i = 0; i < n; ++i) {
-        T gi = g[i];
-        if (decoupled) {
-          w[i] *= static_cast<T>(1.0 - lr * wd);
-        } else if (wd != 0.0) {
-          gi += static_cast<T>(wd) * w[i];
-        }
-        m[i] = static_cast<T>(b1) * m[i] + static_cast<T>(1.0 - b1) * gi;
-        v[i] = static_cast<T>(b2) * v[i] + static_cast<T>(1.0 - b2) * gi * gi;
-        const T denom = std::sqrt(v[i]) / static_cast<T>(bc2_sqrt) + static_cast<T>(eps);
-        w[i] -= static_cast<T>(step_size) * m[i] / denom;
-      }
-    });
+    AdamHyper h;
+    h.lr = lr;
+    h.beta1 = cfg_.betas[0];
+    h.beta2 = cfg_.betas[1];
+    h.eps = cfg_.eps;
+    h.weight_decay = cfg_.weight_decay;
+    h.step_size = lr / (1.0 - std::pow(h.beta1, static_cast<double>(t_)));
+    h.bias_correction2_sqrt = std::sqrt(1.0 - std::pow(h.beta2, static_cast<double>(t_)));
+    h.decoupled = decoupled_;
+    backend_of(params.flat_data()).adam_update(params.flat_data(), params.flat_grad(), m_, v_, h);
   }
 
   NamedTensors state() const override {
@@ -72,17 +62,12 @@ class Adam final : public Optimizer {
                   s.at("adam.m").dtype() == m_.dtype() && s.at("adam.v").dtype() == v_.dtype(),
               "{}: optimizer state has shape {}, the model needs {}", source, shape_str(s.at("adam.m").shape()),
               shape_str(m_.shape()));
-    m_ = contiguous_copy_of(s.at("adam.m"));
-    v_ = contiguous_copy_of(s.at("adam.v"));
+    m_ = state_copy(s.at("adam.m"), m_.device());
+    v_ = state_copy(s.at("adam.v"), v_.device());
     t_ = saved_step_count(s.at("adam.t"), source, "adam.t");
   }
 
  private:
-  static Tensor contiguous_copy_of(const Tensor& t) {
-    Tensor c = Tensor::empty(t.shape(), t.dtype());
-    std::memcpy(c.raw_data(), t.raw_data(), t.numel() * dtype_size(t.dtype()));
-    return c;
-  }
   OptimizerConfig cfg_;
   bool decoupled_;
   Tensor m_, v_;
@@ -93,45 +78,27 @@ class Adam final : public Optimizer {
 // the raw squared gradient; eps is added after the square root.
 class Adagrad final : public Optimizer {
  public:
-  Adagrad(const OptimizerConfig& c, const ParameterSet& p) : cfg_(c), sum_(Tensor::zeros({p.numel()}, p.dtype())) {
+  Adagrad(const OptimizerConfig& c, const ParameterSet& p)
+      : cfg_(c), sum_(Tensor::zeros({p.numel()}, p.dtype(), p.device())) {
     const int64_t base = p.named().empty() ? 0 : p.named().front().second.offset();
     for (const auto& [name, t] : p.named()) segments_.push_back({t.offset() - base, t.numel()});
   }
 
   void step(ParameterSet& params, double lr) override {
     ++t_;
-    const double eps = cfg_.eps;
-    const double wd = cfg_.weight_decay;
-    const double clip = cfg_.clip;
-    for_each_float(params, [&](auto* w, auto* g, int64_t n, auto tag) {
-      using T = decltype(tag);
-      T* s = sum_.data<T>();
-      for (const auto& segment : segments_) {
-        // Plain locals, not a structured binding: clang 14 cannot capture bindings
-        // into the OpenMP regions below.
-        const int64_t begin = segment.first, count = segment.second;
-        T* ws = w + begin;
-        T* gs = g + begin;
-        T* ss = s + begin;
-        double clr = lr;
-        if (clip > 0) {
-          double sq = 0.0;
-#pragma omp parallel for simd reduction(+ : sq) schedule(static)
-          for (int64_t i = 0; i < count; ++i) {
-            const double gi = static_cast<double>(gs[i]) + wd * static_cast<double>(ws[i]);
-            sq += gi * gi;
-          }
-          const double norm = std::sqrt(sq);
-          if (norm > clip) clr *= clip / (norm + 1e-10);
-        }
-#pragma omp parallel for simd schedule(static)
-        for (int64_t i = 0; i < count; ++i) {
-          T gi = gs[i] + static_cast<T>(wd) * ws[i];
-          ss[i] += gi * gi;
-          ws[i] -= static_cast<T>(clr) * gi / (std::sqrt(ss[i]) + static_cast<T>(eps));
-        }
+    const double wd = cfg_.weight_decay, clip = cfg_.clip;
+    Tensor& w = params.flat_data();
+    Tensor& g = params.flat_grad();
+    Backend& be = backend_of(w);
+    for (const auto& [begin, count] : segments_) {
+      Tensor ws = narrow(w, 0, begin, count), gs = narrow(g, 0, begin, count), ss = narrow(sum_, 0, begin, count);
+      double clr = lr;
+      if (clip > 0) {
+        const double norm = std::sqrt(be.squared_norm(gs, ws, wd));
+        if (norm > clip) clr *= clip / (norm + 1e-10);
       }
-    });
+      be.adagrad_update(ws, gs, ss, clr, cfg_.eps, wd);
+    }
   }
 
   NamedTensors state() const override {
@@ -144,7 +111,7 @@ class Adagrad final : public Optimizer {
     TXL_CHECK(s.at("adagrad.sum").shape() == sum_.shape() && s.at("adagrad.sum").dtype() == sum_.dtype(),
               "{}: optimizer state has shape {}, the model needs {}", source, shape_str(s.at("adagrad.sum").shape()),
               shape_str(sum_.shape()));
-    std::memcpy(sum_.raw_data(), s.at("adagrad.sum").raw_data(), sum_.numel() * dtype_size(sum_.dtype()));
+    sum_ = state_copy(s.at("adagrad.sum"), sum_.device());
     t_ = saved_step_count(s.at("adagrad.t"), source, "adagrad.t");
   }
 
@@ -164,21 +131,10 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& cfg, const Para
 }
 
 double clip_grad_norm(ParameterSet& params, double max_norm) {
-  double total = 0.0;
-  dispatch_float(params.dtype(), "clip_grad_norm", [&](auto tag) {
-    using T = decltype(tag);
-    T* g = params.flat_grad().data<T>();
-    const int64_t n = params.numel();
-    double sq = 0.0;
-#pragma omp parallel for simd reduction(+ : sq) schedule(static)
-    for (int64_t i = 0; i < n; ++i) sq += static_cast<double>(g[i]) * static_cast<double>(g[i]);
-    total = std::sqrt(sq);
-    const double coef = max_norm / (total + 1e-6);
-    if (max_norm > 0.0 && coef < 1.0) {
-#pragma omp parallel for simd schedule(static)
-      for (int64_t i = 0; i < n; ++i) g[i] *= static_cast<T>(coef);
-    }
-  });
+  Tensor& g = params.flat_grad();
+  const double total = std::sqrt(backend_of(g).squared_norm(g, Tensor(), 0.0));
+  const double coef = max_norm / (total + 1e-6);
+  if (max_norm > 0.0 && coef < 1.0) scale_(g, coef);
   return total;
 }
 

@@ -22,12 +22,14 @@
 #include <sstream>
 #include <thread>
 
+#include "txl/backend/backend.h"
 #include "txl/backend/precision.h"
 #include "txl/config/load.h"
 #include "txl/core/allocator.h"
 #include "txl/core/threads.h"
 #include "txl/data/batcher.h"
 #include "txl/dist/communicator.h"
+#include "txl/dist/gradient_buckets.h"
 #include "txl/data/corpus.h"
 #include "txl/io/safetensors.h"
 #include "txl/ops/ops.h"
@@ -280,7 +282,8 @@ int run_training(const TrainOptions& opt) {
   if (threads == 0 && comm.local_size() > 1 && !std::getenv("TXL_NUM_THREADS"))
     threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / comm.local_size());
   configure_threads(threads);
-  const MatmulPrecision precision = resolve_precision(cfg.train.precision);
+  const Device device = training_device(cfg.train.device, comm.local_rank());
+  const MatmulPrecision precision = resolve_precision(cfg.train.precision, device);
   PrecisionScope precision_scope(precision);
 
   Corpus corpus = vocab.size() > 0 ? load_corpus(cfg.data, vocab) : load_corpus(cfg.data);
@@ -291,6 +294,14 @@ int run_training(const TrainOptions& opt) {
   }
   TXL_CHECK(model->vocab_size() == vocab.size(), "model vocabulary {} does not match the data vocabulary {}",
             model->vocab_size(), vocab.size());
+  // Weights are initialised or loaded on the host, then move to this process's device;
+  // memories saved in a checkpoint follow them.
+  model->to(device);
+  auto to_device = [&](std::vector<std::vector<Tensor>>& state) {
+    for (auto& chunk : state)
+      for (Tensor& t : chunk) t = t.to(device);
+  };
+  to_device(mems);
   // Every split the run reads is long enough, checked before the first step (not at the
   // first evaluation, hours in).
   auto split_of = [&](const char* name, const std::string& file) {
@@ -333,14 +344,23 @@ int run_training(const TrainOptions& opt) {
   batches.set_position(st.data_position);
   mems.resize(static_cast<size_t>(chunks));
 
+  // Gradients are summed over ranks in buckets, each started as soon as the last
+  // backward of the step has finished its parameters.
+  std::unique_ptr<GradientBuckets> buckets;
+  if (comm.size() > 1)
+    buckets = std::make_unique<GradientBuckets>(params, gradient_communicator(device),
+                                                cfg.train.allreduce_bucket_mb * 1e6);
   const int64_t n_params = params.numel();
   std::cout << fmt::format("txl train: {} parameters, vocab {} ({}), {} train tokens, run dir {}\n", n_params,
                            vocab.size(), vocab.kind(), corpus.train.size(), run_dir);
-  std::cout << fmt::format("precision: {} matrix products (train.precision: {}), fp32 weights and optimizer\n",
-                           precision_name(precision), cfg.train.precision);
+  std::cout << fmt::format("device: {}; precision: {} matrix products (train.precision: {}), fp32 weights and "
+                           "optimizer\n",
+                           device.str(), precision_name(precision), cfg.train.precision);
   if (comm.size() > 1)
-    std::cout << fmt::format("data parallel: {} processes ({}), {} streams each, gradients all-reduced\n", comm.size(),
-                             comm.name(), B / comm.size());
+    std::cout << fmt::format("data parallel: {} processes ({}), {} streams each, gradients all-reduced by {} in {} "
+                             "buckets overlapped with backward\n",
+                             comm.size(), comm.name(), B / comm.size(), gradient_communicator(device).name(),
+                             buckets->bucket_count());
   std::cout << std::flush;
 
   // Step checkpoints are immutable directories; last and best are symlinks moved
@@ -404,6 +424,8 @@ int run_training(const TrainOptions& opt) {
       st.epoch++;
       continue;
     }
+    input = input.to(device);
+    target = target.to(device);
     const auto t0 = Clock::now();
     params.zero_grad();
     const int64_t T = input.shape()[0];
@@ -420,12 +442,15 @@ int run_training(const TrainOptions& opt) {
       // The variant's auxiliary loss (span loss) joins the objective, not the reported nll.
       Tensor objective = out.aux_loss.defined() ? add(loss, out.aux_loss) : loss;
       if (out.aux_loss.defined()) step_aux += out.aux_loss.item() / static_cast<double>(chunks);
-      backward(chunks > 1 ? mul_scalar(objective, 1.0 / static_cast<double>(chunks)) : objective);
+      const bool last_chunk = c == first_chunk + local_chunks - 1;
+      if (buckets && last_chunk) buckets->begin_step();
+      backward(chunks > 1 ? mul_scalar(objective, 1.0 / static_cast<double>(chunks)) : objective, Tensor(), false,
+               buckets && last_chunk ? buckets->hook() : LeafReadyFn{});
       mems[c] = std::move(out.mems);
     }
     weight_scope.reset();
     if (comm.size() > 1) {
-      comm.all_reduce_sum(params.flat_grad());
+      buckets->finish();
       std::vector<double> v{step_loss, step_aux};
       comm.all_reduce_sum(v);
       step_loss = v[0];
@@ -460,6 +485,7 @@ int run_training(const TrainOptions& opt) {
         optimizer->load_state(ck.optimizer_state, ck.dir + "/optimizer.safetensors");
         mems = std::move(ck.mems);
         mems.resize(static_cast<size_t>(chunks));
+        to_device(mems);
         const int64_t position = batches.position();
         st = ck.state;
         st.data_position = position;

@@ -47,7 +47,14 @@ std::shared_ptr<Node> record(Tensor& out, const char* op, std::initializer_list<
                              BackwardFn fn);
 std::shared_ptr<Node> record(Tensor& out, const char* op, const std::vector<Tensor>& inputs, BackwardFn fn);
 
+// Called during backward() for each leaf whose gradient is final: every node of the
+// graph that takes the leaf as an input has run (or had no gradient to give), so the
+// leaf's grad will not change again in this pass. Data-parallel training starts the
+// all-reduce of a bucket of parameters from here, while the rest of backward runs.
+using LeafReadyFn = std::function<void(const TensorImpl& leaf)>;
+
 // Runs the tape from `root`. Without `grad`, root must hold one element and the seed is 1.
-void backward(const Tensor& root, const Tensor& grad = Tensor(), bool retain_graph = false);
+void backward(const Tensor& root, const Tensor& grad = Tensor(), bool retain_graph = false,
+              const LeafReadyFn& on_leaf_ready = {});
 
 }  // namespace txl

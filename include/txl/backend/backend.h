@@ -7,17 +7,11 @@
 #include <utility>
 #include <vector>
 
+#include "txl/backend/op_kinds.h"
 #include "txl/core/tensor.h"
 
 namespace txl {
 
-enum class UnaryOp {
-  neg, exp, log, tanh, sigmoid, relu, gelu_tanh, gelu_erf, sqrt, rsqrt,
-  pow_scalar,  // x ^ a
-  add_scalar,  // x + a
-  mul_scalar,  // x * a
-  clamp,       // min(max(x, a), b)
-};
 const char* unary_name(UnaryOp op);
 
 struct UnaryParams {
@@ -25,10 +19,7 @@ struct UnaryParams {
   double b = 0.0;
 };
 
-enum class BinaryOp { add, sub, mul, div };
 const char* binary_name(BinaryOp op);
-
-enum class ReduceOp { sum, max };
 
 struct LayerNormResult {
   Tensor y, mean, rstd;  // mean and rstd per row, shape x.shape[:-1]
@@ -64,6 +55,14 @@ struct FusedSpanAttention {
 };
 struct SpanAttentionGrads {
   Tensor q, k, v, pe, ramp, pk, pv;  // shaped like the inputs, contiguous; undefined for undefined inputs
+};
+
+// One Adam / AdamW update (PyTorch's formulas); step_size = lr / (1 - beta1^t) and
+// bias_correction2_sqrt = sqrt(1 - beta2^t) come from the optimizer's step count.
+struct AdamHyper {
+  double lr = 0, beta1 = 0, beta2 = 0, eps = 0, weight_decay = 0;
+  double step_size = 0, bias_correction2_sqrt = 1;
+  bool decoupled = false;  // AdamW: w *= 1 - lr * wd; Adam: g += wd * w
 };
 
 class Backend {
@@ -161,9 +160,31 @@ class Backend {
                                                            const FusedSpanAttention& fwd, const Tensor& gout) = 0;
   virtual RelAttentionGrads fused_rel_attention_backward(const RelAttentionInputs& in, const Tensor& mask,
                                                          double scale, const Tensor& lse, const Tensor& gout) = 0;
+
+  // Optimizer kernels over equally shaped contiguous tensors (views of the parameter
+  // arenas, on the parameters' device). adam_update changes w, m and v; adagrad_update
+  // adds gi^2 to s and steps w by lr * gi / (sqrt(s) + eps), with gi = g + wd * w.
+  // squared_norm is the sum of (x + a * y)^2 accumulated in double (y is read only when
+  // a != 0), returned to the host.
+  virtual void adam_update(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, const AdamHyper& h) = 0;
+  virtual void adagrad_update(Tensor& w, const Tensor& g, Tensor& s, double lr, double eps, double wd) = 0;
+  virtual double squared_norm(const Tensor& x, const Tensor& y, double a) = 0;
 };
 
 Backend& backend_for(Device device);
+// A device module (the CUDA backend) registers its kernels, its device count and a
+// wait-for-device function from a static initialiser; device_count is 1 for the CPU
+// and 0 for an unregistered type or when the module finds no device (no driver, no GPU).
+void register_device_backend(DeviceType type, Backend& backend, int (*count)(), void (*sync)(int));
+int device_count(DeviceType type);
+// The device a process trains on for train.device ("cpu" | "cuda"): with "cuda", the
+// host's GPU number local_rank (one process per GPU). Fails naming the key when this
+// build has no CUDA backend, no GPU is visible, or the host has fewer GPUs than
+// processes.
+Device training_device(const std::string& setting, int local_rank);
+// Waits until the device has finished the work queued so far (a no-op on the CPU),
+// so host clocks measure the device's time.
+void synchronize(Device device);
 inline Backend& backend_of(const Tensor& t) { return backend_for(t.device()); }
 
 }  // namespace txl

@@ -17,8 +17,10 @@ void set_matmul_precision(MatmulPrecision p);
 
 // Whether this CPU multiplies bf16 natively (oneDNN's ISA has avx512_core_bf16 or AMX).
 bool cpu_has_native_bf16();
-// "fp32" | "bf16" | "auto" -> what runs here ("auto": bf16 where native, else fp32).
-MatmulPrecision resolve_precision(const std::string& setting);
+// "fp32" | "bf16" | "auto" -> what runs on `device` ("auto": bf16 where the device
+// multiplies bf16 natively, i.e. a CPU with AVX-512 BF16 / AMX or any GPU txl is built
+// for (sm_80 and later), else fp32).
+MatmulPrecision resolve_precision(const std::string& setting, Device device = {});
 const char* precision_name(MatmulPrecision p);
 
 // Sets the precision for a scope and restores the previous one.

@@ -71,6 +71,8 @@ struct TrainConfig {
   std::string on_nonfinite = "stop";  // non-finite loss or gradient norm: skip | rewind | stop
   int64_t max_rewinds = 3;          // rewinds allowed before on_nonfinite=rewind stops
   std::string precision = "fp32";   // matrix products: fp32 | bf16 (fp32 accumulation) | auto
+  std::string device = "cpu";       // cpu | cuda (each process takes its host's GPU cuda:local_rank)
+  double allreduce_bucket_mb = 4.0; // data parallel: gradients are all-reduced in buckets of this size
   OptimizerConfig optimizer;
   ScheduleConfig schedule;
 

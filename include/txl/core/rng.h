@@ -5,21 +5,23 @@
 #include <cmath>
 #include <cstdint>
 
+#include "txl/core/host_device.h"
+
 namespace txl {
 
-inline uint64_t mix64(uint64_t z) {
+TXL_HD inline uint64_t mix64(uint64_t z) {
   z += 0x9e3779b97f4a7c15ULL;
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
   return z ^ (z >> 31);
 }
 
-inline uint64_t counter_hash(uint64_t seed, uint64_t stream, uint64_t counter) {
+TXL_HD inline uint64_t counter_hash(uint64_t seed, uint64_t stream, uint64_t counter) {
   return mix64(mix64(seed ^ mix64(stream)) ^ counter);
 }
 
 // Uniform in [0, 1) with 24 random bits: exactly representable in float and double.
-inline double uniform01(uint64_t h) { return static_cast<double>(h >> 40) * (1.0 / 16777216.0); }
+TXL_HD inline double uniform01(uint64_t h) { return static_cast<double>(h >> 40) * (1.0 / 16777216.0); }
 
 // A seeded stream that hands out disjoint counter ranges; its whole state is two numbers.
 struct Generator {

@@ -16,5 +16,9 @@ std::string shape_str(const Shape& s);
 int64_t wrap_axis(int64_t axis, int64_t ndim, const char* op);
 // Numpy broadcasting of two shapes; throws naming `op` when they do not broadcast.
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
+// Whether a view's elements fill [first, first + numel) exactly: a contiguous tensor or
+// a permutation of one (e.g. a transposed weight), so it can be copied or converted as
+// one flat span and the copy keeps its strides.
+bool fills_span(const Shape& shape, const Strides& strides);
 
 }  // namespace txl

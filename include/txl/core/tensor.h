@@ -70,7 +70,11 @@ class Tensor {
               dtype_name(dtype()));
     return static_cast<T*>(raw_data());
   }
-  // Values converted to double, in row-major order of the view (host only; for tests/IO).
+  // A dense copy on `device` (this tensor itself when it is already there); not recorded
+  // on the tape.
+  Tensor to(Device device) const;
+  // Values converted to double, in row-major order of the view (for tests/IO; a device
+  // tensor is copied to the host first).
   std::vector<double> to_doubles() const;
   double item() const;
   std::string str() const;

@@ -37,6 +37,11 @@ class LanguageModel {
 
   // The reference initialisation of the stack and the variant, from a seed.
   void init_weights(uint64_t seed);
+  // Moves the parameters to `device` (initialise first: initialisation draws on the
+  // host, so every device starts from the same weights). Inputs then go to the same
+  // device; the activations, memories and losses follow.
+  void to(Device device) { params_.to(device); }
+  Device device() const { return params_.device(); }
   ParameterSet& params() { return params_; }
   const ParameterSet& params() const { return params_; }
   const ModelConfig& config() const { return cfg_; }

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "cpu_backend.h"
+#include "../elementwise_math.h"
 #include "strided_loop.h"
 
 namespace txl::cpu {
@@ -27,73 +28,32 @@ T* base_ptr(const Tensor& t) {
   return static_cast<T*>(t.impl().storage->data()) + t.offset();
 }
 
-constexpr double kSqrt2OverPi = 0.7978845608028654;
-constexpr double kGeluCoef = 0.044715;
-constexpr double kInvSqrt2 = 0.7071067811865476;
-constexpr double kInvSqrt2Pi = 0.3989422804014327;
-
 // Runs `body` with a functor for op; the switch happens once, outside the loop.
 template <class T, class Body>
 void with_unary(UnaryOp op, UnaryParams p, Body&& body) {
   const T a = static_cast<T>(p.a), b = static_cast<T>(p.b);
-  switch (op) {
-    case UnaryOp::neg: body([](T x) { return -x; }); break;
-    case UnaryOp::exp: body([](T x) { return std::exp(x); }); break;
-    case UnaryOp::log: body([](T x) { return std::log(x); }); break;
-    case UnaryOp::tanh: body([](T x) { return std::tanh(x); }); break;
-    case UnaryOp::sigmoid: body([](T x) { return T(1) / (T(1) + std::exp(-x)); }); break;
-    case UnaryOp::relu: body([](T x) { return x > T(0) ? x : T(0); }); break;
-    case UnaryOp::gelu_tanh:
-      body([](T x) { return T(0.5) * x * (T(1) + std::tanh(T(kSqrt2OverPi) * (x + T(kGeluCoef) * x * x * x))); });
-      break;
-    case UnaryOp::gelu_erf: body([](T x) { return T(0.5) * x * (T(1) + std::erf(x * T(kInvSqrt2))); }); break;
-    case UnaryOp::sqrt: body([](T x) { return std::sqrt(x); }); break;
-    case UnaryOp::rsqrt: body([](T x) { return T(1) / std::sqrt(x); }); break;
-    case UnaryOp::pow_scalar: body([a](T x) { return std::pow(x, a); }); break;
-    case UnaryOp::add_scalar: body([a](T x) { return x + a; }); break;
-    case UnaryOp::mul_scalar: body([a](T x) { return x * a; }); break;
-    case UnaryOp::clamp: body([a, b](T x) { return x < a ? a : (x > b ? b : x); }); break;
-  }
+  with_unary_op(op, [&](auto tag) {
+    constexpr UnaryOp kOp = decltype(tag)::value;
+    body([a, b](T x) { return unary_value<kOp>(x, a, b); });
+  });
 }
 
 // d y / d x as a function of (x, y), one per UnaryOp.
 template <class T, class Body>
 void with_unary_derivative(UnaryOp op, UnaryParams p, Body&& body) {
   const T a = static_cast<T>(p.a), b = static_cast<T>(p.b);
-  switch (op) {
-    case UnaryOp::neg: body([](T, T) { return T(-1); }); break;
-    case UnaryOp::exp: body([](T, T y) { return y; }); break;
-    case UnaryOp::log: body([](T x, T) { return T(1) / x; }); break;
-    case UnaryOp::tanh: body([](T, T y) { return T(1) - y * y; }); break;
-    case UnaryOp::sigmoid: body([](T, T y) { return y * (T(1) - y); }); break;
-    case UnaryOp::relu: body([](T x, T) { return x > T(0) ? T(1) : T(0); }); break;
-    case UnaryOp::gelu_tanh:
-      body([](T x, T) {
-        T u = T(kSqrt2OverPi) * (x + T(kGeluCoef) * x * x * x);
-        T t = std::tanh(u);
-        return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * T(kSqrt2OverPi) * (T(1) + T(3 * kGeluCoef) * x * x);
-      });
-      break;
-    case UnaryOp::gelu_erf:
-      body([](T x, T) { return T(0.5) * (T(1) + std::erf(x * T(kInvSqrt2))) + x * T(kInvSqrt2Pi) * std::exp(T(-0.5) * x * x); });
-      break;
-    case UnaryOp::sqrt: body([](T, T y) { return T(0.5) / y; }); break;
-    case UnaryOp::rsqrt: body([](T, T y) { return T(-0.5) * y * y * y; }); break;
-    case UnaryOp::pow_scalar: body([a](T x, T) { return a * std::pow(x, a - T(1)); }); break;
-    case UnaryOp::add_scalar: body([](T, T) { return T(1); }); break;
-    case UnaryOp::mul_scalar: body([a](T, T) { return a; }); break;
-    case UnaryOp::clamp: body([a, b](T x, T) { return (x >= a && x <= b) ? T(1) : T(0); }); break;
-  }
+  with_unary_op(op, [&](auto tag) {
+    constexpr UnaryOp kOp = decltype(tag)::value;
+    body([a, b](T x, T y) { return unary_slope<kOp>(x, y, a, b); });
+  });
 }
 
 template <class T, class Body>
 void with_binary(BinaryOp op, Body&& body) {
-  switch (op) {
-    case BinaryOp::add: body([](T x, T y) { return x + y; }); break;
-    case BinaryOp::sub: body([](T x, T y) { return x - y; }); break;
-    case BinaryOp::mul: body([](T x, T y) { return x * y; }); break;
-    case BinaryOp::div: body([](T x, T y) { return x / y; }); break;
-  }
+  with_binary_op(op, [&](auto tag) {
+    constexpr BinaryOp kOp = decltype(tag)::value;
+    body([](T x, T y) { return binary_value<kOp>(x, y); });
+  });
 }
 
 // out[i] = f(a[i], b[i]) over a broadcast pair; out is contiguous unless given.
@@ -122,6 +82,8 @@ void binary_loop(const Tensor& out, const Tensor& a, const Tensor& b, F f) {
 }
 
 void check_same_device_dtype(const Tensor& a, const Tensor& b, const char* op) {
+  TXL_CHECK(a.device().is_cpu() && b.device().is_cpu(), "{}: operands on {} and {} (move them to one device)", op,
+            a.device().str(), b.device().str());
   TXL_CHECK(a.dtype() == b.dtype(), "{}: dtype mismatch {} {} vs {} {}", op, dtype_name(a.dtype()),
             shape_str(a.shape()), dtype_name(b.dtype()), shape_str(b.shape()));
 }
@@ -141,6 +103,11 @@ Tensor inner_contiguous_of(const Tensor& x) { return x.strides().back() == 1 ? x
 void CpuBackend::copy(const Tensor& src, Tensor& dst) {
   TXL_CHECK(src.shape() == dst.shape(), "copy: source shape {} != destination shape {}", shape_str(src.shape()),
             shape_str(dst.shape()));
+  // A copy to or from a device is the device backend's (it moves the bytes).
+  if (!src.device().is_cpu() || !dst.device().is_cpu()) {
+    backend_for(src.device().is_cpu() ? dst.device() : src.device()).copy(src, dst);
+    return;
+  }
   dispatch_any(src.dtype(), "copy", [&](auto s) {
     using TS = decltype(s);
     dispatch_any(dst.dtype(), "copy", [&](auto d) {
@@ -257,6 +224,7 @@ Tensor CpuBackend::equal(const Tensor& a, const Tensor& b) {
 
 Tensor CpuBackend::where(const Tensor& mask, const Tensor& a, const Tensor& b) {
   TXL_CHECK(mask.dtype() == DType::b8, "where: mask must be b8, got {}", dtype_name(mask.dtype()));
+  TXL_CHECK(mask.device().is_cpu(), "where: mask on {}, operands on cpu", mask.device().str());
   check_same_device_dtype(a, b, "where");
   Shape shape = broadcast_shapes(broadcast_shapes(mask.shape(), a.shape(), "where"), b.shape(), "where");
   Tensor out = Tensor::empty(shape, a.dtype(), a.device());

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "cpu_backend.h"
+#include "../kernel_contracts.h"
 #include "fast_exp.h"
 #include "strided_loop.h"
 #include "txl/core/rng.h"
@@ -95,9 +96,8 @@ Tensor CpuBackend::index_select(const Tensor& x_in, int64_t axis, const Tensor& 
   axis = wrap_axis(axis, x_in.dim(), "index_select");
   Tensor x = contiguous_of(x_in), index = contiguous_of(index_in);
   const int64_t A = x.shape()[axis], K = index.numel();
-  int64_t outer = 1, inner = 1;
-  for (int64_t d = 0; d < axis; ++d) outer *= x.shape()[d];
-  for (int64_t d = axis + 1; d < x.dim(); ++d) inner *= x.shape()[d];
+  const AxisSplit split = split_at_axis(x.shape(), axis);
+  const int64_t outer = split.outer, inner = split.inner;
   Shape out_shape = x.shape();
   out_shape[axis] = K;
   Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
@@ -127,9 +127,8 @@ void CpuBackend::index_add(Tensor& dst, int64_t axis, const Tensor& index_in, co
   expect[axis] = K;
   TXL_CHECK(src.shape() == expect, "index_add: source {} does not match destination {} with {} indices on axis {}",
             shape_str(src.shape()), shape_str(dst.shape()), K, axis);
-  int64_t outer = 1, inner = 1;
-  for (int64_t d = 0; d < axis; ++d) outer *= dst.shape()[d];
-  for (int64_t d = axis + 1; d < dst.dim(); ++d) inner *= dst.shape()[d];
+  const AxisSplit split = split_at_axis(dst.shape(), axis);
+  const int64_t outer = split.outer, inner = split.inner;
   dispatch_float(dst.dtype(), "index_add", [&](auto scalar_tag_) {
     using scalar_t = decltype(scalar_tag_);
     dispatch_index(index.dtype(), "index_add", [&](auto index_tag_) {

@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "cpu_backend.h"
+#include "../kernel_contracts.h"
 #include "txl/backend/precision.h"
 #include "txl/backend/profiler.h"
 #include "strided_loop.h"
@@ -119,22 +120,6 @@ Tensor to_bf16_reorder(DnnlContext& ctx, const Tensor& t, const dnnl::memory::de
   return out;
 }
 
-// Whether t's elements fill [raw_data, raw_data + numel) exactly (a contiguous tensor or
-// a permutation of one, e.g. a transposed weight): then its bf16 copy can keep t's
-// strides and convert the span element by element.
-bool dense_span(const Tensor& t) {
-  std::vector<std::pair<int64_t, int64_t>> dims;  // (stride, size), size-1 dims ignored
-  for (int64_t d = 0; d < t.dim(); ++d)
-    if (t.shape()[d] != 1) dims.emplace_back(t.strides()[d], t.shape()[d]);
-  std::sort(dims.begin(), dims.end());
-  int64_t expect = 1;
-  for (const auto& [stride, size] : dims) {
-    if (stride != expect) return false;
-    expect *= size;
-  }
-  return true;
-}
-
 // fp32 -> bf16, round to nearest even (NaN stays NaN).
 void convert_to_bf16(const float* src, uint16_t* dst, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n > 1 << 15)
@@ -152,7 +137,7 @@ void convert_to_bf16(const float* src, uint16_t* dst, int64_t n) {
 // `desc` to its memory descriptor.
 Tensor to_bf16(DnnlContext& ctx, const Tensor& t, const dnnl::memory::desc& from, const dnnl::memory::dims& dims,
                const dnnl::memory::dims& strides, dnnl::memory::desc& desc) {
-  if (dense_span(t)) {
+  if (fills_span(t.shape(), t.strides())) {
     Tensor out = Tensor::empty({t.numel()}, DType::bf16);
     convert_to_bf16(static_cast<const float*>(t.raw_data()), static_cast<uint16_t*>(out.raw_data()), t.numel());
     desc = dnnl::memory::desc(dims, dnnl::memory::data_type::bf16, strides);
@@ -309,7 +294,7 @@ Tensor CpuBackend::to_bf16(const Tensor& x_in) {
   TXL_CHECK(x_in.dtype() == DType::f32, "to_bf16: expected an f32 tensor, got {}", dtype_name(x_in.dtype()));
   // Strides are kept when the copy can still be read by a product (a unit stride in one
   // of the last two dims); otherwise, or for a sparse view, the copy is dense.
-  const bool keep = dense_span(x_in) && (x_in.dim() < 2 || inner_matrix_ok(x_in));
+  const bool keep = fills_span(x_in.shape(), x_in.strides()) && (x_in.dim() < 2 || inner_matrix_ok(x_in));
   Tensor x = keep ? x_in : contiguous_of(x_in);
   Tensor buf = Tensor::empty({x.numel()}, DType::bf16, x.device());
   convert_to_bf16(static_cast<const float*>(x.raw_data()), static_cast<uint16_t*>(buf.raw_data()), x.numel());
@@ -321,28 +306,6 @@ MatmulCacheStats matmul_cache_stats() {
   std::lock_guard<std::mutex> lock(ctx.mu);
   return ctx.stats;
 }
-
-namespace {
-
-// The shape of a_in x b_in (batch dims broadcast) after checking the operands; bf16
-// operands (copies from to_bf16) multiply with fp32 ones and give fp32.
-Shape product_shape(const Tensor& a_in, const Tensor& b_in, DType& out_type) {
-  auto storage_type = [](DType t) { return t == DType::bf16 ? DType::f32 : t; };
-  out_type = storage_type(a_in.dtype());
-  TXL_CHECK(out_type == storage_type(b_in.dtype()), "matmul: dtype mismatch {} vs {}", dtype_name(a_in.dtype()),
-            dtype_name(b_in.dtype()));
-  TXL_CHECK(a_in.dim() >= 2 && b_in.dim() >= 2, "matmul: operands need rank >= 2, got {} and {}",
-            shape_str(a_in.shape()), shape_str(b_in.shape()));
-  TXL_CHECK(a_in.shape().back() == b_in.shape()[b_in.dim() - 2], "matmul: inner dimensions differ: {} x {}",
-            shape_str(a_in.shape()), shape_str(b_in.shape()));
-  Shape a_batch(a_in.shape().begin(), a_in.shape().end() - 2), b_batch(b_in.shape().begin(), b_in.shape().end() - 2);
-  Shape out_shape = broadcast_shapes(a_batch, b_batch, "matmul");
-  out_shape.push_back(a_in.shape()[a_in.dim() - 2]);
-  out_shape.push_back(b_in.shape().back());
-  return out_shape;
-}
-
-}  // namespace
 
 // out = a x b (+ bias, relu); out is dense and already shaped.
 void CpuBackend::product_into(const Tensor& a_in, const Tensor& b_in, const Tensor& bias, bool relu, Tensor& out) {
@@ -379,7 +342,7 @@ void CpuBackend::product_into(const Tensor& a_in, const Tensor& b_in, const Tens
 
 Tensor CpuBackend::matmul(const Tensor& a_in, const Tensor& b_in, const Tensor& bias_in, bool relu) {
   DType out_type;
-  Shape out_shape = product_shape(a_in, b_in, out_type);
+  Shape out_shape = matmul_result_shape(a_in, b_in, out_type);
   Tensor bias = bias_in.defined() ? contiguous_of(bias_in) : bias_in;
   TXL_CHECK(!bias.defined() || (bias.shape() == Shape{b_in.shape().back()} && bias.dtype() == out_type),
             "matmul: bias {} {} for an output of width {}", dtype_name(bias.dtype()), shape_str(bias.shape()),
@@ -391,7 +354,7 @@ Tensor CpuBackend::matmul(const Tensor& a_in, const Tensor& b_in, const Tensor& 
 
 void CpuBackend::matmul_into(const Tensor& a, const Tensor& b, Tensor& out) {
   DType out_type;
-  Shape out_shape = product_shape(a, b, out_type);
+  Shape out_shape = matmul_result_shape(a, b, out_type);
   TXL_CHECK(out.shape() == out_shape && out.dtype() == out_type && out.is_contiguous(),
             "matmul_into: destination {} {} (contiguous: {}) for a {} {} product", dtype_name(out.dtype()),
             shape_str(out.shape()), out.is_contiguous(), dtype_name(out_type), shape_str(out_shape));

@@ -5,27 +5,11 @@
 #include <limits>
 
 #include "cpu_backend.h"
+#include "../kernel_contracts.h"
 #include "fast_exp.h"
 #include "strided_loop.h"
 
 namespace txl::cpu {
-
-namespace {
-
-struct Geometry {
-  int64_t rows, T, K;  // rows = product of the leading dims (batch x heads)
-};
-
-Geometry geometry(const Tensor& a, const Tensor& mask, const char* op) {
-  TXL_CHECK(a.dim() >= 2, "{}: scores need rank >= 2, got {}", op, shape_str(a.shape()));
-  const int64_t T = a.shape()[a.dim() - 2], K = a.shape()[a.dim() - 1];
-  TXL_CHECK(mask.dtype() == DType::b8 && mask.shape() == Shape({T, K}), "{}: mask must be b8 [{}, {}], got {} {}", op,
-            T, K, dtype_name(mask.dtype()), shape_str(mask.shape()));
-  TXL_CHECK(K >= T, "{}: key length {} is shorter than query length {}", op, K, T);
-  return {a.numel() / (T * K), T, K};
-}
-
-}  // namespace
 
 void check_rel_shift_mask(const Tensor& mask, int64_t T, int64_t K, const char* op) {
   const uint8_t* pm = mask.data<uint8_t>();
@@ -39,7 +23,7 @@ Tensor CpuBackend::rel_attn_probs(const Tensor& ac_in, const Tensor& bd_in, cons
             "rel_attn_probs: ac {} {} and bd {} {} differ", dtype_name(ac_in.dtype()), shape_str(ac_in.shape()),
             dtype_name(bd_in.dtype()), shape_str(bd_in.shape()));
   Tensor ac = contiguous_of(ac_in), bd = contiguous_of(bd_in), mask = contiguous_of(mask_in);
-  const Geometry g = geometry(ac, mask, "rel_attn_probs");
+  const ScoreGeometry g = score_geometry(ac, mask, "rel_attn_probs");
   check_rel_shift_mask(mask, g.T, g.K, "rel_attn_probs");
   const uint8_t* pm = mask.data<uint8_t>();
   Tensor p = Tensor::empty(ac.shape(), ac.dtype(), ac.device());
@@ -85,7 +69,7 @@ Tensor CpuBackend::rel_attn_probs(const Tensor& ac_in, const Tensor& bd_in, cons
 std::pair<Tensor, Tensor> CpuBackend::rel_attn_probs_backward(const Tensor& p_in, const Tensor& gp_in,
                                                               const Tensor& mask_in, double scale) {
   Tensor p = contiguous_of(p_in), gp = contiguous_of(gp_in), mask = contiguous_of(mask_in);
-  const Geometry g = geometry(p, mask, "rel_attn_probs_backward");
+  const ScoreGeometry g = score_geometry(p, mask, "rel_attn_probs_backward");
   Tensor gac = Tensor::empty(p.shape(), p.dtype(), p.device());
   Tensor gbd = Tensor::empty(p.shape(), p.dtype(), p.device());
   dispatch_float(p.dtype(), "rel_attn_probs_backward", [&](auto tag) {

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "cpu_backend.h"
+#include "../kernel_contracts.h"
 #include "fast_exp.h"
 #include "strided_loop.h"
 
@@ -87,10 +88,8 @@ namespace {
 
 // A residual for layer norm: undefined, or contiguous and shaped like x.
 Tensor residual_of(const Tensor& r, const Tensor& x, const char* op) {
-  if (!r.defined()) return r;
-  TXL_CHECK(r.shape() == x.shape() && r.dtype() == x.dtype(), "{}: residual {} {} does not match x {} {}", op,
-            dtype_name(r.dtype()), shape_str(r.shape()), dtype_name(x.dtype()), shape_str(x.shape()));
-  return contiguous_of(r);
+  check_layer_norm_residual(r, x, op);
+  return r.defined() ? contiguous_of(r) : r;
 }
 
 // Row `row` of the layer norm's input: x itself, or x + residual formed in a

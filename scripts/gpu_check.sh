@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# The GPU check (issue: CUDA backend): on a machine with an NVIDIA GPU, in one run of
+# at most 10 minutes on one H100,
+#   1. builds txl with CUDA (build-gpu/, -DTXL_CUDA=ON),
+#   2. runs the `gpu` tests (every op CPU against CUDA, a training step of each family),
+#   3. trains the default shakespeare config for a fixed number of steps on the GPU and
+#      on the CPU (fp32 both) and compares the loss curves,
+#   4. prints a speed table: tokens/s and model FLOP utilisation in fp32 and bf16 for the
+#      default config and the enwik8 base shape (12 x 512, tgt/mem 512), next to our
+#      PyTorch reference model (scripts/reference/mem_transformer_ref.py) on the same GPU.
+# Exits non-zero when a step fails. DEVELOPERS.md says how to run it on a lent machine.
+#   usage: scripts/gpu_check.sh [--steps N] [--out DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+steps=200
+out=gpu_check_out
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --steps) steps=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    *) echo "gpu_check.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+mkdir -p "$out"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader \
+  | tee "$out/gpu.txt" || { echo "gpu_check.sh: no nvidia-smi: is there a GPU?" >&2; exit 1; }
+
+# A machine without Debian's development packages (a GPU image) unpacks the ones
+# carried in .gpu-debs (see DEVELOPERS.md) before configuring.
+if [ -d .gpu-debs ] && ! [ -e /usr/include/dnnl.hpp ]; then
+  for f in .gpu-debs/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+fi
+
+echo "== 1. build with CUDA"
+t0=$(date +%s)
+cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DTXL_CUDA=ON ${TXL_CMAKE_ARGS:-} > "$out/configure.log"
+cmake --build build-gpu -j"$(nproc)" > "$out/build.log" 2>&1 || { tail -40 "$out/build.log"; exit 1; }
+echo "built in $(( $(date +%s) - t0 )) s"
+txl=build-gpu/bin/txl
+"$txl" info --system | tee "$out/info.txt"
+
+echo "== 2. gpu tests"
+ctest --test-dir build-gpu -L gpu --output-on-failure | tee "$out/gpu_tests.txt"
+if grep -q "Skipped" "$out/gpu_tests.txt"; then
+  echo "gpu_check.sh: gpu tests were skipped: the CUDA backend sees no device" >&2
+  exit 1
+fi
+
+echo "== 3. default shakespeare config, $steps steps, GPU against CPU (fp32)"
+common=(train.steps="$steps" train.log_interval=10 eval.interval=0 train.precision=fp32 --overwrite)
+for d in cuda cpu; do
+  "$txl" train configs/shakespeare_txl.yaml "${common[@]}" train.device=$d run.dir="$out/run_$d" \
+    > "$out/train_$d.log" 2>&1 || { tail -20 "$out/train_$d.log"; exit 1; }
+done
+(python3 - "$out/run_cuda/metrics.jsonl" "$out/run_cpu/metrics.jsonl" <<'PY'
+import json, sys
+def losses(path):
+    rows = [json.loads(l) for l in open(path)]
+    return {r["step"]: r["loss"] for r in rows if r.get("event") == "train"}
+g, c = losses(sys.argv[1]), losses(sys.argv[2])
+steps = sorted(set(g) & set(c))
+print(f"{'step':>6} {'gpu loss':>10} {'cpu loss':>10} {'rel diff':>9}")
+worst_early = worst = 0.0
+for s in steps:
+    d = abs(g[s] - c[s]) / abs(c[s])
+    worst = max(worst, d)
+    if s <= 50:
+        worst_early = max(worst_early, d)
+    print(f"{s:>6} {g[s]:>10.4f} {c[s]:>10.4f} {d:>9.2e}")
+# fp32 on both: the first 50 steps agree to 1e-3 (reduction orders differ); later the
+# runs may drift apart as training amplifies rounding, but not by more than 2%.
+ok = steps and worst_early <= 1e-3 and worst <= 2e-2
+print(f"loss curves: worst relative difference {worst_early:.2e} in the first 50 steps, {worst:.2e} overall:",
+      "ok" if ok else "FAILED")
+sys.exit(0 if ok else 1)
+PY
+) | tee "$out/loss_curves.txt"
+
+echo "== 4. speed: txl against the PyTorch reference on this GPU"
+bench() {  # name config overrides
+  local name=$1 cfg=$2; shift 2
+  for p in fp32 bf16; do
+    "$txl" bench train "$cfg" "$@" train.device=cuda train.precision=$p --vocab 256 --repeats 20 --json \
+      | tail -n 1 > "$out/$name.txl.$p.json"
+  done
+}
+bench default configs/shakespeare_txl.yaml
+bench enwik8_base configs/enwik8_txl_base.yaml train.batch_size=22 model.dropout=0.0
+ref=scripts/reference/mem_transformer_ref.py
+torch_ok=$(python3 -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null || echo 0)
+ref_bench() {  # name flags
+  local name=$1 flags=$2
+  for p in fp32 bf16; do
+    extra=""
+    [ "$p" = bf16 ] && extra="--bf16"
+    python3 "$ref" bench-step $flags $extra --device cuda --vocab 256 --repeats 20 | tail -n 1 \
+      > "$out/$name.torch.$p.json"
+  done
+}
+if [ "$torch_ok" = 1 ]; then
+  ref_bench default "--n_layer 4 --d_model 128 --n_head 4 --d_head 32 --d_inner 512 --tgt_len 64 --mem_len 64 \
+    --batch 12 --clip 1.0"
+  ref_bench enwik8_base "--n_layer 12 --d_model 512 --n_head 8 --d_head 64 --d_inner 2048 --tgt_len 512 \
+    --mem_len 512 --batch 22 --clip 0.25"
+else
+  echo "PyTorch with CUDA is not available here: the table has no reference rows"
+fi
+python3 - "$out" "$(cut -d, -f1 "$out/gpu.txt" | head -1)" <<'PY' | tee "$out/speed.md"
+import json, os, sys
+out, gpu = sys.argv[1], sys.argv[2]
+# Dense peaks (TFLOP/s) from NVIDIA's data sheets: fp32 without TF32, bf16 tensor cores.
+peaks = {"H100 PCIe": (51.2, 756.0), "H100": (66.9, 989.4), "H200": (66.9, 989.4), "A100": (19.5, 312.0)}
+peak = next((v for k, v in peaks.items() if k in gpu), None)
+def load(name):
+    p = os.path.join(out, name)
+    return json.load(open(p)) if os.path.exists(p) else None
+print(f"GPU: {gpu}; peaks used for MFU: {peak} (fp32, bf16 TFLOP/s)\n")
+print("| shape | precision | txl tokens/s | txl MFU | PyTorch tokens/s | txl / PyTorch |")
+print("|---|---|---|---|---|---|")
+ok = True
+for shape in ("default", "enwik8_base"):
+    for i, p in enumerate(("fp32", "bf16")):
+        t, r = load(f"{shape}.txl.{p}.json"), load(f"{shape}.torch.{p}.json")
+        flops = t["train_flops_per_token"] * t["tokens_per_s"]
+        mfu = f"{100 * flops / (peak[i] * 1e12):.1f}%" if peak else "?"
+        rt = f"{r['tokens_per_s']:,.0f}" if r else "-"
+        ratio = f"{t['tokens_per_s'] / r['tokens_per_s']:.2f}x" if r else "-"
+        print(f"| {shape} | {p} | {t['tokens_per_s']:,.0f} | {mfu} | {rt} | {ratio} |")
+PY
+echo "gpu_check.sh: done; outputs in $out/"

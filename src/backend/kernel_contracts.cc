@@ -1,0 +1,45 @@
+#include "kernel_contracts.h"
+
+namespace txl {
+
+Shape matmul_result_shape(const Tensor& a, const Tensor& b, DType& out_type) {
+  TXL_CHECK(a.device() == b.device(), "matmul: operands on {} and {} (move them to one device)", a.device().str(),
+            b.device().str());
+  auto storage_type = [](DType t) { return t == DType::bf16 ? DType::f32 : t; };
+  out_type = storage_type(a.dtype());
+  TXL_CHECK(out_type == storage_type(b.dtype()), "matmul: dtype mismatch {} vs {}", dtype_name(a.dtype()),
+            dtype_name(b.dtype()));
+  TXL_CHECK(a.dim() >= 2 && b.dim() >= 2, "matmul: operands need rank >= 2, got {} and {}", shape_str(a.shape()),
+            shape_str(b.shape()));
+  TXL_CHECK(a.shape().back() == b.shape()[b.dim() - 2], "matmul: inner dimensions differ: {} x {}",
+            shape_str(a.shape()), shape_str(b.shape()));
+  Shape out = broadcast_shapes(Shape(a.shape().begin(), a.shape().end() - 2),
+                               Shape(b.shape().begin(), b.shape().end() - 2), "matmul");
+  out.push_back(a.shape()[a.dim() - 2]);
+  out.push_back(b.shape().back());
+  return out;
+}
+
+void check_layer_norm_residual(const Tensor& r, const Tensor& x, const char* op) {
+  if (!r.defined()) return;
+  TXL_CHECK(r.shape() == x.shape() && r.dtype() == x.dtype(), "{}: residual {} {} does not match x {} {}", op,
+            dtype_name(r.dtype()), shape_str(r.shape()), dtype_name(x.dtype()), shape_str(x.shape()));
+}
+
+ScoreGeometry score_geometry(const Tensor& a, const Tensor& mask, const char* op) {
+  TXL_CHECK(a.dim() >= 2, "{}: scores need rank >= 2, got {}", op, shape_str(a.shape()));
+  const int64_t T = a.shape()[a.dim() - 2], K = a.shape()[a.dim() - 1];
+  TXL_CHECK(mask.dtype() == DType::b8 && mask.shape() == Shape({T, K}), "{}: mask must be b8 [{}, {}], got {} {}", op,
+            T, K, dtype_name(mask.dtype()), shape_str(mask.shape()));
+  TXL_CHECK(K >= T, "{}: key length {} is shorter than query length {}", op, K, T);
+  return {T * K != 0 ? a.numel() / (T * K) : 0, T, K};
+}
+
+AxisSplit split_at_axis(const Shape& shape, int64_t axis) {
+  AxisSplit s;
+  for (int64_t d = 0; d < axis; ++d) s.outer *= shape[static_cast<size_t>(d)];
+  for (size_t d = static_cast<size_t>(axis) + 1; d < shape.size(); ++d) s.inner *= shape[d];
+  return s;
+}
+
+}  // namespace txl

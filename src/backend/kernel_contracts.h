@@ -1,0 +1,28 @@
+// The argument checks and derived geometry of kernels whose contract (backend.h) is the
+// same on every backend, so the CPU and CUDA backends agree on what they accept and say
+// the same thing when they refuse it.
+#pragma once
+#include "txl/backend/backend.h"
+
+namespace txl {
+
+// The shape of a x b (batch dims broadcast) and its dtype: bf16 operands (copies from
+// to_bf16) multiply with fp32 ones and give fp32.
+Shape matmul_result_shape(const Tensor& a, const Tensor& b, DType& out_type);
+
+// A layer norm's residual: undefined, or shaped and typed like x.
+void check_layer_norm_residual(const Tensor& residual, const Tensor& x, const char* op);
+
+// Scores [..., T, K] with a b8 mask [T, K] and K >= T; rows = the leading dims' product.
+struct ScoreGeometry {
+  int64_t rows, T, K;
+};
+ScoreGeometry score_geometry(const Tensor& scores, const Tensor& mask, const char* op);
+
+// A shape seen as [outer, size of axis, inner] around `axis`.
+struct AxisSplit {
+  int64_t outer = 1, inner = 1;
+};
+AxisSplit split_at_axis(const Shape& shape, int64_t axis);
+
+}  // namespace txl
