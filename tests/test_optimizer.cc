@@ -1,5 +1,6 @@
 // Optimizers, clipping and schedules against their closed forms (PyTorch's formulas),
 // computed here in double precision by hand.
+#include <algorithm>
 #include <cmath>
 
 #include "gradcheck.h"
@@ -175,5 +176,33 @@ TEST_CASE("a linear's weight gradient written straight into the arena equals the
     backward(loss());
     REQUIRE(max_rel_diff(w.grad(), Tensor::from_vector<double>({3, 4}, gw)) <= 1e-14);
     REQUIRE(max_rel_diff(v.grad(), Tensor::from_vector<double>({3, 3}, gv)) <= 1e-14);
+  }
+}
+
+TEST_CASE("slices of a parameter add their gradients straight into its arena window", "[optimizer][autograd]") {
+  ParameterSet params;
+  params.declare("w", {6, 4});
+  params.finalize(DType::f64);
+  Tensor w = params.get("w");
+  {
+    NoGradGuard ng;
+    Tensor wd = w.detach();
+    copy_(wd, randn64({6, 4}, 8));
+  }
+  Tensor x = randn64({5, 4}, 9);
+  // q, k and v rows of one weight, k used twice; rows 4 and 5 get no gradient.
+  auto loss = [&] {
+    Tensor q = linear(x, narrow(w, 0, 0, 2)), k = linear(x, narrow(w, 0, 2, 1)), v = linear(x, narrow(w, 0, 3, 1));
+    return add(sum(mul(q, q)), sum(mul(add(k, k), v)));
+  };
+  w.zero_grad();  // reference: the tape's zero-filled full-shape gradients, summed
+  backward(loss());
+  const std::vector<double> want = w.grad().to_doubles();
+  REQUIRE(std::all_of(want.begin() + 16, want.end(), [](double g) { return g == 0.0; }));
+  for (int step = 0; step < 2; ++step) {
+    std::fill_n(params.flat_grad().data<double>(), 24, 3.0);  // stale values
+    params.zero_grad();
+    backward(loss());
+    REQUIRE(w.grad().to_doubles() == want);
   }
 }

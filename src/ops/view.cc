@@ -112,7 +112,23 @@ Tensor narrow(const Tensor& x, int64_t axis, int64_t start, int64_t length) {
   shape[axis] = length;
   Tensor y = make_view(x, shape, x.strides(), x.offset() + start * x.strides()[axis]);
   if (needs_record({&x})) {
-    record(y, "narrow", {&x}, [s = x.shape(), axis, start, length](const Tensor& g) {
+    // A slice of a parameter (qkv_net's q, k and v rows) adds its gradient straight into
+    // the window of the parameter's gradient instead of returning a zero-filled tensor of
+    // the parameter's full shape for the tape to add.
+    std::weak_ptr<TensorImpl> leaf = x.is_leaf() ? x.impl_ptr() : nullptr;
+    record(y, "narrow", {&x}, [s = x.shape(), axis, start, length, leaf](const Tensor& g) {
+      if (std::shared_ptr<TensorImpl> w = leaf.lock(); w && w->grad && !w->grad_fn) {
+        Tensor dst(w->grad);
+        if (dst.is_contiguous() && dst.shape() == s && dst.dtype() == g.dtype() && dst.device() == g.device()) {
+          if (w->grad_pending_zero) {
+            fill_(dst, 0.0);
+            w->grad_pending_zero = false;
+          }
+          Tensor window = narrow(dst, axis, start, length);
+          add_(window, g);
+          return std::vector<Tensor>{Tensor()};
+        }
+      }
       Tensor gx = Tensor::zeros(s, g.dtype(), g.device());
       Tensor window = narrow(gx, axis, start, length);
       backend_of(g).copy(g, window);
