@@ -170,13 +170,13 @@ class ProfilingBackend final : public Backend {
     profiler::Scope p("index_add");
     in_.index_add(d, axis, idx, s);
   }
-  Tensor dropout_mask(const Shape& s, double pr, uint64_t seed, uint64_t c, DType dt) override {
+  Tensor dropout_mask(const Shape& s, double pr, uint64_t seed, uint64_t c, DType dt, Device dev) override {
     profiler::Scope p("dropout_mask");
-    return in_.dropout_mask(s, pr, seed, c, dt);
+    return in_.dropout_mask(s, pr, seed, c, dt, dev);
   }
-  Tensor triangle_mask(int64_t r, int64_t c, int64_t d, bool u) override {
+  Tensor triangle_mask(int64_t r, int64_t c, int64_t d, bool u, Device dev) override {
     profiler::Scope p("triangle_mask");
-    return in_.triangle_mask(r, c, d, u);
+    return in_.triangle_mask(r, c, d, u, dev);
   }
   Tensor rel_attn_probs(const Tensor& ac, const Tensor& bd, const Tensor& m, double s) override {
     profiler::Scope p("rel_attn_probs");

@@ -123,10 +123,10 @@ Tensor pad(const Tensor& x, const std::vector<std::pair<int64_t, int64_t>>& pads
 }
 
 Tensor triu_mask(int64_t rows, int64_t cols, int64_t diagonal) {
-  return backend_for(Device{}).triangle_mask(rows, cols, diagonal, true);
+  return backend_for(Device{}).triangle_mask(rows, cols, diagonal, true, Device{});
 }
 Tensor tril_mask(int64_t rows, int64_t cols, int64_t diagonal) {
-  return backend_for(Device{}).triangle_mask(rows, cols, diagonal, false);
+  return backend_for(Device{}).triangle_mask(rows, cols, diagonal, false, Device{});
 }
 
 }  // namespace txl

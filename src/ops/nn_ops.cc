@@ -103,7 +103,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, Reduction redu
 Tensor dropout(const Tensor& x, double p, bool training, uint64_t seed, uint64_t counter) {
   TXL_CHECK(p >= 0.0 && p < 1.0, "dropout: probability must be in [0, 1), got {}", p);
   if (!training || p == 0.0) return x;
-  Tensor mask = backend_of(x).dropout_mask(x.shape(), p, seed, counter, x.dtype());
+  Tensor mask = backend_of(x).dropout_mask(x.shape(), p, seed, counter, x.dtype(), x.device());
   return mul(x, mask);
 }
 

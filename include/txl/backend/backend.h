@@ -121,10 +121,12 @@ class Backend {
   // dst[..., index[i], ...] += src[..., i, ...] along axis; dst must be contiguous.
   virtual void index_add(Tensor& dst, int64_t axis, const Tensor& index, const Tensor& src) = 0;
 
-  // Dropout multipliers: 0 with probability p, else 1/(1-p); element i uses counter+i.
-  virtual Tensor dropout_mask(const Shape& shape, double p, uint64_t seed, uint64_t counter, DType dtype) = 0;
+  // Dropout multipliers on `device`: 0 with probability p, else 1/(1-p); element i uses
+  // counter+i (the same hash on every backend, so every device draws the same mask).
+  virtual Tensor dropout_mask(const Shape& shape, double p, uint64_t seed, uint64_t counter, DType dtype,
+                              Device device) = 0;
   // b8 mask: upper ? (j - i >= diagonal) : (j - i <= diagonal).
-  virtual Tensor triangle_mask(int64_t rows, int64_t cols, int64_t diagonal, bool upper) = 0;
+  virtual Tensor triangle_mask(int64_t rows, int64_t cols, int64_t diagonal, bool upper, Device device) = 0;
 
   // Transformer-XL attention probabilities in one pass per row: for scores
   // ac, bd_raw [..., T, K] and mask [T, K] (b8, true = masked),

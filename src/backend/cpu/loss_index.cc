@@ -154,7 +154,9 @@ void CpuBackend::index_add(Tensor& dst, int64_t axis, const Tensor& index_in, co
   });
 }
 
-Tensor CpuBackend::dropout_mask(const Shape& shape, double p, uint64_t seed, uint64_t counter, DType dtype) {
+Tensor CpuBackend::dropout_mask(const Shape& shape, double p, uint64_t seed, uint64_t counter, DType dtype,
+                                Device device) {
+  TXL_CHECK(device.is_cpu(), "dropout: the cpu backend cannot make a mask on {}", device.str());
   TXL_CHECK(p >= 0.0 && p < 1.0, "dropout: probability must be in [0, 1), got {}", p);
   Tensor m = Tensor::empty(shape, dtype);
   const int64_t n = m.numel();
@@ -168,7 +170,8 @@ Tensor CpuBackend::dropout_mask(const Shape& shape, double p, uint64_t seed, uin
   return m;
 }
 
-Tensor CpuBackend::triangle_mask(int64_t rows, int64_t cols, int64_t diagonal, bool upper) {
+Tensor CpuBackend::triangle_mask(int64_t rows, int64_t cols, int64_t diagonal, bool upper, Device device) {
+  TXL_CHECK(device.is_cpu(), "triangle_mask: the cpu backend cannot make a mask on {}", device.str());
   Tensor m = Tensor::empty({rows, cols}, DType::b8);
   uint8_t* pm = m.data<uint8_t>();
   for (int64_t i = 0; i < rows; ++i)

@@ -3,6 +3,8 @@
 // launches kernels.h on that device's stream. Registers the backend and its allocator.
 #include "cuda_backend.h"
 
+#include <algorithm>
+
 #include "../cpu/cpu_backend.h"
 #include "../kernel_contracts.h"
 #include "cuda_context.h"
@@ -48,6 +50,11 @@ void check_indices(const Tensor& index, int64_t limit, const char* op, bool has_
 }
 
 int64_t last_dim(const Tensor& x) { return x.dim() == 0 ? 1 : x.shape().back(); }
+
+// The row kernels run one block per row: gridDim.x is at most 2^31 - 1.
+void check_rows(int64_t rows, const char* op) {
+  TXL_CHECK(rows < (int64_t{1} << 31), "cuda {}: {} rows, at most 2^31 - 1 are supported", op, rows);
+}
 
 // A dense host copy (masks are checked on the host, like indices).
 Tensor contiguous_host(const Tensor& t) { return cpu::contiguous_of(t.to(cpu_device())); }
@@ -119,20 +126,28 @@ void CudaBackend::copy_across(const Tensor& src, Tensor& dst) {
     return;
   }
   const int from = src.device().index;
-  Tensor dense = contiguous(src);
   if (dst.device().is_cpu()) {
-    Tensor host = direct ? dst : Tensor::empty(src.shape(), src.dtype());
+    // Converted on the device (the host has no bf16 arithmetic), then moved as bytes.
+    Tensor dense = src.dtype() == dst.dtype() ? contiguous(src) : Tensor::empty(src.shape(), dst.dtype(), src.device());
+    if (src.dtype() != dst.dtype()) copy(src, dense);
+    const bool into_dst = dst.is_contiguous();
+    Tensor host = into_dst ? dst : Tensor::empty(src.shape(), dst.dtype());
+    const size_t out_bytes = static_cast<size_t>(src.numel()) * dtype_size(dst.dtype());
     DeviceContext& ctx = context(from);
-    TXL_CUDA_CHECK(cudaMemcpyAsync(host.raw_data(), dense.raw_data(), bytes, cudaMemcpyDeviceToHost, ctx.stream));
+    TXL_CUDA_CHECK(cudaMemcpyAsync(host.raw_data(), dense.raw_data(), out_bytes, cudaMemcpyDeviceToHost, ctx.stream));
     TXL_CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
-    if (!direct) backend_for(cpu_device()).copy(host, dst);
+    if (!into_dst) backend_for(cpu_device()).copy(host, dst);
     return;
   }
+  Tensor dense = contiguous(src);
   const int to = dst.device().index;
   Tensor staged = direct ? dst : Tensor::empty(src.shape(), src.dtype(), dst.device());
   synchronize(from);  // the source is complete before the destination's stream reads it
   DeviceContext& ctx = context(to);
   TXL_CUDA_CHECK(cudaMemcpyPeerAsync(staged.raw_data(), to, dense.raw_data(), from, bytes, ctx.stream));
+  // The source (or its dense copy, freed on return) may be reused by the source device's
+  // stream as soon as this returns.
+  TXL_CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
   if (!direct) copy(staged, dst);
 }
 
@@ -269,6 +284,21 @@ Tensor CudaBackend::reduce(ReduceOp op, const Tensor& x, const std::vector<int64
   TXL_CHECK(op != ReduceOp::max || len > 0, "max: cannot reduce over an empty axis of {}", shape_str(x.shape()));
   Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
   if (rows == 0) return out;
+  // A contiguous tensor reduced over leading axes (bias gradients): column sums over
+  // row chunks, no transposed copy.
+  int64_t prefix = 0;
+  while (prefix < nd && reduced[static_cast<size_t>(prefix)]) ++prefix;
+  bool only_prefix = true;
+  for (int64_t d = prefix; d < nd; ++d) only_prefix = only_prefix && !reduced[static_cast<size_t>(d)];
+  if (x.is_contiguous() && only_prefix && prefix > 0 && rows > 1 && len > 0) {
+    const int64_t chunks = std::min<int64_t>((len + 255) / 256, 1024);
+    Tensor workspace = Tensor::empty({chunks * rows}, DType::f64, x.device());
+    launch_reduce_leading(op, scalar_of(x.dtype()), x.raw_data(), out.raw_data(), len, rows,
+                          static_cast<double*>(workspace.raw_data()), chunks, stream_of(dev));
+    check_launch(name);
+    return out;
+  }
+  check_rows(rows, name);
   Tensor xp = contiguous(Tensor::view_of(x, pshape, pstrides, x.offset()));
   launch_reduce_rows(op, scalar_of(x.dtype()), xp.raw_data(), out.raw_data(), rows, len, stream_of(dev));
   check_launch(name);
@@ -282,6 +312,7 @@ Tensor CudaBackend::softmax_last(const Tensor& x_in, bool log) {
   Tensor x = contiguous(x_in);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   const int64_t n = last_dim(x), rows = n ? x.numel() / n : 0;
+  check_rows(rows, name);
   launch_softmax(scalar_of(x.dtype()), x.raw_data(), y.raw_data(), rows, n, log, stream_of(dev));
   check_launch(name);
   return y;
@@ -290,9 +321,12 @@ Tensor CudaBackend::softmax_last(const Tensor& x_in, bool log) {
 Tensor CudaBackend::softmax_last_backward(const Tensor& y_in, const Tensor& gy_in, bool log) {
   const char* name = log ? "log_softmax_backward" : "softmax_backward";
   const int dev = common_device(name, {&y_in, &gy_in});
+  check_floating(y_in, name);
+  check_dtype(y_in, gy_in, name);
   Tensor y = contiguous(y_in), gy = contiguous(gy_in);
   Tensor gx = Tensor::empty(y.shape(), y.dtype(), y.device());
   const int64_t n = last_dim(y), rows = n ? y.numel() / n : 0;
+  check_rows(rows, name);
   launch_softmax_backward(scalar_of(y.dtype()), y.raw_data(), gy.raw_data(), gx.raw_data(), rows, n, log,
                           stream_of(dev));
   check_launch(name);
@@ -316,6 +350,9 @@ LayerNormResult CudaBackend::layer_norm(const Tensor& x_in, const Tensor& res_in
   const int64_t n = last_dim(x), rows = n ? x.numel() / n : 0;
   TXL_CHECK(gamma.numel() == n && beta.numel() == n, "layer_norm: gamma {} and beta {} for rows of {}",
             shape_str(gamma.shape()), shape_str(beta.shape()), n);
+  check_dtype(x, gamma, "layer_norm");
+  check_dtype(x, beta, "layer_norm");
+  check_rows(rows, "layer_norm");
   Shape row_shape(x.shape().begin(), x.shape().end() - 1);
   LayerNormResult r{Tensor::empty(x.shape(), x.dtype(), x.device()), Tensor::empty(row_shape, x.dtype(), x.device()),
                     Tensor::empty(row_shape, x.dtype(), x.device())};
@@ -332,11 +369,19 @@ LayerNormGrads CudaBackend::layer_norm_backward(const Tensor& x_in, const Tensor
   Tensor mean = contiguous(mean_in), rstd = contiguous(rstd_in);
   Tensor res = residual_of(res_in, x, "layer_norm_backward");
   const int64_t n = last_dim(x), rows = n ? x.numel() / n : 0;
+  check_floating(x, "layer_norm_backward");
+  for (const Tensor* t : {&gamma, &gy, &mean, &rstd}) check_dtype(x, *t, "layer_norm_backward");
+  check_rows(rows, "layer_norm_backward");
   LayerNormGrads g{Tensor::empty(x.shape(), x.dtype(), x.device()), Tensor::empty({n}, x.dtype(), x.device()),
                    Tensor::empty({n}, x.dtype(), x.device())};
+  // Row chunks of about 256 rows (at most 1024 chunks, at most 65535 for the grid's y)
+  // give the gamma / beta reduction enough blocks to fill the device.
+  const int64_t chunks = std::min<int64_t>((rows + 255) / 256, 1024);
+  Tensor workspace = Tensor::empty({std::max<int64_t>(1, 2 * chunks * n)}, DType::f64, x.device());
   launch_layer_norm_backward(scalar_of(x.dtype()), x.raw_data(), data_or_null(res), gamma.raw_data(),
                              mean.raw_data(), rstd.raw_data(), gy.raw_data(), g.gx.raw_data(), g.ggamma.raw_data(),
-                             g.gbeta.raw_data(), rows, n, stream_of(dev));
+                             g.gbeta.raw_data(), rows, n, static_cast<double*>(workspace.raw_data()), chunks,
+                             stream_of(dev));
   check_launch("layer_norm_backward");
   return g;
 }
@@ -353,6 +398,7 @@ CrossEntropyResult CudaBackend::cross_entropy(const Tensor& logits_in, const Ten
   Tensor logits = contiguous(logits_in), targets = contiguous(targets_in);
   const int64_t N = logits.shape()[0], V = logits.shape()[1];
   check_indices(targets, V, "cross_entropy", true, ignore_index);
+  check_rows(N, "cross_entropy");
   CrossEntropyResult r{Tensor::empty({N}, logits.dtype(), logits.device()),
                        Tensor::empty({N}, logits.dtype(), logits.device())};
   launch_cross_entropy(scalar_of(logits.dtype()), scalar_of(targets.dtype()), logits.raw_data(), targets.raw_data(),
@@ -367,6 +413,11 @@ Tensor CudaBackend::cross_entropy_backward(const Tensor& logits_in, const Tensor
   Tensor logits = contiguous(logits_in), targets = contiguous(targets_in);
   Tensor lse = contiguous(lse_in), grad_rows = contiguous(grad_rows_in);
   const int64_t N = logits.shape()[0], V = logits.shape()[1];
+  check_floating(logits, "cross_entropy_backward");
+  check_dtype(logits, lse, "cross_entropy_backward");
+  check_dtype(logits, grad_rows, "cross_entropy_backward");
+  TXL_CHECK(is_integer(targets.dtype()), "cross_entropy_backward: expected i32 or i64 targets, got {}",
+            dtype_name(targets.dtype()));
   Tensor g = Tensor::empty(logits.shape(), logits.dtype(), logits.device());
   launch_cross_entropy_backward(scalar_of(logits.dtype()), scalar_of(targets.dtype()), logits.raw_data(),
                                 targets.raw_data(), lse.raw_data(), grad_rows.raw_data(), g.raw_data(), N, V,
@@ -413,20 +464,21 @@ void CudaBackend::index_add(Tensor& dst, int64_t axis, const Tensor& index_in, c
   check_launch("index_add");
 }
 
-// The generated tensors go to the device this thread's kernels use (one process per
-// device; see docs/distributed.md).
-Tensor CudaBackend::dropout_mask(const Shape& shape, double p, uint64_t seed, uint64_t counter, DType dtype) {
+Tensor CudaBackend::dropout_mask(const Shape& shape, double p, uint64_t seed, uint64_t counter, DType dtype,
+                                 Device device) {
   TXL_CHECK(p >= 0.0 && p < 1.0, "dropout: probability must be in [0, 1), got {}", p);
   TXL_CHECK(is_floating(dtype), "dropout: expected a floating dtype, got {}", dtype_name(dtype));
-  const int dev = current_device();
+  TXL_CHECK(device.type == DeviceType::cuda, "dropout: the cuda backend cannot make a mask on {}", device.str());
+  const int dev = device.index;
   Tensor m = Tensor::empty(shape, dtype, cuda_device(dev));
   launch_dropout_mask(scalar_of(dtype), m.raw_data(), m.numel(), p, seed, counter, stream_of(dev));
   check_launch("dropout");
   return m;
 }
 
-Tensor CudaBackend::triangle_mask(int64_t rows, int64_t cols, int64_t diagonal, bool upper) {
-  const int dev = current_device();
+Tensor CudaBackend::triangle_mask(int64_t rows, int64_t cols, int64_t diagonal, bool upper, Device device) {
+  TXL_CHECK(device.type == DeviceType::cuda, "triangle_mask: the cuda backend cannot make a mask on {}", device.str());
+  const int dev = device.index;
   Tensor m = Tensor::empty({rows, cols}, DType::b8, cuda_device(dev));
   launch_triangle_mask(m.raw_data(), rows, cols, diagonal, upper, stream_of(dev));
   check_launch("triangle_mask");
@@ -444,6 +496,7 @@ Tensor CudaBackend::rel_attn_probs(const Tensor& ac_in, const Tensor& bd_in, con
   const ScoreGeometry g = score_geometry(ac_in, mask_in, "rel_attn_probs");
   Tensor host_mask = contiguous_host(mask_in);
   cpu::check_rel_shift_mask(host_mask, g.T, g.K, "rel_attn_probs");
+  check_rows(g.rows * g.T, "rel_attn_probs");
   Tensor ac = contiguous(ac_in), bd = contiguous(bd_in), mask = on_device(host_mask, dev);
   Tensor p = Tensor::empty(ac.shape(), ac.dtype(), ac.device());
   launch_rel_attn_probs(scalar_of(ac.dtype()), ac.raw_data(), bd.raw_data(), mask.raw_data(), p.raw_data(), g.rows,
@@ -456,6 +509,9 @@ std::pair<Tensor, Tensor> CudaBackend::rel_attn_probs_backward(const Tensor& p_i
                                                                const Tensor& mask_in, double scale) {
   const int dev = common_device("rel_attn_probs_backward", {&p_in, &gp_in});
   const ScoreGeometry g = score_geometry(p_in, mask_in, "rel_attn_probs_backward");
+  check_floating(p_in, "rel_attn_probs_backward");
+  check_dtype(p_in, gp_in, "rel_attn_probs_backward");
+  check_rows(g.rows * g.T, "rel_attn_probs_backward");
   Tensor p = contiguous(p_in), gp = contiguous(gp_in), mask = contiguous(on_device(mask_in, dev));
   Tensor gac = Tensor::empty(p.shape(), p.dtype(), p.device());
   Tensor gbd = Tensor::empty(p.shape(), p.dtype(), p.device());

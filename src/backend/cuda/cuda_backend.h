@@ -36,8 +36,9 @@ class CudaBackend final : public Backend {
                                 const Tensor& grad_rows, int64_t ignore_index) override;
   Tensor index_select(const Tensor& x, int64_t axis, const Tensor& index) override;
   void index_add(Tensor& dst, int64_t axis, const Tensor& index, const Tensor& src) override;
-  Tensor dropout_mask(const Shape& shape, double p, uint64_t seed, uint64_t counter, DType dtype) override;
-  Tensor triangle_mask(int64_t rows, int64_t cols, int64_t diagonal, bool upper) override;
+  Tensor dropout_mask(const Shape& shape, double p, uint64_t seed, uint64_t counter, DType dtype,
+                      Device device) override;
+  Tensor triangle_mask(int64_t rows, int64_t cols, int64_t diagonal, bool upper, Device device) override;
   Tensor rel_attn_probs(const Tensor& ac, const Tensor& bd_raw, const Tensor& mask, double scale) override;
   std::pair<Tensor, Tensor> rel_attn_probs_backward(const Tensor& p, const Tensor& gp, const Tensor& mask,
                                                     double scale) override;

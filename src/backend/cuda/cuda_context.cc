@@ -88,12 +88,6 @@ DeviceContext& context(int index) {
   return *slot;
 }
 
-int current_device() {
-  int d = 0;
-  TXL_CUDA_CHECK(cudaGetDevice(&d));
-  return d;
-}
-
 void check_launch(const char* op) {
   const char* err = last_launch_error();
   TXL_CHECK(err == nullptr, "cuda {}: kernel launch failed: {}", op, err);
@@ -109,13 +103,13 @@ void* device_allocate(size_t bytes, int index) {
     std::lock_guard<std::mutex> lock(r.mu);
     DeviceCache& c = cache_of(r, index);
     auto it = c.free.find(size);
-    c.stats.bytes_in_use += size;
-    if (c.stats.bytes_in_use > c.stats.peak_bytes_in_use) c.stats.peak_bytes_in_use = c.stats.bytes_in_use;
     if (it != c.free.end() && !it->second.empty()) {
       void* p = it->second.back();
       it->second.pop_back();
       c.stats.hits++;
       c.stats.bytes_cached -= size;
+      c.stats.bytes_in_use += size;
+      if (c.stats.bytes_in_use > c.stats.peak_bytes_in_use) c.stats.peak_bytes_in_use = c.stats.bytes_in_use;
       return p;
     }
     c.stats.misses++;
@@ -129,10 +123,13 @@ void* device_allocate(size_t bytes, int index) {
     e = cudaMalloc(&p, size);
   }
   if (e != cudaSuccess) {
-    std::lock_guard<std::mutex> lock(r.mu);
-    cache_of(r, index).stats.bytes_in_use -= size;
+    cudaGetLastError();  // not left behind for the next launch check to report
     TXL_FAIL("cuda:{}: cannot allocate {} bytes: {}", index, bytes, cudaGetErrorString(e));
   }
+  std::lock_guard<std::mutex> lock(r.mu);
+  DeviceCache& c = cache_of(r, index);
+  c.stats.bytes_in_use += size;
+  if (c.stats.bytes_in_use > c.stats.peak_bytes_in_use) c.stats.peak_bytes_in_use = c.stats.bytes_in_use;
   return p;
 }
 

@@ -35,8 +35,6 @@ struct DeviceContext {
 int visible_devices();
 // The context of device `index` (made current on this thread).
 DeviceContext& context(int index);
-// The device this thread's kernels go to (cudaGetDevice).
-int current_device();
 // Throws naming `op` when the last kernel launch failed.
 void check_launch(const char* op);
 // Waits for device `index`'s stream.

@@ -5,6 +5,7 @@
 // every product under train.precision bf16) multiply on tensor cores with fp32
 // accumulation and an fp32 output. Bias and ReLU run as one epilogue kernel.
 #include <algorithm>
+#include <cstdint>
 
 #include "../kernel_contracts.h"
 #include "cuda_backend.h"
@@ -115,6 +116,9 @@ void CudaBackend::product_into(const Tensor& a_in, const Tensor& b_in, const Ten
     Tensor a = bf16 && a_in.dtype() != DType::bf16 ? to_bf16(a_in) : a_in;
     Tensor b = bf16 && b_in.dtype() != DType::bf16 ? to_bf16(b_in) : b_in;
     const GemmOperand ga = operand_of(a, batch), gb = operand_of(b, batch);
+    for (const int64_t v : {M, N, K, ga.ld, gb.ld, batches})
+      TXL_CHECK(v <= INT32_MAX, "matmul: a dimension or stride of {} x {} exceeds cuBLAS's int range ({})",
+                shape_str(a_in.shape()), shape_str(b_in.shape()), v);
     const double one = 1.0, zero = 0.0;
     const float onef = 1.0f, zerof = 0.0f;
     const bool f64 = out.dtype() == DType::f64;

@@ -45,6 +45,11 @@ void launch_where(Scalar type, const void* mask, const void* a, const void* b, v
 // out[r] = sum or max of the contiguous row x[r * len, (r + 1) * len).
 void launch_reduce_rows(ReduceOp op, Scalar type, const void* x, void* out, int64_t rows, int64_t len,
                         cudaStream_t s);
+// x viewed as contiguous [lead, cols] reduced over lead (bias gradients): each of
+// `chunks` row chunks writes partial results to workspace[chunks * cols] (double), then
+// one pass combines them column by column.
+void launch_reduce_leading(ReduceOp op, Scalar type, const void* x, void* out, int64_t lead, int64_t cols,
+                           double* workspace, int64_t chunks, cudaStream_t s);
 // out[r, c] = max(0, out[r, c] + bias[c]) (bias may be null; relu optional), in place.
 void launch_bias_relu(Scalar type, void* out, const void* bias, int64_t rows, int64_t cols, bool relu,
                       cudaStream_t s);
@@ -56,9 +61,12 @@ void launch_softmax_backward(Scalar type, const void* y, const void* gy, void* g
 // residual may be null (plain layer norm).
 void launch_layer_norm(Scalar type, const void* x, const void* residual, const void* gamma, const void* beta,
                        void* y, void* mean, void* rstd, int64_t rows, int64_t n, double eps, cudaStream_t s);
+// gamma / beta gradients: each of `chunks` row chunks writes partial sums into
+// workspace[2 * chunks * n] (double), then one pass adds them up column by column.
 void launch_layer_norm_backward(Scalar type, const void* x, const void* residual, const void* gamma,
                                 const void* mean, const void* rstd, const void* gy, void* gx, void* ggamma,
-                                void* gbeta, int64_t rows, int64_t n, cudaStream_t s);
+                                void* gbeta, int64_t rows, int64_t n, double* workspace, int64_t chunks,
+                                cudaStream_t s);
 
 void launch_cross_entropy(Scalar type, Scalar index_type, const void* logits, const void* targets, void* loss,
                           void* lse, int64_t N, int64_t V, int64_t ignore_index, cudaStream_t s);

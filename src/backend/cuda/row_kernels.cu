@@ -31,6 +31,47 @@ __global__ void reduce_rows_kernel(ReduceOp op, const T* x, T* out, int64_t len)
   }
 }
 
+// Stage 1 of a reduction over leading rows: thread (column c, row lane y) of chunk
+// blockIdx.y; the lanes' results combine in shared memory into partial[chunk][c].
+template <class T>
+__global__ void reduce_leading_partials(ReduceOp op, const T* x, double* partial, int64_t lead, int64_t cols,
+                                        int64_t rows_per_chunk) {
+  __shared__ double lanes[8][33];
+  const int64_t c = blockIdx.x * 32 + threadIdx.x;
+  const int64_t r0 = blockIdx.y * rows_per_chunk;
+  const int64_t r1 = r0 + rows_per_chunk < lead ? r0 + rows_per_chunk : lead;
+  const bool sum = op == ReduceOp::sum;
+  double acc = sum ? 0.0 : -INFINITY;
+  if (c < cols)
+    for (int64_t r = r0 + threadIdx.y; r < r1; r += 8) {
+      const double v = static_cast<double>(x[r * cols + c]);
+      acc = sum ? acc + v : (v > acc || v != v ? v : acc);
+    }
+  lanes[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < cols) {
+    double t = lanes[0][threadIdx.x];
+    for (int l = 1; l < 8; ++l) {
+      const double v = lanes[l][threadIdx.x];
+      t = sum ? t + v : (v > t || v != v ? v : t);
+    }
+    partial[blockIdx.y * cols + c] = t;
+  }
+}
+
+template <class T>
+__global__ void reduce_leading_columns(ReduceOp op, const double* partial, T* out, int64_t chunks, int64_t cols) {
+  const bool sum = op == ReduceOp::sum;
+  TXL_GRID_STRIDE(c, cols) {
+    double t = sum ? 0.0 : -INFINITY;
+    for (int64_t k = 0; k < chunks; ++k) {
+      const double v = partial[k * cols + c];
+      t = sum ? t + v : (v > t || v != v ? v : t);
+    }
+    out[c] = static_cast<T>(t);
+  }
+}
+
 template <class T>
 __global__ void bias_relu_kernel(T* out, const T* bias, int64_t rows, int64_t cols, bool relu) {
   TXL_GRID_STRIDE(i, rows * cols) {
@@ -126,16 +167,18 @@ __global__ void layer_norm_backward_rows(const T* x, const T* res, const T* gamm
   }
 }
 
-// gamma / beta gradients: a block of 32 columns x 8 row lanes, partial sums in double
-// combined in shared memory (deterministic, no atomics).
+// gamma / beta gradients, stage 1: block (column chunk of 32, row chunk blockIdx.y) of
+// 32 columns x 8 row lanes; its partial sums (double) go to partial[2][chunk][n].
 template <class T>
-__global__ void layer_norm_backward_columns(const T* x, const T* res, const T* mean, const T* rstd, const T* gy,
-                                            T* ggamma, T* gbeta, int64_t rows, int64_t n) {
+__global__ void layer_norm_backward_partials(const T* x, const T* res, const T* mean, const T* rstd, const T* gy,
+                                             double* partial, int64_t rows, int64_t n, int64_t rows_per_chunk) {
   __shared__ double sg[8][33], sb[8][33];
   const int64_t c = blockIdx.x * 32 + threadIdx.x;
+  const int64_t r0 = blockIdx.y * rows_per_chunk;
+  const int64_t r1 = r0 + rows_per_chunk < rows ? r0 + rows_per_chunk : rows;
   double ag = 0, ab = 0;
   if (c < n)
-    for (int64_t r = threadIdx.y; r < rows; r += 8) {
+    for (int64_t r = r0 + threadIdx.y; r < r1; r += 8) {
       const int64_t k = r * n + c;
       const double xhat = static_cast<double>((input_at(x, res, k) - mean[r]) * rstd[r]);
       ag += static_cast<double>(gy[k]) * xhat;
@@ -149,6 +192,21 @@ __global__ void layer_norm_backward_columns(const T* x, const T* res, const T* m
     for (int l = 0; l < 8; ++l) {
       tg += sg[l][threadIdx.x];
       tb += sb[l][threadIdx.x];
+    }
+    const int64_t chunks = gridDim.y;
+    partial[blockIdx.y * n + c] = tg;
+    partial[(chunks + blockIdx.y) * n + c] = tb;
+  }
+}
+
+// Stage 2: each column adds its chunks' partial sums in chunk order (deterministic).
+template <class T>
+__global__ void layer_norm_backward_columns(const double* partial, T* ggamma, T* gbeta, int64_t chunks, int64_t n) {
+  TXL_GRID_STRIDE(c, n) {
+    double tg = 0, tb = 0;
+    for (int64_t k = 0; k < chunks; ++k) {
+      tg += partial[k * n + c];
+      tb += partial[(chunks + k) * n + c];
     }
     ggamma[c] = static_cast<T>(tg);
     gbeta[c] = static_cast<T>(tb);
@@ -165,6 +223,19 @@ void launch_reduce_rows(ReduceOp op, Scalar type, const void* x, void* out, int6
   with_float(type, [&](auto tag) {
     using T = decltype(tag);
     reduce_rows_kernel<T><<<rows_grid(rows), kThreads, 0, s>>>(op, static_cast<const T*>(x), static_cast<T*>(out), len);
+  });
+}
+
+void launch_reduce_leading(ReduceOp op, Scalar type, const void* x, void* out, int64_t lead, int64_t cols,
+                           double* workspace, int64_t chunks, cudaStream_t s) {
+  if (cols == 0 || chunks == 0) return;
+  with_float(type, [&](auto tag) {
+    using T = decltype(tag);
+    const int64_t rows_per_chunk = (lead + chunks - 1) / chunks;
+    reduce_leading_partials<T><<<dim3(static_cast<unsigned>((cols + 31) / 32), static_cast<unsigned>(chunks)),
+                                 dim3(32, 8), 0, s>>>(op, static_cast<const T*>(x), workspace, lead, cols,
+                                                      rows_per_chunk);
+    reduce_leading_columns<T><<<grid_for(cols), kThreads, 0, s>>>(op, workspace, static_cast<T*>(out), chunks, cols);
   });
 }
 
@@ -210,7 +281,8 @@ void launch_layer_norm(Scalar type, const void* x, const void* residual, const v
 
 void launch_layer_norm_backward(Scalar type, const void* x, const void* residual, const void* gamma,
                                 const void* mean, const void* rstd, const void* gy, void* gx, void* ggamma,
-                                void* gbeta, int64_t rows, int64_t n, cudaStream_t s) {
+                                void* gbeta, int64_t rows, int64_t n, double* workspace, int64_t chunks,
+                                cudaStream_t s) {
   with_float(type, [&](auto tag) {
     using T = decltype(tag);
     const T* px = static_cast<const T*>(x);
@@ -221,10 +293,14 @@ void launch_layer_norm_backward(Scalar type, const void* x, const void* residual
     if (rows > 0)
       layer_norm_backward_rows<T><<<rows_grid(rows), kThreads, 0, s>>>(px, pr, static_cast<const T*>(gamma), pm, ps,
                                                                         pg, static_cast<T*>(gx), n);
+    if (n == 0) return;
     const unsigned col_blocks = static_cast<unsigned>((n + 31) / 32);
-    if (col_blocks > 0)
-      layer_norm_backward_columns<T><<<col_blocks, dim3(32, 8), 0, s>>>(px, pr, pm, ps, pg, static_cast<T*>(ggamma),
-                                                                        static_cast<T*>(gbeta), rows, n);
+    const int64_t rows_per_chunk = chunks > 0 ? (rows + chunks - 1) / chunks : 0;
+    if (chunks > 0)
+      layer_norm_backward_partials<T><<<dim3(col_blocks, static_cast<unsigned>(chunks)), dim3(32, 8), 0, s>>>(
+          px, pr, pm, ps, pg, workspace, rows, n, rows_per_chunk);
+    layer_norm_backward_columns<T><<<grid_for(n), kThreads, 0, s>>>(workspace, static_cast<T*>(ggamma),
+                                                                    static_cast<T*>(gbeta), chunks, n);
   });
 }
 
