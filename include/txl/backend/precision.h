@@ -35,9 +35,10 @@ class PrecisionScope {
 
 // Declares that the tensors viewing `arena` (a model's parameter arena) stay unchanged
 // for the life of the scope (one forward + backward, or an evaluation). bf16 products
-// then convert each weight operand once per scope, into the layout oneDNN prefers for
-// that product, and reuse the copy for every later use in the scope; the copies'
-// buffers persist across scopes, so steady-state steps allocate nothing for them.
+// then convert the whole arena to bf16 in one pass, the first time a scope multiplies
+// by a weight, and read every weight operand (forward and backward, either side of the
+// product) from that copy with the weight's own strides; its buffer persists across
+// scopes, so steady-state steps allocate nothing for it.
 class Bf16WeightScope {
  public:
   explicit Bf16WeightScope(const Tensor& arena);

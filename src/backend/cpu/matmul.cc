@@ -1,8 +1,9 @@
 // CPU matrix products. float32 goes to oneDNN matmul primitives, created once per
 // geometry (dims + strides) and cached, so a training step creates none after its
-// first pass. With matmul_precision() == bf16 the float32 operands are reordered into
-// dense bf16 copies (scratch from the caching allocator) and multiplied with fp32
-// accumulation into the fp32 output. float64 is a plain-loop reference.
+// first pass. With matmul_precision() == bf16 the float32 operands are read from bf16
+// copies (weights: views of the arena's one bf16 copy per Bf16WeightScope; activations:
+// a copy per product unless the caller passes one from to_bf16) and multiplied with
+// fp32 accumulation into the fp32 output. float64 is a plain-loop reference.
 #include <dnnl.hpp>
 #include <algorithm>
 #include <cstring>
@@ -24,22 +25,17 @@ struct CachedMatmul {
   dnnl::memory::desc weights_md;  // the layout the primitive reads its second operand in
 };
 
-// A weight's bf16 copy in a primitive's preferred layout (see Bf16WeightScope). The
-// buffer is kept across scopes; `generation` says which scope last filled it.
-struct WeightCopy {
-  dnnl::memory mem;
-  dnnl::reorder fill;
-  uint64_t generation = 0;
-  const void* arena = nullptr;
-};
-
 struct DnnlContext {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
   std::mutex mu;
   std::unordered_map<std::string, CachedMatmul> cache;
   std::unordered_map<std::string, dnnl::reorder> reorders;
-  std::unordered_map<std::string, WeightCopy> weight_copies;
+  // The parameter arena in bf16 (see Bf16WeightScope): converted in one pass when a
+  // scope first multiplies by a weight, kept across scopes.
+  Tensor arena_bf16;
+  const void* arena_source = nullptr;
+  uint64_t arena_generation = 0;
   MatmulCacheStats stats;
 };
 
@@ -147,7 +143,32 @@ Tensor to_bf16(DnnlContext& ctx, const Tensor& t, const dnnl::memory::desc& from
   return to_bf16_reorder(ctx, t, from, desc, dims);
 }
 
-void matmul_f32(const Tensor& a, const Tensor& b, const Tensor& bias, bool relu, Tensor& out) {
+// A weight under a Bf16WeightScope as a view of the arena's bf16 copy (same offset and
+// strides), converted once per scope for every product that reads a weight.
+bool is_scoped_weight(const Tensor& t) {
+  const void* arena = bf16_weight_arena();
+  return arena != nullptr && t.dtype() == DType::f32 && t.impl().storage.get() == arena;
+}
+
+Tensor scoped_weight_bf16(const Tensor& w) {
+  auto& ctx = dnnl_ctx();
+  std::lock_guard<std::mutex> lock(ctx.mu);
+  if (ctx.arena_source != bf16_weight_arena() || ctx.arena_generation != bf16_weight_generation()) {
+    profiler::Scope p("to_bf16");
+    const Storage& arena = *w.impl().storage;
+    const int64_t n = static_cast<int64_t>(arena.bytes() / sizeof(float));
+    if (!ctx.arena_bf16.defined() || ctx.arena_bf16.numel() != n) ctx.arena_bf16 = Tensor::empty({n}, DType::bf16);
+    convert_to_bf16(static_cast<const float*>(arena.data()), static_cast<uint16_t*>(ctx.arena_bf16.raw_data()), n);
+    ctx.arena_source = bf16_weight_arena();
+    ctx.arena_generation = bf16_weight_generation();
+  }
+  return Tensor::view_of(ctx.arena_bf16, w.shape(), w.strides(), w.offset());
+}
+
+void matmul_f32(const Tensor& a_in, const Tensor& b_in, const Tensor& bias, bool relu, Tensor& out) {
+  const bool bf16_products = matmul_precision() == MatmulPrecision::bf16;
+  const Tensor a = bf16_products && is_scoped_weight(a_in) ? scoped_weight_bf16(a_in) : a_in;
+  const Tensor b = bf16_products && is_scoped_weight(b_in) ? scoped_weight_bf16(b_in) : b_in;
   const size_t nd = out.shape().size();
   dnnl::memory::dims ad, as, bd, bs;
   padded_geometry(a, nd, ad, as);
@@ -171,25 +192,16 @@ void matmul_f32(const Tensor& a, const Tensor& b, const Tensor& bias, bool relu,
   if (pre_a) a_md = dnnl::memory::desc(ad, dt::bf16, as);
   if (pre_b) b_md = dnnl::memory::desc(bd, dt::bf16, bs);
   std::string key = (bf16 ? "bf16" : "f32") + geometry_key(ad, as, bd, bs, cd, bias.defined()) + (relu ? "relu|" : "");
-  // A second operand that is a weight under a Bf16WeightScope (and not batched) is read
-  // from a copy in the primitive's own layout, made once per scope.
-  const void* arena = bf16_weight_arena();
-  const bool b_weight = bf16 && !pre_b && arena != nullptr && b.impl().storage.get() == arena &&
-                        std::all_of(bd.begin(), bd.end() - 2, [](int64_t d) { return d == 1; });
   // bf16: the products read bf16 copies of both operands.
   Tensor a16 = pre_a ? a : Tensor(), b16 = pre_b ? b : Tensor();
   dnnl::memory::desc a_md_f32 = a_md, b_md_f32 = b_md;
   if (bf16) {
     profiler::Scope p("to_bf16");
     if (!pre_a) a16 = to_bf16(ctx, a, a_md_f32, ad, as, a_md);
-    if (b_weight) {
-      b_md = dnnl::memory::desc(bd, dt::bf16, dnnl::memory::format_tag::any);
-    } else if (!pre_b) {
-      b16 = to_bf16(ctx, b, b_md_f32, bd, bs, b_md);
-    }
+    if (!pre_b) b16 = to_bf16(ctx, b, b_md_f32, bd, bs, b_md);
     // "span": the copy has the operand's own strides (made here or by to_bf16).
     key += pre_a || a16.dim() == 1 ? "a:span|" : "a:dense|";
-    key += b_weight ? "b:weight|" : pre_b || b16.dim() == 1 ? "b:span|" : "b:dense|";
+    key += pre_b || b16.dim() == 1 ? "b:span|" : "b:dense|";
   }
   CachedMatmul cached;
   {
@@ -218,32 +230,7 @@ void matmul_f32(const Tensor& a, const Tensor& b, const Tensor& bias, bool relu,
       ctx.stats.created++;
     }
   }
-  dnnl::memory bm;
-  if (b_weight) {
-    profiler::Scope p("to_bf16");
-    std::lock_guard<std::mutex> lock(ctx.mu);
-    const std::string wkey = key + "w@" + std::to_string(reinterpret_cast<uintptr_t>(arena)) + "+" +
-                             std::to_string(b.offset());
-    auto it = ctx.weight_copies.find(wkey);
-    if (it == ctx.weight_copies.end()) {
-      // Copies of another model's weights (an earlier arena) are dead: keep one model's.
-      for (auto e = ctx.weight_copies.begin(); e != ctx.weight_copies.end();)
-        e = e->second.arena == arena ? std::next(e) : ctx.weight_copies.erase(e);
-      dnnl::memory mem(cached.weights_md, ctx.engine);
-      dnnl::reorder fill(dnnl::reorder::primitive_desc(ctx.engine, b_md_f32, ctx.engine, cached.weights_md));
-      ctx.stats.created++;
-      it = ctx.weight_copies.emplace(wkey, WeightCopy{mem, fill, 0, arena}).first;
-    }
-    WeightCopy& w = it->second;
-    if (w.generation != bf16_weight_generation()) {
-      dnnl::memory src(b_md_f32, ctx.engine, b.raw_data());
-      w.fill.execute(ctx.stream, src, w.mem);
-      w.generation = bf16_weight_generation();
-    }
-    bm = w.mem;
-  } else {
-    bm = dnnl::memory(cached.weights_md, ctx.engine, bf16 ? b16.raw_data() : b.raw_data());
-  }
+  dnnl::memory bm(cached.weights_md, ctx.engine, bf16 ? b16.raw_data() : b.raw_data());
   dnnl::matmul prim = cached.prim;
   dnnl::memory am(a_md, ctx.engine, bf16 ? a16.raw_data() : a.raw_data()), cm(c_md, ctx.engine, out.raw_data());
   std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}};
