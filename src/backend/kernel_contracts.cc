@@ -35,6 +35,16 @@ ScoreGeometry score_geometry(const Tensor& a, const Tensor& mask, const char* op
   return {T * K != 0 ? a.numel() / (T * K) : 0, T, K};
 }
 
+void check_index_add(const Tensor& dst, int64_t axis, const Tensor& index, const Tensor& src) {
+  TXL_CHECK(dst.is_contiguous(), "index_add: destination must be contiguous");
+  TXL_CHECK(dst.dtype() == src.dtype(), "index_add: dtype mismatch {} vs {}", dtype_name(dst.dtype()),
+            dtype_name(src.dtype()));
+  Shape expect = dst.shape();
+  expect[static_cast<size_t>(axis)] = index.numel();
+  TXL_CHECK(src.shape() == expect, "index_add: source {} does not match destination {} with {} indices on axis {}",
+            shape_str(src.shape()), shape_str(dst.shape()), index.numel(), axis);
+}
+
 AxisSplit split_at_axis(const Shape& shape, int64_t axis) {
   AxisSplit s;
   for (int64_t d = 0; d < axis; ++d) s.outer *= shape[static_cast<size_t>(d)];

@@ -19,6 +19,10 @@ struct ScoreGeometry {
 };
 ScoreGeometry score_geometry(const Tensor& scores, const Tensor& mask, const char* op);
 
+// index_add's operands: a contiguous destination, a source of the destination's dtype
+// and shape with K = index.numel() rows on `axis` (already wrapped).
+void check_index_add(const Tensor& dst, int64_t axis, const Tensor& index, const Tensor& src);
+
 // A shape seen as [outer, size of axis, inner] around `axis`.
 struct AxisSplit {
   int64_t outer = 1, inner = 1;

@@ -117,16 +117,10 @@ Tensor CpuBackend::index_select(const Tensor& x_in, int64_t axis, const Tensor& 
 }
 
 void CpuBackend::index_add(Tensor& dst, int64_t axis, const Tensor& index_in, const Tensor& src_in) {
-  TXL_CHECK(dst.is_contiguous(), "index_add: destination must be contiguous");
-  TXL_CHECK(dst.dtype() == src_in.dtype(), "index_add: dtype mismatch {} vs {}", dtype_name(dst.dtype()),
-            dtype_name(src_in.dtype()));
   axis = wrap_axis(axis, dst.dim(), "index_add");
+  check_index_add(dst, axis, index_in, src_in);
   Tensor src = contiguous_of(src_in), index = contiguous_of(index_in);
   const int64_t A = dst.shape()[axis], K = index.numel();
-  Shape expect = dst.shape();
-  expect[axis] = K;
-  TXL_CHECK(src.shape() == expect, "index_add: source {} does not match destination {} with {} indices on axis {}",
-            shape_str(src.shape()), shape_str(dst.shape()), K, axis);
   const AxisSplit split = split_at_axis(dst.shape(), axis);
   const int64_t outer = split.outer, inner = split.inner;
   dispatch_float(dst.dtype(), "index_add", [&](auto scalar_tag_) {

@@ -446,16 +446,11 @@ Tensor CudaBackend::index_select(const Tensor& x_in, int64_t axis, const Tensor&
 
 void CudaBackend::index_add(Tensor& dst, int64_t axis, const Tensor& index_in, const Tensor& src_in) {
   const int dev = common_device("index_add", {&dst, &index_in, &src_in});
-  TXL_CHECK(dst.is_contiguous(), "index_add: destination must be contiguous");
-  check_dtype(dst, src_in, "index_add");
   check_floating(dst, "index_add");
   axis = wrap_axis(axis, dst.dim(), "index_add");
+  check_index_add(dst, axis, index_in, src_in);
   Tensor src = contiguous(src_in), index = contiguous(index_in);
   const int64_t A = dst.shape()[axis], K = index.numel();
-  Shape expect = dst.shape();
-  expect[axis] = K;
-  TXL_CHECK(src.shape() == expect, "index_add: source {} does not match destination {} with {} indices on axis {}",
-            shape_str(src.shape()), shape_str(dst.shape()), K, axis);
   check_indices(index, A, "index_add", false, 0);
   const AxisSplit split = split_at_axis(dst.shape(), axis);
   const int64_t outer = split.outer, inner = split.inner;
