@@ -20,6 +20,27 @@ Shape matmul_result_shape(const Tensor& a, const Tensor& b, DType& out_type) {
   return out;
 }
 
+void check_matmul_bias(const Tensor& bias, const Tensor& b, DType out_type) {
+  TXL_CHECK(!bias.defined() || (bias.shape() == Shape{b.shape().back()} && bias.dtype() == out_type),
+            "matmul: bias {} {} for an output of width {}", dtype_name(bias.dtype()), shape_str(bias.shape()),
+            b.shape().back());
+}
+
+void check_matmul_destination(const Tensor& out, const Shape& shape, DType out_type) {
+  TXL_CHECK(out.shape() == shape && out.dtype() == out_type && out.is_contiguous(),
+            "matmul_into: destination {} {} (contiguous: {}) for a {} {} product", dtype_name(out.dtype()),
+            shape_str(out.shape()), out.is_contiguous(), dtype_name(out_type), shape_str(shape));
+}
+
+void check_update_operands(const char* op, std::initializer_list<const Tensor*> operands) {
+  const Tensor& first = **operands.begin();
+  for (const Tensor* t : operands)
+    TXL_CHECK(t->is_contiguous() && t->shape() == first.shape() && t->dtype() == first.dtype() &&
+                  t->device() == first.device(),
+              "{}: expected contiguous tensors of one shape, dtype and device, got {} {} on {}", op,
+              dtype_name(t->dtype()), shape_str(t->shape()), t->device().str());
+}
+
 void check_layer_norm_residual(const Tensor& r, const Tensor& x, const char* op) {
   if (!r.defined()) return;
   TXL_CHECK(r.shape() == x.shape() && r.dtype() == x.dtype(), "{}: residual {} {} does not match x {} {}", op,

@@ -10,6 +10,14 @@ namespace txl {
 // to_bf16) multiply with fp32 ones and give fp32.
 Shape matmul_result_shape(const Tensor& a, const Tensor& b, DType& out_type);
 
+// matmul's optional bias: undefined, or [N] (N = b's last dim) in the product's dtype.
+void check_matmul_bias(const Tensor& bias, const Tensor& b, DType out_type);
+// matmul_into's destination: dense, of the product's shape and dtype.
+void check_matmul_destination(const Tensor& out, const Shape& shape, DType out_type);
+
+// The operands of an optimizer kernel: contiguous, of one shape, dtype and device.
+void check_update_operands(const char* op, std::initializer_list<const Tensor*> operands);
+
 // A layer norm's residual: undefined, or shaped and typed like x.
 void check_layer_norm_residual(const Tensor& residual, const Tensor& x, const char* op);
 

@@ -331,9 +331,7 @@ Tensor CpuBackend::matmul(const Tensor& a_in, const Tensor& b_in, const Tensor& 
   DType out_type;
   Shape out_shape = matmul_result_shape(a_in, b_in, out_type);
   Tensor bias = bias_in.defined() ? contiguous_of(bias_in) : bias_in;
-  TXL_CHECK(!bias.defined() || (bias.shape() == Shape{b_in.shape().back()} && bias.dtype() == out_type),
-            "matmul: bias {} {} for an output of width {}", dtype_name(bias.dtype()), shape_str(bias.shape()),
-            b_in.shape().back());
+  check_matmul_bias(bias, b_in, out_type);
   Tensor out = Tensor::empty(out_shape, out_type, a_in.device());
   product_into(a_in, b_in, bias, relu, out);
   return out;
@@ -342,9 +340,7 @@ Tensor CpuBackend::matmul(const Tensor& a_in, const Tensor& b_in, const Tensor& 
 void CpuBackend::matmul_into(const Tensor& a, const Tensor& b, Tensor& out) {
   DType out_type;
   Shape out_shape = matmul_result_shape(a, b, out_type);
-  TXL_CHECK(out.shape() == out_shape && out.dtype() == out_type && out.is_contiguous(),
-            "matmul_into: destination {} {} (contiguous: {}) for a {} {} product", dtype_name(out.dtype()),
-            shape_str(out.shape()), out.is_contiguous(), dtype_name(out_type), shape_str(out_shape));
+  check_matmul_destination(out, out_shape, out_type);
   product_into(a, b, Tensor(), false, out);
 }
 

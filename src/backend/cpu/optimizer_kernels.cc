@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "cpu_backend.h"
+#include "../kernel_contracts.h"
 #include "../optimizer_math.h"
 
 namespace txl::cpu {
@@ -10,12 +11,9 @@ namespace txl::cpu {
 namespace {
 
 void check_update(const char* op, std::initializer_list<const Tensor*> ts) {
-  const Tensor& first = **ts.begin();
-  for (const Tensor* t : ts) {
-    TXL_CHECK(t->device().is_cpu() && t->is_contiguous() && t->shape() == first.shape() && t->dtype() == first.dtype(),
-              "{}: expected contiguous cpu tensors of one shape and dtype, got {} {} on {}", op, dtype_name(t->dtype()),
-              shape_str(t->shape()), t->device().str());
-  }
+  check_update_operands(op, ts);
+  TXL_CHECK((*ts.begin())->device().is_cpu(), "{}: the cpu backend got tensors on {}", op,
+            (*ts.begin())->device().str());
 }
 
 }  // namespace

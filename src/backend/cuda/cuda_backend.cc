@@ -520,12 +520,8 @@ std::pair<Tensor, Tensor> CudaBackend::rel_attn_probs_backward(const Tensor& p_i
 
 namespace {
 void check_update(const char* op, std::initializer_list<const Tensor*> ts) {
-  const Tensor& first = **ts.begin();
-  for (const Tensor* t : ts)
-    TXL_CHECK(t->is_contiguous() && t->shape() == first.shape() && t->dtype() == first.dtype(),
-              "{}: expected contiguous tensors of one shape and dtype, got {} {}", op, dtype_name(t->dtype()),
-              shape_str(t->shape()));
-  check_floating(first, op);
+  check_update_operands(op, ts);
+  check_floating(**ts.begin(), op);
 }
 }  // namespace
 

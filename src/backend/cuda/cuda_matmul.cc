@@ -144,9 +144,7 @@ void CudaBackend::product_into(const Tensor& a_in, const Tensor& b_in, const Ten
 Tensor CudaBackend::matmul(const Tensor& a, const Tensor& b, const Tensor& bias, bool relu) {
   DType out_type;
   const Shape shape = matmul_result_shape(a, b, out_type);
-  TXL_CHECK(!bias.defined() || (bias.shape() == Shape{b.shape().back()} && bias.dtype() == out_type),
-            "matmul: bias {} {} for an output of width {}", dtype_name(bias.dtype()), shape_str(bias.shape()),
-            b.shape().back());
+  check_matmul_bias(bias, b, out_type);
   Tensor out = Tensor::empty(shape, out_type, a.device());
   product_into(a, b, bias, relu, out);
   return out;
@@ -155,9 +153,7 @@ Tensor CudaBackend::matmul(const Tensor& a, const Tensor& b, const Tensor& bias,
 void CudaBackend::matmul_into(const Tensor& a, const Tensor& b, Tensor& out) {
   DType out_type;
   const Shape shape = matmul_result_shape(a, b, out_type);
-  TXL_CHECK(out.shape() == shape && out.dtype() == out_type && out.is_contiguous(),
-            "matmul_into: destination {} {} (contiguous: {}) for a {} {} product", dtype_name(out.dtype()),
-            shape_str(out.shape()), out.is_contiguous(), dtype_name(out_type), shape_str(shape));
+  check_matmul_destination(out, shape, out_type);
   product_into(a, b, Tensor(), false, out);
 }
 
