@@ -1,9 +1,10 @@
 // The fused Transformer-XL attention core on the CPU (contract in backend.h). One task
 // per (batch, head); a task walks its query rows in blocks of kBlockRows and keeps the
 // block's scores in a per-thread buffer, so no [B, H, T, K] tensor exists. Products
-// inside a block are single-threaded oneDNN sgemm calls (the tasks are the
-// parallelism). Products run on small_gemm's register tiles: a library GEMM per block
-// cost more in call and packing overhead than the block's arithmetic (Dh = 32-64).
+// inside a block are single-threaded (the tasks are the parallelism) and run on
+// small_gemm's register tiles, or in bf16 runs on AMX
+// tiles (BlockGemm): a library GEMM per block cost more in call and packing overhead
+// than the block's arithmetic (Dh = 32-64).
 // k, rk and v are transposed once per task into [Dh, K] panels so that every product
 // reads its second operand row by row.
 //
@@ -16,10 +17,10 @@
 #include <limits>
 #include <vector>
 
+#include "amx_gemm.h"
 #include "cpu_backend.h"
 #include "fast_exp.h"
 #include "panels.h"
-#include "small_gemm.h"
 
 namespace txl::cpu {
 
@@ -40,8 +41,8 @@ Layout layout_of(RelAttentionInputs& in, const Tensor& mask, const char* op) {
             shape_str(in.q.shape()), shape_str(in.k.shape()), shape_str(in.v.shape()), shape_str(in.rk.shape()));
   const int64_t T = in.q.shape()[0], B = in.q.shape()[1], H = in.q.shape()[2], Dh = in.q.shape()[3];
   const int64_t K = in.k.shape()[0];
-  TXL_CHECK(in.k.shape() == Shape({K, B, H, Dh}) && in.v.shape() == in.k.shape() && in.rk.shape() == Shape({K, H, Dh}) &&
-                in.u.shape() == Shape({H, Dh}) && in.w.shape() == Shape({H, Dh}),
+  TXL_CHECK(in.k.shape() == Shape({K, B, H, Dh}) && in.v.shape() == in.k.shape() &&
+                in.rk.shape() == Shape({K, H, Dh}) && in.u.shape() == Shape({H, Dh}) && in.w.shape() == Shape({H, Dh}),
             "{}: shapes do not agree: q {} k {} v {} rk {} u {} w {}", op, shape_str(in.q.shape()),
             shape_str(in.k.shape()), shape_str(in.v.shape()), shape_str(in.rk.shape()), shape_str(in.u.shape()),
             shape_str(in.w.shape()));
@@ -49,8 +50,8 @@ Layout layout_of(RelAttentionInputs& in, const Tensor& mask, const char* op) {
   for (const Tensor* t : {&in.k, &in.v, &in.rk, &in.u, &in.w})
     TXL_CHECK(t->dtype() == dt, "{}: dtype mismatch ({} vs {})", op, dtype_name(t->dtype()), dtype_name(dt));
   TXL_CHECK(K >= T, "{}: key length {} is shorter than query length {}", op, K, T);
-  TXL_CHECK(mask.dtype() == DType::b8 && mask.shape() == Shape({T, K}), "{}: mask must be b8 [{}, {}], got {} {}", op, T,
-            K, dtype_name(mask.dtype()), shape_str(mask.shape()));
+  TXL_CHECK(mask.dtype() == DType::b8 && mask.shape() == Shape({T, K}), "{}: mask must be b8 [{}, {}], got {} {}", op,
+            T, K, dtype_name(mask.dtype()), shape_str(mask.shape()));
   in.q = inner_contiguous_of(in.q);
   in.k = inner_contiguous_of(in.k);
   in.v = inner_contiguous_of(in.v);
@@ -73,6 +74,8 @@ struct Scratch {
   // k, v and the output gradient packed densely (their own row strides span every head
   // and batch row, and walking them evicts L1 sets).
   std::vector<T> s, bd, dp, qu, qw, dqu, tmp, kt, vt, kc, vc, goc;
+  // In bf16 runs, the packed copies of the panels the block products read (BlockGemm).
+  PackedOperand kt_p, rkt_p, vt_p, kc_p, vc_p, rk_p;
   void size_for(const Layout& g) {
     const size_t n = static_cast<size_t>(kBlockRows * g.K), d = static_cast<size_t>(kBlockRows * g.Dh);
     const size_t panel = static_cast<size_t>(g.Dh * g.K);
@@ -95,8 +98,8 @@ struct Scratch {
 // scaled, -inf where masked) over the block's Kv visible keys; sc.kt holds the task's k
 // panel and rkt its head's rk panel.
 template <class T>
-void block_scores(const Layout& g, const T* q, const T* rkt, const T* u, const T* w, const uint8_t* mask, T scale,
-                  int64_t i0, int64_t i1, Scratch<T>& sc) {
+void block_scores(const BlockGemm& bg, const Layout& g, const T* q, const T* rkt, const T* u, const T* w,
+                  const uint8_t* mask, T scale, int64_t i0, int64_t i1, Scratch<T>& sc) {
   const int64_t n = i1 - i0, Kv = g.K - g.T + i1, Dh = g.Dh;
   for (int64_t r = 0; r < n; ++r) {
     const T* qr = q + (i0 + r) * g.q_row;
@@ -106,8 +109,8 @@ void block_scores(const Layout& g, const T* q, const T* rkt, const T* u, const T
       sc.qw[r * Dh + d] = qr[d] + w[d];
     }
   }
-  small_gemm<false>(n, Kv, Dh, sc.qu.data(), Dh, sc.kt.data(), g.K, sc.s.data(), Kv, false);
-  small_gemm<false>(n, Kv, Dh, sc.qw.data(), Dh, rkt + (g.T - i1), g.K, sc.bd.data(), Kv, false);
+  bg.mul<false>(n, Kv, Dh, sc.qu.data(), Dh, sc.kt.data(), g.K, sc.kt_p, 0, 0, sc.s.data(), Kv, false);
+  bg.mul<false>(n, Kv, Dh, sc.qw.data(), Dh, rkt + (g.T - i1), g.K, sc.rkt_p, 0, g.T - i1, sc.bd.data(), Kv, false);
   const T neg_inf = -std::numeric_limits<T>::infinity();
   for (int64_t r = 0; r < n; ++r) {
     const int64_t i = i0 + r, visible = g.K - g.T + i + 1;
@@ -121,8 +124,8 @@ void block_scores(const Layout& g, const T* q, const T* rkt, const T* u, const T
 }
 
 template <class T>
-void forward_kernel(const Layout& g, const RelAttentionInputs& in, const Tensor& mask, T scale, Tensor& out,
-                    Tensor& lse, T* rk_panels) {
+void forward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInputs& in, const Tensor& mask, T scale,
+                    Tensor& out, Tensor& lse, T* rk_panels) {
   const T *pq = in.q.data<T>(), *pk = in.k.data<T>(), *pv = in.v.data<T>(), *pr = in.rk.data<T>();
   const T *pu = in.u.data<T>(), *pw = in.w.data<T>();
   const uint8_t* pm = mask.data<uint8_t>();
@@ -147,9 +150,12 @@ void forward_kernel(const Layout& g, const RelAttentionInputs& in, const Tensor&
       T* l = pl + t * g.T;
       transpose_panel(k, g.k_row, g.K, g.Dh, sc.kt.data());
       pack_rows(v, g.v_row, g.K, g.Dh, sc.vc.data());
+      bg.pack(sc.kt_p, sc.kt.data(), g.K, g.Dh, g.K);
+      bg.pack(sc.rkt_p, rkt, g.K, g.Dh, g.K);
+      bg.pack(sc.vc_p, sc.vc.data(), g.Dh, g.K, g.Dh);
       for (int64_t i0 = 0; i0 < g.T; i0 += kBlockRows) {
         const int64_t i1 = std::min(g.T, i0 + kBlockRows), n = i1 - i0, Kv = g.K - g.T + i1;
-        block_scores(g, q, rkt, pu + h * g.Dh, pw + h * g.Dh, pm, scale, i0, i1, sc);
+        block_scores(bg, g, q, rkt, pu + h * g.Dh, pw + h * g.Dh, pm, scale, i0, i1, sc);
         for (int64_t r = 0; r < n; ++r) {
           T* s = sc.s.data() + r * Kv;
           T mx = -std::numeric_limits<T>::infinity();
@@ -172,15 +178,15 @@ void forward_kernel(const Layout& g, const RelAttentionInputs& in, const Tensor&
           for (int64_t j = 0; j < Kv; ++j) s[j] *= inv;
           l[i0 + r] = mx + std::log(sum);
         }
-        small_gemm<false>(n, g.Dh, Kv, sc.s.data(), Kv, sc.vc.data(), g.Dh, o + i0 * o_row, o_row, false);
+        bg.mul<false>(n, g.Dh, Kv, sc.s.data(), Kv, sc.vc.data(), g.Dh, sc.vc_p, 0, 0, o + i0 * o_row, o_row, false);
       }
     }
   }
 }
 
 template <class T>
-void backward_kernel(const Layout& g, const RelAttentionInputs& in, const Tensor& mask, T scale, const Tensor& lse,
-                     const Tensor& gout, RelAttentionGrads& gr, Tensor& grk_parts, Tensor& gu_parts,
+void backward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInputs& in, const Tensor& mask, T scale,
+                     const Tensor& lse, const Tensor& gout, RelAttentionGrads& gr, Tensor& grk_parts, Tensor& gu_parts,
                      Tensor& gw_parts, T* rk_panels) {
   const T *pq = in.q.data<T>(), *pk = in.k.data<T>(), *pv = in.v.data<T>(), *pr = in.rk.data<T>();
   const T *pu = in.u.data<T>(), *pw = in.w.data<T>();
@@ -219,19 +225,25 @@ void backward_kernel(const Layout& g, const RelAttentionInputs& in, const Tensor
       transpose_panel(v, g.v_row, g.K, Dh, sc.vt.data());
       pack_rows(k, g.k_row, g.K, Dh, sc.kc.data());
       pack_rows(go, row, g.T, Dh, sc.goc.data());
+      bg.pack(sc.kt_p, sc.kt.data(), g.K, Dh, g.K);
+      bg.pack(sc.rkt_p, rkt, g.K, Dh, g.K);
+      bg.pack(sc.vt_p, sc.vt.data(), g.K, Dh, g.K);
+      bg.pack(sc.kc_p, sc.kc.data(), Dh, g.K, Dh);
+      bg.pack(sc.rk_p, rk, g.r_row, g.K, Dh);
       for (int64_t i0 = 0; i0 < g.T; i0 += kBlockRows) {
         const int64_t i1 = std::min(g.T, i0 + kBlockRows), n = i1 - i0, Kv = g.K - g.T + i1;
-        block_scores(g, q, rkt, pu + h * Dh, pw + h * Dh, pm, scale, i0, i1, sc);
+        block_scores(bg, g, q, rkt, pu + h * Dh, pw + h * Dh, pm, scale, i0, i1, sc);
         // p = exp(s - lse), recomputed; dp = gout v^T.
         for (int64_t r = 0; r < n; ++r) {
           T* s = sc.s.data() + r * Kv;
           const T lr = l[i0 + r];
 #pragma omp simd
-          for (int64_t j = 0; j < Kv; ++j) s[j] = s[j] == -std::numeric_limits<T>::infinity() ? T(0) : fast_exp(s[j] - lr);
+          for (int64_t j = 0; j < Kv; ++j)
+            s[j] = s[j] == -std::numeric_limits<T>::infinity() ? T(0) : fast_exp(s[j] - lr);
         }
-        small_gemm<false>(n, Kv, Dh, sc.goc.data() + i0 * Dh, Dh, sc.vt.data(), g.K, dp.data(), Kv, false);
+        bg.mul<false>(n, Kv, Dh, sc.goc.data() + i0 * Dh, Dh, sc.vt.data(), g.K, sc.vt_p, 0, 0, dp.data(), Kv, false);
         // dv += p^T gout
-        small_gemm<true>(Kv, Dh, n, sc.s.data(), Kv, sc.goc.data() + i0 * Dh, Dh, dv, row, true);
+        bg.mul<true>(Kv, Dh, n, sc.s.data(), Kv, sc.goc.data() + i0 * Dh, Dh, dv, row, true);
         // ds = p * (dp - sum_j p dp) * scale: the gradient of the content term; the
         // position term's is the same values shifted back into bd_blk's columns.
         std::fill(sc.bd.begin(), sc.bd.begin() + n * Kv, T(0));
@@ -251,8 +263,9 @@ void backward_kernel(const Layout& g, const RelAttentionInputs& in, const Tensor
           }
         }
         // dq = ds k + dbd rk; du, dw are their row sums.
-        small_gemm<false>(n, Dh, Kv, sc.s.data(), Kv, sc.kc.data(), Dh, sc.dqu.data(), Dh, false);
-        small_gemm<false>(n, Dh, Kv, sc.bd.data(), Kv, rk + (g.T - i1) * g.r_row, g.r_row, sc.tmp.data(), Dh, false);
+        bg.mul<false>(n, Dh, Kv, sc.s.data(), Kv, sc.kc.data(), Dh, sc.kc_p, 0, 0, sc.dqu.data(), Dh, false);
+        bg.mul<false>(n, Dh, Kv, sc.bd.data(), Kv, rk + (g.T - i1) * g.r_row, g.r_row, sc.rk_p, g.T - i1, 0,
+                      sc.tmp.data(), Dh, false);
         for (int64_t r = 0; r < n; ++r) {
           const T* a = sc.dqu.data() + r * Dh;
           const T* c = sc.tmp.data() + r * Dh;
@@ -266,8 +279,8 @@ void backward_kernel(const Layout& g, const RelAttentionInputs& in, const Tensor
         }
         // dk += ds^T (q + u); drk[T - i1 ..] += dbd^T (q + w), with the q + u and q + w
         // that block_scores left in qu / qw.
-        small_gemm<true>(Kv, Dh, n, sc.s.data(), Kv, sc.qu.data(), Dh, dk, row, true);
-        small_gemm<true>(Kv, Dh, n, sc.bd.data(), Kv, sc.qw.data(), Dh, drk + (g.T - i1) * HD, HD, true);
+        bg.mul<true>(Kv, Dh, n, sc.s.data(), Kv, sc.qu.data(), Dh, dk, row, true);
+        bg.mul<true>(Kv, Dh, n, sc.bd.data(), Kv, sc.qw.data(), Dh, drk + (g.T - i1) * HD, HD, true);
       }
     }
   }
@@ -287,7 +300,7 @@ FusedRelAttention CpuBackend::fused_rel_attention(const RelAttentionInputs& in_,
   dispatch_float(in.q.dtype(), "fused_rel_attention", [&](auto tag) {
     using T = decltype(tag);
     Tensor panels = Tensor::empty({g.H, g.Dh, g.K}, in.q.dtype(), in.q.device());
-    forward_kernel<T>(g, in, mask, static_cast<T>(scale), res.out, res.lse, panels.data<T>());
+    forward_kernel<T>(BlockGemm::for_run(), g, in, mask, static_cast<T>(scale), res.out, res.lse, panels.data<T>());
   });
   return res;
 }
@@ -314,8 +327,8 @@ RelAttentionGrads CpuBackend::fused_rel_attention_backward(const RelAttentionInp
     dispatch_float(dt, "fused_rel_attention_backward", [&](auto tag) {
       using T = decltype(tag);
       Tensor panels = Tensor::empty({g.H, g.Dh, g.K}, dt, dev);
-      backward_kernel<T>(g, in, mask, static_cast<T>(scale), lse, gout, gr, grk_parts, gu_parts, gw_parts,
-                         panels.data<T>());
+      backward_kernel<T>(BlockGemm::for_run(), g, in, mask, static_cast<T>(scale), lse, gout, gr, grk_parts, gu_parts,
+                         gw_parts, panels.data<T>());
     });
   }
   gr.rk = reduce(ReduceOp::sum, grk_parts, {0}, false);

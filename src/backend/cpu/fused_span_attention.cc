@@ -10,10 +10,10 @@
 #include <limits>
 #include <vector>
 
+#include "amx_gemm.h"
 #include "cpu_backend.h"
 #include "fast_exp.h"
 #include "panels.h"
-#include "small_gemm.h"
 
 namespace txl::cpu {
 
@@ -24,7 +24,7 @@ constexpr double kRampEps = 1e-8;  // adaptive_span.py adds it to the renormalis
 struct Geometry {
   int64_t M, L, LK, B, H, Dh, N;  // LK = L + M keys
   int64_t q_row, q_b, q_h, k_row, k_b, k_h, v_row, v_b, v_h, pe_row;
-  int64_t block;                  // query rows per block
+  int64_t block;  // query rows per block
 };
 
 Geometry geometry_of(SpanAttentionInputs& in, const char* op) {
@@ -33,8 +33,7 @@ Geometry geometry_of(SpanAttentionInputs& in, const char* op) {
             shape_str(in.q.shape()), shape_str(in.k.shape()), shape_str(in.v.shape()), shape_str(in.pe.shape()));
   const int64_t M = in.q.shape()[0], B = in.q.shape()[1], H = in.q.shape()[2], Dh = in.q.shape()[3];
   const int64_t L = in.pe.shape()[1], LK = L + M;
-  TXL_CHECK(L >= 1 && in.k.shape() == Shape({LK, B, H, Dh}) && in.v.shape() == in.k.shape() &&
-                in.pe.shape()[0] == Dh,
+  TXL_CHECK(L >= 1 && in.k.shape() == Shape({LK, B, H, Dh}) && in.v.shape() == in.k.shape() && in.pe.shape()[0] == Dh,
             "{}: shapes do not agree: q {} k {} v {} pe {}", op, shape_str(in.q.shape()), shape_str(in.k.shape()),
             shape_str(in.v.shape()), shape_str(in.pe.shape()));
   TXL_CHECK(!in.ramp.defined() || in.ramp.shape() == Shape({H, L}), "{}: ramp {} for {} heads and window {}", op,
@@ -57,8 +56,8 @@ Geometry geometry_of(SpanAttentionInputs& in, const char* op) {
   const auto &qs = in.q.strides(), &ks = in.k.strides(), &vs = in.v.strides();
   // Long windows make each block's buffers n x (n + L): fewer rows keep them near L2.
   const int64_t block = std::min<int64_t>(M, L > 2048 ? 32 : 64);
-  return {M,     L,     LK,    B,     H,     Dh,    N, qs[0], qs[1], qs[2], ks[0], ks[1], ks[2],
-          vs[0], vs[1], vs[2], in.pe.strides()[0], block};
+  return {M,    L, LK, B, H, Dh, N, qs[0], qs[1], qs[2], ks[0], ks[1], ks[2], vs[0], vs[1], vs[2], in.pe.strides()[0],
+          block};
 }
 
 // Per-thread buffers of one block (rows x columns): band scores / probabilities in the
@@ -67,6 +66,8 @@ Geometry geometry_of(SpanAttentionInputs& in, const char* op) {
 template <class T>
 struct SpanScratch {
   std::vector<T> full, pos, pers, grad_full, qc, kt, kc, vt, vc, pkt, pvt, goc, gpers, ds_pos;
+  // In bf16 runs, the packed copies of the panels the block products read (BlockGemm).
+  PackedOperand kt_p, kc_p, vt_p, vc_p, pe_p, pet_p;
   void size_for(const Geometry& g) {
     const size_t n = static_cast<size_t>(g.block), kb = static_cast<size_t>(g.block + g.L - 1);
     const size_t lk = static_cast<size_t>(g.LK), dh = static_cast<size_t>(g.Dh), N = static_cast<size_t>(g.N);
@@ -93,13 +94,13 @@ struct SpanScratch {
 // renormaliser; otherwise it recomputes from them. p (before the ramp) is returned in
 // sc.grad_full's band when keep_p is set (the backward needs it for the ramp's gradient).
 template <class T>
-void block_probs(const Geometry& g, const T* q, const T* pe, const T* ramp, const T* pk, T scale, int64_t i0, int64_t n,
-                 SpanScratch<T>& sc, T* lse, T* denom, bool stats) {
+void block_probs(const BlockGemm& bg, const Geometry& g, const T* q, const T* pe, const T* ramp, const T* pk, T scale,
+                 int64_t i0, int64_t n, SpanScratch<T>& sc, T* lse, T* denom, bool stats) {
   const int64_t L = g.L, Kb = n + L - 1, Dh = g.Dh, N = g.N;
   pack_rows(q + i0 * g.q_row, g.q_row, n, Dh, sc.qc.data());
-  small_gemm<false>(n, Kb, Dh, sc.qc.data(), Dh, sc.kt.data() + i0, g.LK, sc.full.data(), Kb, false);
-  small_gemm<false>(n, L, Dh, sc.qc.data(), Dh, pe, g.pe_row, sc.pos.data(), L, false);
-  if (N > 0) small_gemm<false>(n, N, Dh, sc.qc.data(), Dh, pk, N, sc.pers.data(), N, false);
+  bg.mul<false>(n, Kb, Dh, sc.qc.data(), Dh, sc.kt.data() + i0, g.LK, sc.kt_p, 0, i0, sc.full.data(), Kb, false);
+  bg.mul<false>(n, L, Dh, sc.qc.data(), Dh, pe, g.pe_row, sc.pe_p, 0, 0, sc.pos.data(), L, false);
+  if (N > 0) bg.mul<false>(n, N, Dh, sc.qc.data(), Dh, pk, N, sc.pers.data(), N, false);
   for (int64_t r = 0; r < n; ++r) {
     T* s = sc.pos.data() + r * L;  // becomes the window's weights
     T* f = sc.full.data() + r * Kb;
@@ -155,7 +156,8 @@ void block_probs(const Geometry& g, const T* q, const T* pe, const T* ramp, cons
 }
 
 template <class T>
-void forward_kernel(const Geometry& g, const SpanAttentionInputs& in, T scale, FusedSpanAttention& res) {
+void forward_kernel(const BlockGemm& bg, const Geometry& g, const SpanAttentionInputs& in, T scale,
+                    FusedSpanAttention& res) {
   const T *pq = in.q.data<T>(), *pk = in.k.data<T>(), *pv = in.v.data<T>(), *ppe = in.pe.data<T>();
   const T* pramp = in.ramp.defined() ? in.ramp.data<T>() : nullptr;
   const T* ppk = in.pk.defined() ? in.pk.data<T>() : nullptr;
@@ -166,19 +168,23 @@ void forward_kernel(const Geometry& g, const SpanAttentionInputs& in, T scale, F
   {
     thread_local SpanScratch<T> sc;
     sc.size_for(g);
+    bg.pack(sc.pe_p, ppe, g.pe_row, Dh, g.L);  // shared by every task
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t b = t / g.H, h = t % g.H;
       const T* q = pq + b * g.q_b + h * g.q_h;
       transpose_panel(pk + b * g.k_b + h * g.k_h, g.k_row, g.LK, Dh, sc.kt.data());
       pack_rows(pv + b * g.v_b + h * g.v_h, g.v_row, g.LK, Dh, sc.vc.data());
+      bg.pack(sc.kt_p, sc.kt.data(), g.LK, Dh, g.LK);
+      bg.pack(sc.vc_p, sc.vc.data(), Dh, g.LK, Dh);
       T* o = po + (b * g.H + h) * Dh;
       for (int64_t i0 = 0; i0 < g.M; i0 += g.block) {
         const int64_t n = std::min(g.block, g.M - i0), Kb = n + g.L - 1;
-        block_probs(g, q, ppe, pramp ? pramp + h * g.L : nullptr, ppk ? ppk + h * Dh * N : nullptr, scale, i0, n, sc,
-                    pl + t * g.M, pd + t * g.M, true);
-        small_gemm<false>(n, Dh, Kb, sc.full.data(), Kb, sc.vc.data() + i0 * Dh, Dh, o + i0 * o_row, o_row, false);
-        if (N > 0) small_gemm<false>(n, Dh, N, sc.pers.data(), N, ppv + h * N * Dh, Dh, o + i0 * o_row, o_row, true);
+        block_probs(bg, g, q, ppe, pramp ? pramp + h * g.L : nullptr, ppk ? ppk + h * Dh * N : nullptr, scale, i0, n,
+                    sc, pl + t * g.M, pd + t * g.M, true);
+        bg.mul<false>(n, Dh, Kb, sc.full.data(), Kb, sc.vc.data() + i0 * Dh, Dh, sc.vc_p, i0, 0, o + i0 * o_row, o_row,
+                      false);
+        if (N > 0) bg.mul<false>(n, Dh, N, sc.pers.data(), N, ppv + h * N * Dh, Dh, o + i0 * o_row, o_row, true);
       }
     }
   }
@@ -189,8 +195,9 @@ struct SpanParts {  // per-task / per-batch partial gradients of the shared inpu
 };
 
 template <class T>
-void backward_kernel(const Geometry& g, const SpanAttentionInputs& in, T scale, const FusedSpanAttention& fwd,
-                     const Tensor& gout, SpanAttentionGrads& gr, SpanParts& parts, const Tensor& pe_t) {
+void backward_kernel(const BlockGemm& bg, const Geometry& g, const SpanAttentionInputs& in, T scale,
+                     const FusedSpanAttention& fwd, const Tensor& gout, SpanAttentionGrads& gr, SpanParts& parts,
+                     const Tensor& pe_t) {
   const T *pq = in.q.data<T>(), *pk = in.k.data<T>(), *pv = in.v.data<T>(), *ppe = in.pe.data<T>();
   const T* pramp = in.ramp.defined() ? in.ramp.data<T>() : nullptr;
   const T* ppk = in.pk.defined() ? in.pk.data<T>() : nullptr;
@@ -210,6 +217,8 @@ void backward_kernel(const Geometry& g, const SpanAttentionInputs& in, T scale, 
     sc.size_for(g);
     std::vector<T>& gpers = sc.gpers;
     std::vector<T>& ds_pos = sc.ds_pos;
+    bg.pack(sc.pe_p, ppe, g.pe_row, Dh, L);  // shared by every task
+    bg.pack(sc.pet_p, pet, Dh, L, Dh);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t b = t / g.H, h = t % g.H;
@@ -222,8 +231,11 @@ void backward_kernel(const Geometry& g, const SpanAttentionInputs& in, T scale, 
       pack_rows(k, g.k_row, g.LK, Dh, sc.kc.data());
       transpose_panel(v, g.v_row, g.LK, Dh, sc.vt.data());
       pack_rows(pgo + (b * g.H + h) * Dh, row, g.M, Dh, sc.goc.data());
+      bg.pack(sc.kt_p, sc.kt.data(), g.LK, Dh, g.LK);
+      bg.pack(sc.kc_p, sc.kc.data(), Dh, g.LK, Dh);
+      bg.pack(sc.vt_p, sc.vt.data(), g.LK, Dh, g.LK);
       if (N > 0) {
-        transpose_panel(pkh, N, Dh, N, sc.pkt.data());             // [N, Dh]
+        transpose_panel(pkh, N, Dh, N, sc.pkt.data());                // [N, Dh]
         transpose_panel(ppv + h * N * Dh, Dh, N, Dh, sc.pvt.data());  // [Dh, N]
       }
       T* dq = gq + (b * g.H + h) * Dh;
@@ -235,19 +247,19 @@ void backward_kernel(const Geometry& g, const SpanAttentionInputs& in, T scale, 
       T* dpv = gpv ? gpv + t * N * Dh : nullptr;
       for (int64_t i0 = 0; i0 < g.M; i0 += g.block) {
         const int64_t n = std::min(g.block, g.M - i0), Kb = n + L - 1;
-        block_probs(g, q, ppe, ramp, pkh, scale, i0, n, sc, pl + t * g.M, pd + t * g.M, false);
+        block_probs(bg, g, q, ppe, ramp, pkh, scale, i0, n, sc, pl + t * g.M, pd + t * g.M, false);
         const T* go = sc.goc.data() + i0 * Dh;
         // Gradients of the weights: u (window, full layout) and w (persistent).
         // grad_full's band holds p; read it out before the product overwrites it.
         for (int64_t r = 0; r < n; ++r) std::copy_n(sc.grad_full.data() + r * Kb + r, L, ds_pos.data() + r * L);
-        small_gemm<true>(Kb, Dh, n, sc.full.data(), Kb, go, Dh, dv + i0 * row, row, true);
-        if (N > 0) small_gemm<true>(N, Dh, n, sc.pers.data(), N, go, Dh, dpv, Dh, true);
-        small_gemm<false>(n, Kb, Dh, go, Dh, sc.vt.data() + i0, g.LK, sc.grad_full.data(), Kb, false);
-        if (N > 0) small_gemm<false>(n, N, Dh, go, Dh, sc.pvt.data(), N, gpers.data(), N, false);
+        bg.mul<true>(Kb, Dh, n, sc.full.data(), Kb, go, Dh, dv + i0 * row, row, true);
+        if (N > 0) bg.mul<true>(N, Dh, n, sc.pers.data(), N, go, Dh, dpv, Dh, true);
+        bg.mul<false>(n, Kb, Dh, go, Dh, sc.vt.data() + i0, g.LK, sc.vt_p, 0, i0, sc.grad_full.data(), Kb, false);
+        if (N > 0) bg.mul<false>(n, N, Dh, go, Dh, sc.pvt.data(), N, gpers.data(), N, false);
         for (int64_t r = 0; r < n; ++r) {
-          const T* a = sc.pos.data() + r * L;    // final weights
+          const T* a = sc.pos.data() + r * L;  // final weights
           const T* ap = sc.pers.data() + r * N;
-          T* p = ds_pos.data() + r * L;          // p in, ds out
+          T* p = ds_pos.data() + r * L;             // p in, ds out
           T* u = sc.grad_full.data() + r * Kb + r;  // dL/da_j in, ds_j out (band of full)
           T* w = gpers.data() + r * N;
           const T dr = pd[t * g.M + i0 + r];
@@ -268,7 +280,7 @@ void backward_kernel(const Geometry& g, const SpanAttentionInputs& in, T scale, 
               dot += p[j] * u[j];
             }
             for (int64_t m = 0; m < N; ++m) {
-              w[m] = w[m] * inv + dd;  // dL/dpp_m
+              w[m] = w[m] * inv + dd;    // dL/dpp_m
               dot += ap[m] * dr * w[m];  // pp_m = ap_m * D
             }
           } else {
@@ -293,13 +305,14 @@ void backward_kernel(const Geometry& g, const SpanAttentionInputs& in, T scale, 
         }
         // dq = ds_full k + ds_pos pe^T + ds_pers pk^T
         T* dq_rows = dq + i0 * row;
-        small_gemm<false>(n, Dh, Kb, sc.grad_full.data(), Kb, sc.kc.data() + i0 * Dh, Dh, dq_rows, row, false);
-        small_gemm<false>(n, Dh, L, ds_pos.data(), L, pet, Dh, dq_rows, row, true);
-        if (N > 0) small_gemm<false>(n, Dh, N, gpers.data(), N, sc.pkt.data(), Dh, dq_rows, row, true);
+        bg.mul<false>(n, Dh, Kb, sc.grad_full.data(), Kb, sc.kc.data() + i0 * Dh, Dh, sc.kc_p, i0, 0, dq_rows, row,
+                      false);
+        bg.mul<false>(n, Dh, L, ds_pos.data(), L, pet, Dh, sc.pet_p, 0, 0, dq_rows, row, true);
+        if (N > 0) bg.mul<false>(n, Dh, N, gpers.data(), N, sc.pkt.data(), Dh, dq_rows, row, true);
         // dk += ds_full^T q; dpe += q^T ds_pos; dpk += q^T ds_pers
-        small_gemm<true>(Kb, Dh, n, sc.grad_full.data(), Kb, sc.qc.data(), Dh, dk + i0 * row, row, true);
-        small_gemm<true>(Dh, L, n, sc.qc.data(), Dh, ds_pos.data(), L, dpe, L, true);
-        if (N > 0) small_gemm<true>(Dh, N, n, sc.qc.data(), Dh, gpers.data(), N, dpk, N, true);
+        bg.mul<true>(Kb, Dh, n, sc.grad_full.data(), Kb, sc.qc.data(), Dh, dk + i0 * row, row, true);
+        bg.mul<true>(Dh, L, n, sc.qc.data(), Dh, ds_pos.data(), L, dpe, L, true);
+        if (N > 0) bg.mul<true>(Dh, N, n, sc.qc.data(), Dh, gpers.data(), N, dpk, N, true);
       }
     }
   }
@@ -318,7 +331,7 @@ FusedSpanAttention CpuBackend::fused_span_attention(const SpanAttentionInputs& i
   if (res.out.numel() == 0) return res;
   dispatch_float(dt, "fused_span_attention", [&](auto tag) {
     using T = decltype(tag);
-    forward_kernel<T>(g, in, static_cast<T>(scale), res);
+    forward_kernel<T>(BlockGemm::for_run(), g, in, static_cast<T>(scale), res);
   });
   return res;
 }
@@ -351,7 +364,7 @@ SpanAttentionGrads CpuBackend::fused_span_attention_backward(const SpanAttention
   if (gr.q.numel() > 0 && tasks > 0) {
     dispatch_float(dt, "fused_span_attention_backward", [&](auto tag) {
       using T = decltype(tag);
-      backward_kernel<T>(g, in, static_cast<T>(scale), fwd, gout, gr, parts, pe_t);
+      backward_kernel<T>(BlockGemm::for_run(), g, in, static_cast<T>(scale), fwd, gout, gr, parts, pe_t);
     });
   } else {
     fill(gr.q, 0.0);
