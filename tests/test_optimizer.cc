@@ -112,6 +112,54 @@ TEST_CASE("global-norm clipping matches clip_grad_norm_", "[optimizer]") {
   for (int i = 0; i < 4; ++i) REQUIRE(g[i] == Approx(f.g[i] * 0.5 / (norm + 1e-6)).epsilon(1e-12));
 }
 
+TEST_CASE("clip_grad_norms measures each parameter once, and Adagrad's per-tensor clip uses those norms",
+          "[optimizer]") {
+  Fixture f;
+  f.set_grad();
+  const double a2 = 0.1 * 0.1 + 0.3 * 0.3, b2 = 0.05 * 0.05 + 1.5 * 1.5, norm = std::sqrt(a2 + b2);
+  GradientNorms n = clip_grad_norms(f.params, 0.5);
+  const double coef = 0.5 / (norm + 1e-6);
+  REQUIRE(n.total == Approx(norm).epsilon(1e-14));
+  REQUIRE(n.squared.size() == 2);
+  REQUIRE(n.squared[0] == Approx(a2 * coef * coef).epsilon(1e-12));  // after the clip
+  REQUIRE(n.squared[1] == Approx(b2 * coef * coef).epsilon(1e-12));
+
+  // Adagrad with its per-tensor clip: the caller's norms give the very same update as
+  // measuring them again; with weight decay the clip measures g + wd w, so it does.
+  for (double wd : {0.0, 0.01}) {
+    OptimizerConfig c;
+    c.name = "adagrad";
+    c.lr = 0.1;
+    c.clip = 0.2;
+    c.weight_decay = wd;
+    Fixture own, given;
+    auto o1 = make_optimizer(c, own.params), o2 = make_optimizer(c, given.params);
+    for (int step = 0; step < 3; ++step) {
+      own.set_grad();
+      given.set_grad();
+      GradientNorms n2 = clip_grad_norms(given.params, 0.0);
+      o1->step(own.params, c.lr);
+      o2->step(given.params, c.lr, &n2.squared);
+    }
+    INFO("weight decay " << wd);
+    REQUIRE(given.weights() == own.weights());
+    // and a wrong list would have changed it: the norms are really read
+    Fixture wrong;
+    auto o3 = make_optimizer(c, wrong.params);
+    wrong.set_grad();
+    std::vector<double> tiny{1e-6, 1e-6};
+    o3->step(wrong.params, c.lr, &tiny);
+    Fixture ref;
+    auto o4 = make_optimizer(c, ref.params);
+    ref.set_grad();
+    o4->step(ref.params, c.lr);
+    if (wd == 0.0)
+      REQUIRE(wrong.weights() != ref.weights());
+    else
+      REQUIRE(wrong.weights() == ref.weights());
+  }
+}
+
 TEST_CASE("learning-rate schedules", "[optimizer]") {
   ScheduleConfig s;
   s.name = "cosine";

@@ -57,13 +57,14 @@ nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup
       out = model.forward(input, target, mems, ForwardOptions{true, static_cast<uint64_t>(i)});
       backward(out.aux_loss.defined() ? add(mean(out.loss), out.aux_loss) : mean(out.loss));
     }
+    GradientNorms norms;
     {
       profiler::Scope p("clip_grad_norm");
-      clip_grad_norm(model.params(), cfg.train.clip);
+      norms = clip_grad_norms(model.params(), cfg.train.clip);
     }
     {
       profiler::Scope p("optimizer");
-      optimizer->step(model.params(), 1e-4);
+      optimizer->step(model.params(), 1e-4, &norms.squared);
       model.after_step();
     }
     mems = std::move(out.mems);

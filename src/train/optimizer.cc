@@ -37,7 +37,7 @@ class Adam final : public Optimizer {
         m_(Tensor::zeros({p.numel()}, p.dtype(), p.device())),
         v_(Tensor::zeros({p.numel()}, p.dtype(), p.device())) {}
 
-  void step(ParameterSet& params, double lr) override {
+  void step(ParameterSet& params, double lr, const std::vector<double>*) override {
     ++t_;
     AdamHyper h;
     h.lr = lr;
@@ -84,17 +84,20 @@ class Adagrad final : public Optimizer {
     for (const auto& [name, t] : p.named()) segments_.push_back({t.offset() - base, t.numel()});
   }
 
-  void step(ParameterSet& params, double lr) override {
+  void step(ParameterSet& params, double lr, const std::vector<double>* grad_squared) override {
     ++t_;
     const double wd = cfg_.weight_decay, clip = cfg_.clip;
     Tensor& w = params.flat_data();
     Tensor& g = params.flat_grad();
     Backend& be = backend_of(w);
-    for (const auto& [begin, count] : segments_) {
+    // The clip measures g + wd * w: the caller's norms of g serve only without decay.
+    const bool given = grad_squared != nullptr && wd == 0.0 && grad_squared->size() == segments_.size();
+    for (size_t i = 0; i < segments_.size(); ++i) {
+      const auto [begin, count] = segments_[i];
       Tensor ws = narrow(w, 0, begin, count), gs = narrow(g, 0, begin, count), ss = narrow(sum_, 0, begin, count);
       double clr = lr;
       if (clip > 0) {
-        const double norm = std::sqrt(be.squared_norm(gs, ws, wd));
+        const double norm = std::sqrt(given ? (*grad_squared)[i] : be.squared_norm(gs, ws, wd));
         if (norm > clip) clr *= clip / (norm + 1e-10);
       }
       be.adagrad_update(ws, gs, ss, clr, cfg_.eps, wd);
@@ -130,12 +133,26 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& cfg, const Para
   TXL_FAIL("train.optimizer.name: expected one of adam, adamw, adagrad, got \"{}\"", cfg.name);
 }
 
-double clip_grad_norm(ParameterSet& params, double max_norm) {
+double clip_grad_norm(ParameterSet& params, double max_norm) { return clip_grad_norms(params, max_norm).total; }
+
+GradientNorms clip_grad_norms(ParameterSet& params, double max_norm) {
   Tensor& g = params.flat_grad();
-  const double total = std::sqrt(backend_of(g).squared_norm(g, Tensor(), 0.0));
-  const double coef = max_norm / (total + 1e-6);
-  if (max_norm > 0.0 && coef < 1.0) scale_(g, coef);
-  return total;
+  Backend& be = backend_of(g);
+  GradientNorms n;
+  n.squared.reserve(params.named().size());
+  double sum = 0;
+  for (const auto& [name, p] : params.named()) {
+    n.squared.push_back(
+        be.squared_norm(narrow(g, 0, p.offset() - params.flat_data().offset(), p.numel()), Tensor(), 0.0));
+    sum += n.squared.back();
+  }
+  n.total = std::sqrt(sum);
+  const double coef = max_norm / (n.total + 1e-6);
+  if (max_norm > 0.0 && coef < 1.0) {
+    scale_(g, coef);
+    for (double& s : n.squared) s *= coef * coef;
+  }
+  return n;
 }
 
 double scheduled_lr(const ScheduleConfig& s, double lr, int64_t t, int64_t total_steps) {

@@ -456,7 +456,8 @@ int run_training(const TrainOptions& opt) {
       step_loss = v[0];
       step_aux = v[1];
     }
-    double gnorm = clip_grad_norm(params, cfg.train.clip);
+    const GradientNorms norms = clip_grad_norms(params, cfg.train.clip);
+    double gnorm = norms.total;
     if (fault_injection.nan_at(st.step + 1)) gnorm = std::nan("");
     if (!std::isfinite(step_loss) || !std::isfinite(gnorm)) {
       const std::string what = fmt::format("step {}: non-finite loss ({}) or gradient norm ({})", st.step + 1,
@@ -499,7 +500,7 @@ int run_training(const TrainOptions& opt) {
                what, cfg.train.on_nonfinite == "rewind" ? "rewind, out of rewinds" : cfg.train.on_nonfinite, run_dir);
     }
     const double lr = scheduled_lr(cfg.train.schedule, cfg.train.optimizer.lr, st.step + 1, cfg.train.steps);
-    optimizer->step(params, lr);
+    optimizer->step(params, lr, &norms.squared);
     model->after_step();
     st.step++;
     st.tokens_seen += T * B;

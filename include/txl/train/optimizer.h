@@ -4,6 +4,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "txl/config/config.h"
 #include "txl/io/safetensors.h"
@@ -15,7 +16,11 @@ class Optimizer {
  public:
   virtual ~Optimizer() = default;
   // One update with learning rate lr from the gradients in params.flat_grad().
-  virtual void step(ParameterSet& params, double lr) = 0;
+  void step(ParameterSet& params, double lr) { step(params, lr, nullptr); }
+  // The same, given each parameter's squared gradient norm (named() order) as
+  // clip_grad_norm measured them, so a per-tensor clip (Adagrad's) need not read the
+  // gradients again.
+  virtual void step(ParameterSet& params, double lr, const std::vector<double>* grad_squared) = 0;
   virtual NamedTensors state() const = 0;
   virtual void load_state(const std::map<std::string, Tensor>& state, const std::string& source) = 0;
   int64_t steps_taken() const { return t_; }
@@ -29,6 +34,14 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& cfg, const Para
 // Scales gradients so their global L2 norm is at most max_norm (PyTorch's
 // clip_grad_norm_); returns the norm before clipping. max_norm <= 0 only measures.
 double clip_grad_norm(ParameterSet& params, double max_norm);
+
+// clip_grad_norm that also returns each parameter's squared gradient norm after the
+// clip (named() order), measured in the same pass over the gradients.
+struct GradientNorms {
+  double total = 0;             // before clipping
+  std::vector<double> squared;  // per parameter, after clipping
+};
+GradientNorms clip_grad_norms(ParameterSet& params, double max_norm);
 
 // Learning rate of update number t (1-based): linear warmup to lr over warmup_steps,
 // then constant, cosine decay to min_lr at total_steps, or inverse square root.
