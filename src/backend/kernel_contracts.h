@@ -31,6 +31,10 @@ ScoreGeometry score_geometry(const Tensor& scores, const Tensor& mask, const cha
 // and shape with K = index.numel() rows on `axis` (already wrapped).
 void check_index_add(const Tensor& dst, int64_t axis, const Tensor& index, const Tensor& src);
 
+// linear_output_grad's operands: gy [R, N] of a float dtype, y undefined or like gy,
+// and a bf16 result only from f32.
+void check_linear_output_grad(const Tensor& gy, const Tensor& y, bool bf16);
+
 // A shape seen as [outer, size of axis, inner] around `axis`.
 struct AxisSplit {
   int64_t outer = 1, inner = 1;

@@ -135,6 +135,10 @@ class ProfilingBackend final : public Backend {
     profiler::Scope p("to_bf16");
     return in_.to_bf16(x);
   }
+  LinearOutputGrad linear_output_grad(const Tensor& gy, const Tensor& y, bool bf16, bool bias_grad) override {
+    profiler::Scope p("linear_output_grad");
+    return in_.linear_output_grad(gy, y, bf16, bias_grad);
+  }
   Tensor softmax_last(const Tensor& x, bool log) override {
     profiler::Scope p("softmax");
     return in_.softmax_last(x, log);

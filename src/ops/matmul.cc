@@ -16,8 +16,12 @@ namespace {
 // With bf16 products, the bf16 copy of an fp32 operand that more than one product will
 // read (made once here instead of once per product); otherwise t itself. Weights under
 // a Bf16WeightScope have their own once-per-scope copies and stay fp32 here.
+bool bf16_products_of(const Tensor& t) {
+  return matmul_precision() == MatmulPrecision::bf16 && t.dtype() == DType::f32;
+}
+
 Tensor matmul_operand(const Tensor& t) {
-  if (matmul_precision() != MatmulPrecision::bf16 || t.dtype() != DType::f32) return t;
+  if (!bf16_products_of(t)) return t;
   if (const void* arena = bf16_weight_arena(); arena != nullptr && t.impl().storage.get() == arena) return t;
   for (int64_t d = 0; d < t.dim(); ++d)
     if (t.strides()[d] == 0 && t.shape()[d] > 1) return t;  // a broadcast: the product reads it as is
@@ -98,14 +102,20 @@ Tensor linear_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, bo
            [xm, wd = weight.detach(), xs = x.shape(), gx = x.requires_grad(), gw = weight.requires_grad(),
             gb = bias.defined() && bias.requires_grad(), out, yd = relu ? y.detach() : Tensor(),
             leaf](const Tensor& g_out) {
-             // y > 0 exactly where the pre-activation was > 0: the ReLU's own backward rule.
-             Tensor g = yd.defined() ? backend_of(g_out).unary_backward(UnaryOp::relu, yd, yd, g_out, {}) : g_out;
-             Tensor g2 = reshape(g, {-1, out});
-             Tensor gm = gx && gw ? matmul_operand(g2) : g2;  // read by both products
              std::vector<Tensor> grads(3);
+             Tensor g2 = reshape(g_out, {-1, out}), gm;  // gm: what the products read
+             if (yd.defined() || gb) {
+               // ReLU backward (y > 0 exactly where the pre-activation was), the bias
+               // gradient and, for two bf16 products, their operand's copy: one pass.
+               LinearOutputGrad r = backend_of(g_out).linear_output_grad(
+                   g2, yd.defined() ? reshape(yd, {-1, out}) : Tensor(), gx && gw && bf16_products_of(g2), gb);
+               gm = r.g;
+               grads[2] = r.bias_grad;
+             } else {
+               gm = gx && gw ? matmul_operand(g2) : g2;  // read by both products
+             }
              if (gx) grads[0] = reshape(matmul(gm, wd), xs);
              if (gw) grads[1] = weight_grad(leaf, transpose(gm, 0, 1), xm);
-             if (gb) grads[2] = sum(g2, {0});
              return grads;
            });
   }

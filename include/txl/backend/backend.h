@@ -21,6 +21,13 @@ struct UnaryParams {
 
 const char* binary_name(BinaryOp op);
 
+// What a linear layer's backward products read, from its output gradient (see
+// Backend::linear_output_grad).
+struct LinearOutputGrad {
+  Tensor g;          // [R, N]: fp32, or bf16 when asked for
+  Tensor bias_grad;  // [N] fp32 column sums of g (before any rounding), when asked for
+};
+
 struct LayerNormResult {
   Tensor y, mean, rstd;  // mean and rstd per row, shape x.shape[:-1]
 };
@@ -99,6 +106,12 @@ class Backend {
   // feeds both input gradients). Keeps x's strides when x's elements fill their span
   // (a contiguous tensor or a permutation of one), else is dense row-major.
   virtual Tensor to_bf16(const Tensor& x) = 0;
+  // A linear layer's output gradient gy [R, N] made ready for its products in one pass:
+  // g = gy, or gy * relu'(y) when y (the layer's ReLU output, [R, N]) is defined; g
+  // dense, in bf16 when bf16 is set (the copy both products read, as to_bf16 rounds
+  // it; the fp32 g is then never written); with bias_grad, the bias gradient (the sum
+  // of g's rows in fp32).
+  virtual LinearOutputGrad linear_output_grad(const Tensor& gy, const Tensor& y, bool bf16, bool bias_grad) = 0;
 
   virtual Tensor softmax_last(const Tensor& x, bool log) = 0;
   virtual Tensor softmax_last_backward(const Tensor& y, const Tensor& gy, bool log) = 0;

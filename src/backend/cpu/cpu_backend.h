@@ -20,6 +20,7 @@ class CpuBackend final : public Backend {
   Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& bias, bool relu = false) override;
   void matmul_into(const Tensor& a, const Tensor& b, Tensor& out) override;
   Tensor to_bf16(const Tensor& x) override;
+  LinearOutputGrad linear_output_grad(const Tensor& gy, const Tensor& y, bool bf16, bool bias_grad) override;
   Tensor softmax_last(const Tensor& x, bool log) override;
   Tensor softmax_last_backward(const Tensor& y, const Tensor& gy, bool log) override;
   LayerNormResult layer_norm(const Tensor& x, const Tensor& residual, const Tensor& gamma, const Tensor& beta,

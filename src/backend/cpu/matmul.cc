@@ -10,6 +10,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "bf16_bits.h"
 #include "cpu_backend.h"
 #include "../kernel_contracts.h"
 #include "txl/backend/precision.h"
@@ -119,13 +120,7 @@ Tensor to_bf16_reorder(DnnlContext& ctx, const Tensor& t, const dnnl::memory::de
 // fp32 -> bf16, round to nearest even (NaN stays NaN).
 void convert_to_bf16(const float* src, uint16_t* dst, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n > 1 << 15)
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t u;
-    std::memcpy(&u, &src[i], 4);
-    const bool nan = (u & 0x7fffffffu) > 0x7f800000u;
-    u += 0x7fffu + ((u >> 16) & 1u);
-    dst[i] = nan ? uint16_t(0x7fc0) : static_cast<uint16_t>(u >> 16);
-  }
+  for (int64_t i = 0; i < n; ++i) dst[i] = bf16_bits(src[i]);
 }
 
 // The bf16 copy of an fp32 operand: same strides when its span is dense (one pass of

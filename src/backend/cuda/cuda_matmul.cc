@@ -176,6 +176,18 @@ Tensor CudaBackend::to_bf16(const Tensor& x) {
   return out;
 }
 
+// Composed from this backend's kernels (ReLU backward, column sum, conversion): the
+// separate passes cost less on a GPU's bandwidth than on the CPU's.
+LinearOutputGrad CudaBackend::linear_output_grad(const Tensor& gy, const Tensor& y, bool bf16, bool bias_grad) {
+  check_linear_output_grad(gy, y, bf16);
+  common_device("linear_output_grad", {&gy, &y});
+  const Tensor g = y.defined() ? unary_backward(UnaryOp::relu, y, y, gy, {}) : contiguous(gy);
+  LinearOutputGrad r;
+  if (bias_grad) r.bias_grad = reduce(ReduceOp::sum, g, {0}, false);
+  r.g = bf16 ? to_bf16(g) : g;
+  return r;
+}
+
 // ---- fused attention ------------------------------------------------------------------
 // Not built on CUDA yet: the attention variants take the unfused path on a CUDA device
 // (use_fused_attention), so these are reached only by a direct call.

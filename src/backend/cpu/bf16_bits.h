@@ -1,0 +1,17 @@
+// fp32 -> bf16 bits, rounded to nearest even (NaN stays a quiet NaN): the one rounding
+// every CPU conversion uses (to_bf16, the weight arena's copy, fused producers).
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+namespace txl::cpu {
+
+inline uint16_t bf16_bits(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  const bool nan = (u & 0x7fffffffu) > 0x7f800000u;
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return nan ? uint16_t(0x7fc0) : static_cast<uint16_t>(u >> 16);
+}
+
+}  // namespace txl::cpu
