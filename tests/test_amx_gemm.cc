@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "backend/cpu/amx_gemm.h"
@@ -130,4 +131,31 @@ TEST_CASE("amx_gemm on a packed operand reads the rows and columns it is told", 
   std::vector<float> A(64 * 64), C(64 * 64);
   REQUIRE_THROWS(amx_gemm<false>(64, 64, 64, A.data(), 64, packed, 1, 0, C.data(), 64, false));   // odd row
   REQUIRE_THROWS(amx_gemm<false>(64, 64, 100, A.data(), 64, packed, 60, 0, C.data(), 64, false));  // past the rows
+}
+
+TEST_CASE("a packed transposed operand equals the packed transpose", "[bf16][attention]") {
+  if (!amx_bf16_available()) {
+    WARN("skipped: this CPU has no AMX-BF16 (oneDNN ISA below avx512_core_amx)");
+    return;
+  }
+  // X [rows, cols] with a row stride wider than its rows, as a task's keys sit in the
+  // [K, B, H, Dh] tensor; odd sizes cover the word pairs' and the 16 x 16 blocks' edges.
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{128, 32}, {77, 64}, {300, 17}, {5, 3}}) {
+    const int64_t ldx = cols + 9;
+    std::vector<float> X(rows * ldx), XT(cols * rows);
+    for (float& x : X) x = nd(rng);
+    for (int64_t j = 0; j < rows; ++j)
+      for (int64_t c = 0; c < cols; ++c) XT[c * rows + j] = X[j * ldx + c];
+    PackedOperand a, b;
+    a.pack_transposed(X.data(), ldx, rows, cols);
+    b.pack(XT.data(), rows, cols, rows);
+    REQUIRE(a.rows() == cols);
+    REQUIRE(a.cols() == rows);
+    REQUIRE(a.row_words() == b.row_words());
+    const int64_t words = (((cols + 31) / 32 * 32) / 2 + 16) * a.row_words();
+    INFO("rows " << rows << " cols " << cols);
+    REQUIRE(std::memcmp(a.words(), b.words(), static_cast<size_t>(words) * 4) == 0);
+  }
 }

@@ -4,7 +4,7 @@
 // compressive (its reconstruction loss reads the attention's q, k, v) and
 // adaptive_span (learned spans, fixed span, persistent memory).
 #include "gradcheck.h"
-#include "backend/cpu/amx_gemm.h"
+#include "backend/cpu/block_gemm.h"
 #include "txl/backend/precision.h"
 #include "txl/models/language_model.h"
 

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <vector>
 
+#include "block_gemm.h"
 #include "txl/backend/precision.h"
 #include "txl/core/error.h"
 
@@ -124,7 +125,6 @@ uint32_t* sized(std::vector<uint32_t>& v, int64_t n) {
   if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
   return v.data();
 }
-
 
 // Packs op(A) [M, K] into [Mp, Kp / 2] words in this thread's buffer.
 template <bool TA>
@@ -253,6 +253,42 @@ void PackedOperand::pack(const float* B, int64_t ldb, int64_t K, int64_t N) {
   pack_pairs(B, ldb, K, N, 2 * pair_rows, row_words_, words_.data());
 }
 
+void PackedOperand::pack_transposed(const float* X, int64_t ldx, int64_t rows, int64_t cols) {
+  // B = X^T: B's pair-row r, column j is the pair (X[j, 2r], X[j, 2r + 1]), i.e. word r
+  // of row j of X rounded to bf16. Rows of X become words, then 16 x 16 word blocks
+  // are transposed into place; the padding pair-rows are zero-filled directly.
+  rows_ = cols;
+  cols_ = rows;
+  const int64_t R = round32(rows);
+  row_words_ = R + 32;
+  const int64_t pair_rows = round32(cols) / 2 + 16, real = (cols + 31) / 32 * 16;
+  if (words_.size() < static_cast<size_t>(pair_rows * row_words_))
+    words_.resize(static_cast<size_t>(pair_rows * row_words_));
+  thread_local std::vector<uint32_t> row_words;
+  uint32_t* tmp = sized(row_words, R * real);
+  for (int64_t j = 0; j < R; ++j) {
+    uint32_t* out = tmp + j * real;
+    if (j >= rows) {
+      std::memset(out, 0, sizeof(uint32_t) * real);
+      continue;
+    }
+    const float* src = X + j * ldx;
+    for (int64_t w0 = 0; w0 < real; w0 += 16) {
+      const int64_t c0 = 2 * w0;
+      const __m512 lo = _mm512_maskz_loadu_ps(lanes(cols - c0), src + c0);
+      const __m512 hi = _mm512_maskz_loadu_ps(lanes(cols - c0 - 16), src + c0 + 16);
+      _mm512_storeu_si512(out + w0, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)));
+    }
+  }
+  uint32_t* w = words_.data();
+  for (int64_t r0 = 0; r0 < real; r0 += 16) {
+    for (int64_t j0 = 0; j0 < R; j0 += 16)
+      transpose16(tmp + j0 * real + r0, real, w + r0 * row_words_ + j0, row_words_);
+    for (int64_t r = r0; r < r0 + 16; ++r) std::memset(w + r * row_words_ + R, 0, sizeof(uint32_t) * 32);
+  }
+  std::memset(w + real * row_words_, 0, sizeof(uint32_t) * (pair_rows - real) * row_words_);
+}
+
 template <bool TA>
 void amx_gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const PackedOperand& B, int64_t k0,
               int64_t n0, float* C, int64_t ldc, bool accumulate) {
@@ -275,6 +311,10 @@ void amx_gemm(int64_t, int64_t, int64_t, const float*, int64_t, const float*, in
 }
 
 void PackedOperand::pack(const float*, int64_t, int64_t, int64_t) {
+  TXL_FAIL("amx_gemm: this build has no AMX-BF16 support");
+}
+
+void PackedOperand::pack_transposed(const float*, int64_t, int64_t, int64_t) {
   TXL_FAIL("amx_gemm: this build has no AMX-BF16 support");
 }
 

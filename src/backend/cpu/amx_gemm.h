@@ -6,10 +6,7 @@
 // matmuls and PyTorch's bf16 autocast do for the same products.
 #pragma once
 #include <cstdint>
-#include <type_traits>
 #include <vector>
-
-#include "small_gemm.h"
 
 namespace txl::cpu {
 
@@ -28,6 +25,9 @@ void amx_gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, cons
 class PackedOperand {
  public:
   void pack(const float* B, int64_t ldb, int64_t K, int64_t N);
+  // B = X^T for X [rows, cols] with leading dimension ldx (a task's keys, read as the
+  // [Dh, keys] operand of the scores), packed straight from X's rows.
+  void pack_transposed(const float* X, int64_t ldx, int64_t rows, int64_t cols);
   int64_t rows() const { return rows_; }
   int64_t cols() const { return cols_; }
   int64_t row_words() const { return row_words_; }
@@ -42,49 +42,5 @@ class PackedOperand {
 template <bool TA>
 void amx_gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const PackedOperand& B, int64_t k0,
               int64_t n0, float* C, int64_t ldc, bool accumulate);
-
-// The block products of one fused kernel call, in the run's precision: bf16 on AMX when
-// matmul_precision() is bf16 and AMX is available (unless TXL_FUSED_AMX=0 is set, for
-// side-by-side measurements), else small_gemm in the operands' own type.
-class BlockGemm {
- public:
-  static BlockGemm for_run();
-  explicit BlockGemm(bool bf16) : bf16_(bf16) {}
-  bool bf16() const { return bf16_; }
-
-  template <bool TA>
-  void mul(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
-           int64_t ldc, bool accumulate) const {
-    if (bf16_)
-      amx_gemm<TA>(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
-    else
-      small_gemm<TA>(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
-  }
-  // B's packed copy (made by pack) when this run multiplies in bf16 and k0 is even;
-  // else the fp32 B, which must be the same values as rows k0.. / columns n0.. of it.
-  template <bool TA, class T>
-  void mul(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb,
-           const PackedOperand& packed, int64_t k0, int64_t n0, T* C, int64_t ldc, bool accumulate) const {
-    if constexpr (std::is_same_v<T, float>) {
-      if (bf16_ && k0 % 2 == 0) return amx_gemm<TA>(M, N, K, A, lda, packed, k0, n0, C, ldc, accumulate);
-    }
-    mul<TA>(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
-  }
-  // Packs B for the products above; nothing in fp32 runs.
-  template <class T>
-  void pack(PackedOperand& packed, const T* B, int64_t ldb, int64_t K, int64_t N) const {
-    if constexpr (std::is_same_v<T, float>) {
-      if (bf16_) packed.pack(B, ldb, K, N);
-    }
-  }
-  template <bool TA>
-  void mul(int64_t M, int64_t N, int64_t K, const double* A, int64_t lda, const double* B, int64_t ldb, double* C,
-           int64_t ldc, bool accumulate) const {
-    small_gemm<TA>(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
-  }
-
- private:
-  bool bf16_;
-};
 
 }  // namespace txl::cpu

@@ -17,7 +17,7 @@
 #include <limits>
 #include <vector>
 
-#include "amx_gemm.h"
+#include "block_gemm.h"
 #include "cpu_backend.h"
 #include "fast_exp.h"
 #include "panels.h"
@@ -136,9 +136,12 @@ void forward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInpu
   {
     thread_local Scratch<T> sc;
     sc.size_for(g);
-    // rk is shared by the batch: its [Dh, K] panels are made once per head.
+    // rk is shared by the batch: its fp32 [Dh, K] panels are made once per head (the
+    // packed tiles once per task, straight from rk's rows).
+    if (!bg.packs<T>()) {
 #pragma omp for schedule(static)
-    for (int64_t h = 0; h < g.H; ++h) transpose_panel(pr + h * g.r_h, g.r_row, g.K, g.Dh, rk_panels + h * g.Dh * g.K);
+      for (int64_t h = 0; h < g.H; ++h) transpose_panel(pr + h * g.r_h, g.r_row, g.K, g.Dh, rk_panels + h * g.Dh * g.K);
+    }
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t b = t / g.H, h = t % g.H;
@@ -148,11 +151,9 @@ void forward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInpu
       const T* rkt = rk_panels + h * g.Dh * g.K;
       T* o = po + (b * g.H + h) * g.Dh;
       T* l = pl + t * g.T;
-      transpose_panel(k, g.k_row, g.K, g.Dh, sc.kt.data());
-      pack_rows(v, g.v_row, g.K, g.Dh, sc.vc.data());
-      bg.pack(sc.kt_p, sc.kt.data(), g.K, g.Dh, g.K);
-      bg.pack(sc.rkt_p, rkt, g.K, g.Dh, g.K);
-      bg.pack(sc.vc_p, sc.vc.data(), g.Dh, g.K, g.Dh);
+      bg.prepare_transposed(sc.kt, sc.kt_p, k, g.k_row, g.K, g.Dh);
+      bg.prepare_rows(sc.vc, sc.vc_p, v, g.v_row, g.K, g.Dh);
+      bg.pack_transposed(sc.rkt_p, pr + h * g.r_h, g.r_row, g.K, g.Dh);
       for (int64_t i0 = 0; i0 < g.T; i0 += kBlockRows) {
         const int64_t i1 = std::min(g.T, i0 + kBlockRows), n = i1 - i0, Kv = g.K - g.T + i1;
         block_scores(bg, g, q, rkt, pu + h * g.Dh, pw + h * g.Dh, pm, scale, i0, i1, sc);
@@ -201,8 +202,10 @@ void backward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInp
     thread_local Scratch<T> sc;
     sc.size_for(g);
     std::vector<T>& dp = sc.dp;
+    if (!bg.packs<T>()) {
 #pragma omp for schedule(static)
-    for (int64_t h = 0; h < g.H; ++h) transpose_panel(pr + h * g.r_h, g.r_row, g.K, g.Dh, rk_panels + h * g.Dh * g.K);
+      for (int64_t h = 0; h < g.H; ++h) transpose_panel(pr + h * g.r_h, g.r_row, g.K, g.Dh, rk_panels + h * g.Dh * g.K);
+    }
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t b = t / g.H, h = t % g.H;
@@ -221,15 +224,12 @@ void backward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInp
       T* drk = grk + b * g.K * HD + h * Dh;
       T* du = gup + (b * g.H + h) * Dh;
       T* dw = gwp + (b * g.H + h) * Dh;
-      transpose_panel(k, g.k_row, g.K, Dh, sc.kt.data());
-      transpose_panel(v, g.v_row, g.K, Dh, sc.vt.data());
-      pack_rows(k, g.k_row, g.K, Dh, sc.kc.data());
+      bg.prepare_transposed(sc.kt, sc.kt_p, k, g.k_row, g.K, Dh);
+      bg.prepare_transposed(sc.vt, sc.vt_p, v, g.v_row, g.K, Dh);
+      bg.prepare_rows(sc.kc, sc.kc_p, k, g.k_row, g.K, Dh);
+      bg.pack_transposed(sc.rkt_p, rk, g.r_row, g.K, Dh);
+      bg.pack(sc.rk_p, rk, g.r_row, g.K, Dh);  // rk itself is the fp32 form (odd row offsets)
       pack_rows(go, row, g.T, Dh, sc.goc.data());
-      bg.pack(sc.kt_p, sc.kt.data(), g.K, Dh, g.K);
-      bg.pack(sc.rkt_p, rkt, g.K, Dh, g.K);
-      bg.pack(sc.vt_p, sc.vt.data(), g.K, Dh, g.K);
-      bg.pack(sc.kc_p, sc.kc.data(), Dh, g.K, Dh);
-      bg.pack(sc.rk_p, rk, g.r_row, g.K, Dh);
       for (int64_t i0 = 0; i0 < g.T; i0 += kBlockRows) {
         const int64_t i1 = std::min(g.T, i0 + kBlockRows), n = i1 - i0, Kv = g.K - g.T + i1;
         block_scores(bg, g, q, rkt, pu + h * Dh, pw + h * Dh, pm, scale, i0, i1, sc);

@@ -10,7 +10,7 @@
 #include <limits>
 #include <vector>
 
-#include "amx_gemm.h"
+#include "block_gemm.h"
 #include "cpu_backend.h"
 #include "fast_exp.h"
 #include "panels.h"
@@ -173,10 +173,8 @@ void forward_kernel(const BlockGemm& bg, const Geometry& g, const SpanAttentionI
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t b = t / g.H, h = t % g.H;
       const T* q = pq + b * g.q_b + h * g.q_h;
-      transpose_panel(pk + b * g.k_b + h * g.k_h, g.k_row, g.LK, Dh, sc.kt.data());
-      pack_rows(pv + b * g.v_b + h * g.v_h, g.v_row, g.LK, Dh, sc.vc.data());
-      bg.pack(sc.kt_p, sc.kt.data(), g.LK, Dh, g.LK);
-      bg.pack(sc.vc_p, sc.vc.data(), Dh, g.LK, Dh);
+      bg.prepare_transposed(sc.kt, sc.kt_p, pk + b * g.k_b + h * g.k_h, g.k_row, g.LK, Dh);
+      bg.prepare_rows(sc.vc, sc.vc_p, pv + b * g.v_b + h * g.v_h, g.v_row, g.LK, Dh);
       T* o = po + (b * g.H + h) * Dh;
       for (int64_t i0 = 0; i0 < g.M; i0 += g.block) {
         const int64_t n = std::min(g.block, g.M - i0), Kb = n + g.L - 1;
@@ -227,13 +225,10 @@ void backward_kernel(const BlockGemm& bg, const Geometry& g, const SpanAttention
       const T* v = pv + b * g.v_b + h * g.v_h;
       const T* ramp = pramp ? pramp + h * L : nullptr;
       const T* pkh = ppk ? ppk + h * Dh * N : nullptr;
-      transpose_panel(k, g.k_row, g.LK, Dh, sc.kt.data());
-      pack_rows(k, g.k_row, g.LK, Dh, sc.kc.data());
-      transpose_panel(v, g.v_row, g.LK, Dh, sc.vt.data());
+      bg.prepare_transposed(sc.kt, sc.kt_p, k, g.k_row, g.LK, Dh);
+      bg.prepare_rows(sc.kc, sc.kc_p, k, g.k_row, g.LK, Dh);
+      bg.prepare_transposed(sc.vt, sc.vt_p, v, g.v_row, g.LK, Dh);
       pack_rows(pgo + (b * g.H + h) * Dh, row, g.M, Dh, sc.goc.data());
-      bg.pack(sc.kt_p, sc.kt.data(), g.LK, Dh, g.LK);
-      bg.pack(sc.kc_p, sc.kc.data(), Dh, g.LK, Dh);
-      bg.pack(sc.vt_p, sc.vt.data(), g.LK, Dh, g.LK);
       if (N > 0) {
         transpose_panel(pkh, N, Dh, N, sc.pkt.data());                // [N, Dh]
         transpose_panel(ppv + h * N * Dh, Dh, N, Dh, sc.pvt.data());  // [Dh, N]
