@@ -69,7 +69,7 @@ void pack_pairs(const float* x, int64_t ld, int64_t K, int64_t N, int64_t Kp, in
 }
 
 // Rows of A [M, K] (leading dimension lda) in bf16 as [Mp, Kp / 2] words.
-void pack_rows(const float* a, int64_t lda, int64_t M, int64_t K, int64_t Mp, int64_t Kp, uint32_t* w) {
+void pack_bf16_rows(const float* a, int64_t lda, int64_t M, int64_t K, int64_t Mp, int64_t Kp, uint32_t* w) {
   const int64_t row = Kp / 2;
   for (int64_t m = 0; m < Mp; ++m) {
     uint32_t* out = w + m * row;
@@ -138,7 +138,7 @@ const uint32_t* pack_a(int64_t M, int64_t K, const float* A, int64_t lda, Packs&
     for (int64_t r0 = 0; r0 < Kw; r0 += 16)
       for (int64_t m0 = 0; m0 < Mp; m0 += 16) transpose16(pairs + r0 * Mp + m0, Mp, pa + m0 * Kw + r0, Kw);
   } else {
-    pack_rows(A, lda, M, K, Mp, Kp, pa);
+    pack_bf16_rows(A, lda, M, K, Mp, Kp, pa);
   }
   return pa;
 }
@@ -266,20 +266,7 @@ void PackedOperand::pack_transposed(const float* X, int64_t ldx, int64_t rows, i
     words_.resize(static_cast<size_t>(pair_rows * row_words_));
   thread_local std::vector<uint32_t> row_words;
   uint32_t* tmp = sized(row_words, R * real);
-  for (int64_t j = 0; j < R; ++j) {
-    uint32_t* out = tmp + j * real;
-    if (j >= rows) {
-      std::memset(out, 0, sizeof(uint32_t) * real);
-      continue;
-    }
-    const float* src = X + j * ldx;
-    for (int64_t w0 = 0; w0 < real; w0 += 16) {
-      const int64_t c0 = 2 * w0;
-      const __m512 lo = _mm512_maskz_loadu_ps(lanes(cols - c0), src + c0);
-      const __m512 hi = _mm512_maskz_loadu_ps(lanes(cols - c0 - 16), src + c0 + 16);
-      _mm512_storeu_si512(out + w0, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)));
-    }
-  }
+  pack_bf16_rows(X, ldx, rows, cols, R, 2 * real, tmp);
   uint32_t* w = words_.data();
   for (int64_t r0 = 0; r0 < real; r0 += 16) {
     for (int64_t j0 = 0; j0 < R; j0 += 16)
