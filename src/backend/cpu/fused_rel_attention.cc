@@ -1,12 +1,12 @@
 // The fused Transformer-XL attention core on the CPU (contract in backend.h). One task
 // per (batch, head); a task walks its query rows in blocks of kBlockRows and keeps the
 // block's scores in a per-thread buffer, so no [B, H, T, K] tensor exists. Products
-// inside a block are single-threaded (the tasks are the parallelism) and run on
-// small_gemm's register tiles, or in bf16 runs on AMX
-// tiles (BlockGemm): a library GEMM per block cost more in call and packing overhead
-// than the block's arithmetic (Dh = 32-64).
-// k, rk and v are transposed once per task into [Dh, K] panels so that every product
-// reads its second operand row by row.
+// inside a block are single-threaded (the tasks are the parallelism) and run through
+// BlockGemm: small_gemm's register tiles in fp32, AMX tiles in bf16 runs. A library
+// GEMM per block cost more in call and packing overhead than the block's arithmetic
+// (Dh = 32-64). Each task prepares k, rk and v once for the path that runs: [Dh, K]
+// fp32 panels, so that every product reads its second operand row by row, or packed
+// bf16 tiles.
 //
 // Causality limits the work: rows [i0, i1) see keys j <= K - T + i only, so a block
 // computes the first Kv = K - T + i1 key columns, and the position term of those

@@ -55,6 +55,8 @@ Geometry geometry_of(SpanAttentionInputs& in, const char* op) {
   if (in.pk.defined()) in.pk = contiguous_of(in.pk), in.pv = contiguous_of(in.pv);
   const auto &qs = in.q.strides(), &ks = in.k.strides(), &vs = in.v.strides();
   // Long windows make each block's buffers n x (n + L): fewer rows keep them near L2.
+  // Either one block covers every row or blocks are 32 or 64 rows, so block offsets
+  // are even: BlockGemm reads the packed value and key rows at them (no fp32 panel).
   const int64_t block = std::min<int64_t>(M, L > 2048 ? 32 : 64);
   return {M,    L, LK, B, H, Dh, N, qs[0], qs[1], qs[2], ks[0], ks[1], ks[2], vs[0], vs[1], vs[2], in.pe.strides()[0],
           block};
