@@ -56,19 +56,19 @@ class BlockGemm {
   template <class T>
   void prepare_rows(std::vector<T>& panel, PackedOperand& packed, const T* X, int64_t ld, int64_t rows,
                     int64_t cols) const {
-    if constexpr (std::is_same_v<T, float>) {
-      if (bf16_) return packed.pack(X, ld, rows, cols);
-    }
-    pack_rows(X, ld, rows, cols, panel.data());
+    if (packs<T>())
+      pack(packed, X, ld, rows, cols);
+    else
+      pack_rows(X, ld, rows, cols, panel.data());
   }
   // Operand B = X^T: an fp32 [cols, rows] panel, or packed straight from X's rows.
   template <class T>
   void prepare_transposed(std::vector<T>& panel, PackedOperand& packed, const T* X, int64_t ld, int64_t rows,
                           int64_t cols) const {
-    if constexpr (std::is_same_v<T, float>) {
-      if (bf16_) return packed.pack_transposed(X, ld, rows, cols);
-    }
-    transpose_panel(X, ld, rows, cols, panel.data());
+    if (packs<T>())
+      pack_transposed(packed, X, ld, rows, cols);
+    else
+      transpose_panel(X, ld, rows, cols, panel.data());
   }
   // Packs an operand whose fp32 form the caller has anyway (nothing in fp32 runs).
   template <class T>
