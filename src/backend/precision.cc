@@ -27,6 +27,11 @@ Bf16WeightScope::~Bf16WeightScope() {
 const void* bf16_weight_arena() { return g_weight_arena.load(std::memory_order_relaxed); }
 uint64_t bf16_weight_generation() { return g_weight_generation.load(std::memory_order_relaxed); }
 
+bool is_scoped_weight(const Tensor& t) {
+  const void* arena = bf16_weight_arena();
+  return arena != nullptr && t.dtype() == DType::f32 && t.impl().storage.get() == arena;
+}
+
 MatmulPrecision matmul_precision() { return g_precision.load(std::memory_order_relaxed); }
 void set_matmul_precision(MatmulPrecision p) { g_precision.store(p, std::memory_order_relaxed); }
 

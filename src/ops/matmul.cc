@@ -22,7 +22,7 @@ bool bf16_products_of(const Tensor& t) {
 
 Tensor matmul_operand(const Tensor& t) {
   if (!bf16_products_of(t)) return t;
-  if (const void* arena = bf16_weight_arena(); arena != nullptr && t.impl().storage.get() == arena) return t;
+  if (is_scoped_weight(t)) return t;
   for (int64_t d = 0; d < t.dim(); ++d)
     if (t.strides()[d] == 0 && t.shape()[d] > 1) return t;  // a broadcast: the product reads it as is
   return backend_of(t).to_bf16(t);

@@ -51,5 +51,7 @@ class Bf16WeightScope {
 // with every scope, so copies made under an earlier one are known to be stale.
 const void* bf16_weight_arena();
 uint64_t bf16_weight_generation();
+// Whether t is an fp32 view of the open scope's arena (a weight the scope converts).
+bool is_scoped_weight(const Tensor& t);
 
 }  // namespace txl

@@ -140,11 +140,6 @@ Tensor to_bf16(DnnlContext& ctx, const Tensor& t, const dnnl::memory::desc& from
 
 // A weight under a Bf16WeightScope as a view of the arena's bf16 copy (same offset and
 // strides), converted once per scope for every product that reads a weight.
-bool is_scoped_weight(const Tensor& t) {
-  const void* arena = bf16_weight_arena();
-  return arena != nullptr && t.dtype() == DType::f32 && t.impl().storage.get() == arena;
-}
-
 Tensor scoped_weight_bf16(const Tensor& w) {
   auto& ctx = dnnl_ctx();
   std::lock_guard<std::mutex> lock(ctx.mu);
