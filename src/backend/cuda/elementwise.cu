@@ -8,8 +8,10 @@ namespace txl::cuda {
 
 namespace {
 
+// __host__ too: launch_fill converts its fill value on the host. A __device__-only
+// function called from host code compiles to a host stub that calls exit(1).
 template <class TD, class TS>
-__device__ inline TD convert(TS v) {
+__host__ __device__ inline TD convert(TS v) {
   if constexpr (std::is_same_v<TD, __nv_bfloat16>) return __float2bfloat16_rn(static_cast<float>(v));
   else if constexpr (std::is_same_v<TS, __nv_bfloat16>) return static_cast<TD>(__bfloat162float(v));
   else return static_cast<TD>(v);
