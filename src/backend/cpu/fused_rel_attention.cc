@@ -75,7 +75,7 @@ struct Scratch {
   // and batch row, and walking them evicts L1 sets).
   std::vector<T> s, bd, dp, qu, qw, dqu, tmp, kt, vt, kc, vc, goc;
   // In bf16 runs, the packed copies of the panels the block products read (BlockGemm).
-  PackedOperand kt_p, rkt_p, vt_p, kc_p, vc_p, rk_p;
+  PackedOperand kt_p, vt_p, kc_p, vc_p;
   void size_for(const Layout& g) {
     const size_t n = static_cast<size_t>(kBlockRows * g.K), d = static_cast<size_t>(kBlockRows * g.Dh);
     const size_t panel = static_cast<size_t>(g.Dh * g.K);
@@ -96,10 +96,10 @@ struct Scratch {
 
 // Scores of rows [i0, i1) of task (b, h) into sc.s (content + shifted position term,
 // scaled, -inf where masked) over the block's Kv visible keys; sc.kt holds the task's k
-// panel and rkt its head's rk panel.
+// panel, and rkt / rkt_p its head's rk panel (fp32 / packed).
 template <class T>
-void block_scores(const BlockGemm& bg, const Layout& g, const T* q, const T* rkt, const T* u, const T* w,
-                  const uint8_t* mask, T scale, int64_t i0, int64_t i1, Scratch<T>& sc) {
+void block_scores(const BlockGemm& bg, const Layout& g, const T* q, const T* rkt, const PackedOperand& rkt_p,
+                  const T* u, const T* w, const uint8_t* mask, T scale, int64_t i0, int64_t i1, Scratch<T>& sc) {
   const int64_t n = i1 - i0, Kv = g.K - g.T + i1, Dh = g.Dh;
   for (int64_t r = 0; r < n; ++r) {
     const T* qr = q + (i0 + r) * g.q_row;
@@ -110,7 +110,7 @@ void block_scores(const BlockGemm& bg, const Layout& g, const T* q, const T* rkt
     }
   }
   bg.mul<false>(n, Kv, Dh, sc.qu.data(), Dh, sc.kt.data(), g.K, sc.kt_p, 0, 0, sc.s.data(), Kv, false);
-  bg.mul<false>(n, Kv, Dh, sc.qw.data(), Dh, rkt + (g.T - i1), g.K, sc.rkt_p, 0, g.T - i1, sc.bd.data(), Kv, false);
+  bg.mul<false>(n, Kv, Dh, sc.qw.data(), Dh, rkt + (g.T - i1), g.K, rkt_p, 0, g.T - i1, sc.bd.data(), Kv, false);
   const T neg_inf = -std::numeric_limits<T>::infinity();
   for (int64_t r = 0; r < n; ++r) {
     const int64_t i = i0 + r, visible = g.K - g.T + i + 1;
@@ -132,15 +132,18 @@ void forward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInpu
   T* po = out.data<T>();
   T* pl = lse.data<T>();
   const int64_t tasks = g.B * g.H, o_row = g.B * g.H * g.Dh;
+  std::vector<PackedOperand> rkt_heads(static_cast<size_t>(g.H));
 #pragma omp parallel
   {
     thread_local Scratch<T> sc;
     sc.size_for(g);
-    // rk is shared by the batch: its fp32 [Dh, K] panels are made once per head (the
-    // packed tiles once per task, straight from rk's rows).
-    if (!bg.packs<T>()) {
+    // rk is shared by the batch: its [Dh, K] panel is made once per head, fp32 or packed.
 #pragma omp for schedule(static)
-      for (int64_t h = 0; h < g.H; ++h) transpose_panel(pr + h * g.r_h, g.r_row, g.K, g.Dh, rk_panels + h * g.Dh * g.K);
+    for (int64_t h = 0; h < g.H; ++h) {
+      if (bg.packs<T>())
+        bg.pack_transposed(rkt_heads[static_cast<size_t>(h)], pr + h * g.r_h, g.r_row, g.K, g.Dh);
+      else
+        transpose_panel(pr + h * g.r_h, g.r_row, g.K, g.Dh, rk_panels + h * g.Dh * g.K);
     }
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < tasks; ++t) {
@@ -153,10 +156,10 @@ void forward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInpu
       T* l = pl + t * g.T;
       bg.prepare_transposed(sc.kt, sc.kt_p, k, g.k_row, g.K, g.Dh);
       bg.prepare_rows(sc.vc, sc.vc_p, v, g.v_row, g.K, g.Dh);
-      bg.pack_transposed(sc.rkt_p, pr + h * g.r_h, g.r_row, g.K, g.Dh);
+      const PackedOperand& rkt_p = rkt_heads[static_cast<size_t>(h)];
       for (int64_t i0 = 0; i0 < g.T; i0 += kBlockRows) {
         const int64_t i1 = std::min(g.T, i0 + kBlockRows), n = i1 - i0, Kv = g.K - g.T + i1;
-        block_scores(bg, g, q, rkt, pu + h * g.Dh, pw + h * g.Dh, pm, scale, i0, i1, sc);
+        block_scores(bg, g, q, rkt, rkt_p, pu + h * g.Dh, pw + h * g.Dh, pm, scale, i0, i1, sc);
         for (int64_t r = 0; r < n; ++r) {
           T* s = sc.s.data() + r * Kv;
           T mx = -std::numeric_limits<T>::infinity();
@@ -197,14 +200,22 @@ void backward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInp
   T *gq = gr.q.data<T>(), *gk = gr.k.data<T>(), *gv = gr.v.data<T>();
   T *grk = grk_parts.data<T>(), *gup = gu_parts.data<T>(), *gwp = gw_parts.data<T>();
   const int64_t tasks = g.B * g.H, Dh = g.Dh, HD = g.H * g.Dh, row = g.B * HD;
+  // rk's two packed forms per head (as rk^T for the scores, as rk for dq), shared by the
+  // batch's tasks.
+  std::vector<PackedOperand> rkt_heads(static_cast<size_t>(g.H)), rk_heads(static_cast<size_t>(g.H));
 #pragma omp parallel
   {
     thread_local Scratch<T> sc;
     sc.size_for(g);
     std::vector<T>& dp = sc.dp;
-    if (!bg.packs<T>()) {
 #pragma omp for schedule(static)
-      for (int64_t h = 0; h < g.H; ++h) transpose_panel(pr + h * g.r_h, g.r_row, g.K, g.Dh, rk_panels + h * g.Dh * g.K);
+    for (int64_t h = 0; h < g.H; ++h) {
+      if (bg.packs<T>()) {
+        bg.pack_transposed(rkt_heads[static_cast<size_t>(h)], pr + h * g.r_h, g.r_row, g.K, g.Dh);
+        bg.pack(rk_heads[static_cast<size_t>(h)], pr + h * g.r_h, g.r_row, g.K, g.Dh);  // fp32 form: rk itself
+      } else {
+        transpose_panel(pr + h * g.r_h, g.r_row, g.K, g.Dh, rk_panels + h * g.Dh * g.K);
+      }
     }
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < tasks; ++t) {
@@ -227,12 +238,11 @@ void backward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInp
       bg.prepare_transposed(sc.kt, sc.kt_p, k, g.k_row, g.K, Dh);
       bg.prepare_transposed(sc.vt, sc.vt_p, v, g.v_row, g.K, Dh);
       bg.prepare_rows(sc.kc, sc.kc_p, k, g.k_row, g.K, Dh);
-      bg.pack_transposed(sc.rkt_p, rk, g.r_row, g.K, Dh);
-      bg.pack(sc.rk_p, rk, g.r_row, g.K, Dh);  // rk itself is the fp32 form (odd row offsets)
+      const PackedOperand &rkt_p = rkt_heads[static_cast<size_t>(h)], &rk_p = rk_heads[static_cast<size_t>(h)];
       pack_rows(go, row, g.T, Dh, sc.goc.data());
       for (int64_t i0 = 0; i0 < g.T; i0 += kBlockRows) {
         const int64_t i1 = std::min(g.T, i0 + kBlockRows), n = i1 - i0, Kv = g.K - g.T + i1;
-        block_scores(bg, g, q, rkt, pu + h * Dh, pw + h * Dh, pm, scale, i0, i1, sc);
+        block_scores(bg, g, q, rkt, rkt_p, pu + h * Dh, pw + h * Dh, pm, scale, i0, i1, sc);
         // p = exp(s - lse), recomputed; dp = gout v^T.
         for (int64_t r = 0; r < n; ++r) {
           T* s = sc.s.data() + r * Kv;
@@ -264,8 +274,8 @@ void backward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInp
         }
         // dq = ds k + dbd rk; du, dw are their row sums.
         bg.mul<false>(n, Dh, Kv, sc.s.data(), Kv, sc.kc.data(), Dh, sc.kc_p, 0, 0, sc.dqu.data(), Dh, false);
-        bg.mul<false>(n, Dh, Kv, sc.bd.data(), Kv, rk + (g.T - i1) * g.r_row, g.r_row, sc.rk_p, g.T - i1, 0,
-                      sc.tmp.data(), Dh, false);
+        bg.mul<false>(n, Dh, Kv, sc.bd.data(), Kv, rk + (g.T - i1) * g.r_row, g.r_row, rk_p, g.T - i1, 0, sc.tmp.data(),
+                      Dh, false);
         for (int64_t r = 0; r < n; ++r) {
           const T* a = sc.dqu.data() + r * Dh;
           const T* c = sc.tmp.data() + r * Dh;
