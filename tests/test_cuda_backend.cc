@@ -20,15 +20,32 @@ namespace {
 
 bool have_gpu() { return device_count(DeviceType::cuda) > 0; }
 
-#define REQUIRE_GPU_OR_SKIP()                                   \
-  do {                                                          \
-    if (!have_gpu()) {                                          \
-      WARN("no CUDA device: skipped");                          \
-      return;                                                   \
-    }                                                           \
+#define REQUIRE_GPU_OR_SKIP()          \
+  do {                                 \
+    if (!have_gpu()) {                 \
+      WARN("no CUDA device: skipped"); \
+      return;                          \
+    }                                  \
   } while (0)
 
-const Device kGpu{DeviceType::cuda, 0};
+// The device under test: cuda:0, except while the CPU run of the cases below swaps in
+// the CPU (TargetScope).
+Device kGpu{DeviceType::cuda, 0};
+
+struct TargetScope {
+  explicit TargetScope(Device d) : prev(kGpu) { kGpu = d; }
+  ~TargetScope() { kGpu = prev; }
+  Device prev;
+};
+
+using CaseBody = void (*)();
+std::vector<std::pair<const char*, CaseBody>>& gpu_cases() {
+  static std::vector<std::pair<const char*, CaseBody>> cases;
+  return cases;
+}
+struct RegisterCase {
+  RegisterCase(const char* name, CaseBody body) { gpu_cases().emplace_back(name, body); }
+};
 
 using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
 
@@ -86,6 +103,18 @@ Tensor positive(const Shape& s, uint64_t seed, DType dt) {
 
 }  // namespace
 
+// A [gpu] test case whose body is also run, with the CPU as the device under test, by
+// the CPU test at the end of this file: CI has no GPU, and that run at least executes
+// every case's CPU half and harness (shapes, which ops are differentiable).
+#define GPU_CASE(fn, name)                        \
+  static void fn();                               \
+  static const RegisterCase fn##_case{name, &fn}; \
+  TEST_CASE(name, "[gpu]") {                      \
+    REQUIRE_GPU_OR_SKIP();                        \
+    fn();                                         \
+  }                                               \
+  static void fn()
+
 TEST_CASE("a CUDA tensor without a device is one clear error", "[cuda]") {
   if (have_gpu()) return;
   REQUIRE_THROWS_WITH(Tensor::zeros({2, 3}, DType::f32, kGpu), Catch::Matchers::Contains("cuda:0"));
@@ -97,8 +126,7 @@ TEST_CASE("train.device: cuda without a visible GPU is one clear error", "[cuda]
   REQUIRE_THROWS_WITH(training_device("cuda", 0), Catch::Matchers::Contains("train.device: cuda, but"));
 }
 
-TEST_CASE("cuda: host round trips, fills, strided and dtype-converting copies", "[gpu]") {
-  REQUIRE_GPU_OR_SKIP();
+GPU_CASE(gpu_case_1, "cuda: host round trips, fills, strided and dtype-converting copies") {
   Tensor h = randn({3, 4, 5}, 1, DType::f64);
   Tensor d = h.to(kGpu);
   REQUIRE(d.device() == kGpu);
@@ -111,12 +139,11 @@ TEST_CASE("cuda: host round trips, fills, strided and dtype-converting copies", 
   REQUIRE(Tensor::full({4}, 2.5, DType::f32, kGpu).to_doubles() == std::vector<double>(4, 2.5));
   REQUIRE(Tensor::zeros({3}, DType::i64, kGpu).to_doubles() == std::vector<double>(3, 0.0));
   // contiguous_copy is not differentiable (it makes plain storage), so values only.
-  require_same_on_gpu([](const std::vector<Tensor>& x) { return contiguous_copy(transpose(x[0], 0, 2)); },
-                      {h}, 0.0, /*grads=*/false);
+  require_same_on_gpu([](const std::vector<Tensor>& x) { return contiguous_copy(transpose(x[0], 0, 2)); }, {h}, 0.0,
+                      /*grads=*/false);
 }
 
-TEST_CASE("cuda: unary ops and their gradients match the CPU", "[gpu]") {
-  REQUIRE_GPU_OR_SKIP();
+GPU_CASE(gpu_case_2, "cuda: unary ops and their gradients match the CPU") {
   for (DType dt : {DType::f64, DType::f32}) {
     const double tol = dt == DType::f64 ? 1e-10 : 1e-5;
     Tensor x = randn({4, 6}, 2, dt), p = positive({4, 6}, 3, dt);
@@ -149,8 +176,7 @@ TEST_CASE("cuda: unary ops and their gradients match the CPU", "[gpu]") {
   }
 }
 
-TEST_CASE("cuda: broadcast binary ops, where, equal and masked_fill match the CPU", "[gpu]") {
-  REQUIRE_GPU_OR_SKIP();
+GPU_CASE(gpu_case_3, "cuda: broadcast binary ops, where, equal and masked_fill match the CPU") {
   for (DType dt : {DType::f64, DType::f32}) {
     const double tol = dt == DType::f64 ? 1e-10 : 1e-5;
     INFO(dtype_name(dt));
@@ -176,8 +202,7 @@ TEST_CASE("cuda: broadcast binary ops, where, equal and masked_fill match the CP
   }
 }
 
-TEST_CASE("cuda: sum, mean and max over axes match the CPU", "[gpu]") {
-  REQUIRE_GPU_OR_SKIP();
+GPU_CASE(gpu_case_4, "cuda: sum, mean and max over axes match the CPU") {
   for (DType dt : {DType::f64, DType::f32}) {
     const double tol = dt == DType::f64 ? 1e-10 : 1e-5;
     INFO(dtype_name(dt));
@@ -196,8 +221,7 @@ TEST_CASE("cuda: sum, mean and max over axes match the CPU", "[gpu]") {
   }
 }
 
-TEST_CASE("cuda: batched, broadcast and transposed products and linear layers match the CPU", "[gpu]") {
-  REQUIRE_GPU_OR_SKIP();
+GPU_CASE(gpu_case_5, "cuda: batched, broadcast and transposed products and linear layers match the CPU") {
   for (DType dt : {DType::f64, DType::f32}) {
     const double tol = dt == DType::f64 ? 1e-10 : 1e-5;
     INFO(dtype_name(dt));
@@ -208,17 +232,17 @@ TEST_CASE("cuda: batched, broadcast and transposed products and linear layers ma
         [](const std::vector<Tensor>& v) { return matmul(transpose(v[0], -1, -2), transpose(v[1], -1, -2)); },
         {randn({3, 7, 5}, 12, dt), randn({3, 4, 7}, 13, dt)}, tol);
     require_same_on_gpu(
-        [](const std::vector<Tensor>& v) { return matmul(permute(v[0], {1, 0, 2, 3}), v[1]); },
+        [](const std::vector<Tensor>& v) {
+          return matmul(permute(v[0], {1, 0, 2, 3}), v[1]);
+        },
         {randn({3, 2, 5, 7}, 14, dt), randn({7, 6}, 15, dt)}, tol);
     Tensor x = randn({6, 8}, 16, dt), w = randn({5, 8}, 17, dt), bias = randn({5}, 18, dt);
     require_same_on_gpu([](const std::vector<Tensor>& v) { return linear(v[0], v[1], v[2]); }, {x, w, bias}, tol);
-    require_same_on_gpu([](const std::vector<Tensor>& v) { return linear_relu(v[0], v[1], v[2]); }, {x, w, bias},
-                        tol);
+    require_same_on_gpu([](const std::vector<Tensor>& v) { return linear_relu(v[0], v[1], v[2]); }, {x, w, bias}, tol);
   }
 }
 
-TEST_CASE("cuda: bf16 products use fp32 accumulation like the CPU's", "[gpu]") {
-  REQUIRE_GPU_OR_SKIP();
+GPU_CASE(gpu_case_6, "cuda: bf16 products use fp32 accumulation like the CPU's") {
   PrecisionScope bf16(MatmulPrecision::bf16);
   Tensor x = randn({16, 64}, 19, DType::f32, 0.5), w = randn({32, 64}, 20, DType::f32, 0.5);
   Tensor bias = randn({32}, 21, DType::f32);
@@ -227,8 +251,7 @@ TEST_CASE("cuda: bf16 products use fp32 accumulation like the CPU's", "[gpu]") {
                       {x, randn({32, 64}, 22, DType::f32, 0.5)}, 1e-2);
 }
 
-TEST_CASE("cuda: softmax, layer norm and cross-entropy match the CPU", "[gpu]") {
-  REQUIRE_GPU_OR_SKIP();
+GPU_CASE(gpu_case_7, "cuda: softmax, layer norm and cross-entropy match the CPU") {
   for (DType dt : {DType::f64, DType::f32}) {
     const double tol = dt == DType::f64 ? 1e-10 : 1e-5;
     INFO(dtype_name(dt));
@@ -241,16 +264,13 @@ TEST_CASE("cuda: softmax, layer norm and cross-entropy match the CPU", "[gpu]") 
                         {x, g, b, r}, tol);
     Tensor logits = randn({7, 11}, 27, dt, 2.0);
     Tensor targets = Tensor::from_vector<int64_t>({7}, {0, 3, 10, -100, 5, 5, 1});
-    require_same_on_gpu([](const std::vector<Tensor>& v) { return cross_entropy(v[0], v[1]); }, {logits, targets},
-                        tol);
-    require_same_on_gpu(
-        [](const std::vector<Tensor>& v) { return cross_entropy(v[0], v[1], Reduction::none); },
-        {logits, to_dtype(targets, DType::i32)}, tol);
+    require_same_on_gpu([](const std::vector<Tensor>& v) { return cross_entropy(v[0], v[1]); }, {logits, targets}, tol);
+    require_same_on_gpu([](const std::vector<Tensor>& v) { return cross_entropy(v[0], v[1], Reduction::none); },
+                        {logits, to_dtype(targets, DType::i32)}, tol);
   }
 }
 
-TEST_CASE("cuda: gathers, scatters, layout ops, dropout and masks match the CPU", "[gpu]") {
-  REQUIRE_GPU_OR_SKIP();
+GPU_CASE(gpu_case_8, "cuda: gathers, scatters, layout ops, dropout and masks match the CPU") {
   for (DType dt : {DType::f64, DType::f32}) {
     const double tol = dt == DType::f64 ? 1e-10 : 1e-5;
     INFO(dtype_name(dt));
@@ -265,22 +285,21 @@ TEST_CASE("cuda: gathers, scatters, layout ops, dropout and masks match the CPU"
     require_same_on_gpu([](const std::vector<Tensor>& v) { return pad(v[0], {{1, 2}, {0, 1}}, 0.5); }, {a}, tol);
     require_same_on_gpu([](const std::vector<Tensor>& v) { return dropout(v[0], 0.3, true, 7, 100); }, {b}, tol);
   }
-  Run cpu = run_on(cpu_device(), [](const std::vector<Tensor>&) { return to_dtype(triu_mask(5, 7, 2), DType::f32); },
-                   {}, false);
+  Run cpu = run_on(
+      cpu_device(), [](const std::vector<Tensor>&) { return to_dtype(triu_mask(5, 7, 2), DType::f32); }, {}, false);
   Tensor gpu = backend_for(kGpu).triangle_mask(5, 7, 2, true, kGpu);
   REQUIRE(max_abs_diff(to_dtype(gpu.to(cpu_device()), DType::f32), cpu.out) == 0.0);
 }
 
-TEST_CASE("cuda: Transformer-XL attention probabilities match the CPU", "[gpu]") {
-  REQUIRE_GPU_OR_SKIP();
+GPU_CASE(gpu_case_9, "cuda: Transformer-XL attention probabilities match the CPU") {
   const int64_t T = 5, M = 3, K = T + M;
   Tensor mask = triu_mask(T, K, 1 + M);
   for (DType dt : {DType::f64, DType::f32}) {
     const double tol = dt == DType::f64 ? 1e-10 : 1e-5;
     INFO(dtype_name(dt));
     Tensor ac = randn({2, 3, T, K}, 31, dt), bd = randn({2, 3, T, K}, 32, dt);
-    require_same_on_gpu([&](const std::vector<Tensor>& v) { return rel_attn_probs(v[0], v[1], mask, 0.35); },
-                        {ac, bd}, tol);
+    require_same_on_gpu([&](const std::vector<Tensor>& v) { return rel_attn_probs(v[0], v[1], mask, 0.35); }, {ac, bd},
+                        tol);
   }
 }
 
@@ -317,9 +336,9 @@ StepResult train_step(const ModelConfig& mc, const OptimizerConfig& oc, Device d
   Tensor objective;
   model.params().zero_grad();
   for (int64_t s = 0; s < 3; ++s) {
-    ForwardResult out = model.forward(token_block(mc.tgt_len, 2, s, 11).to(device),
-                                      token_block(mc.tgt_len, 2, s + 5, 11).to(device), state,
-                                      ForwardOptions{true, 17 + static_cast<uint64_t>(s)});
+    ForwardResult out =
+        model.forward(token_block(mc.tgt_len, 2, s, 11).to(device), token_block(mc.tgt_len, 2, s + 5, 11).to(device),
+                      state, ForwardOptions{true, 17 + static_cast<uint64_t>(s)});
     for (double v : out.loss.to_doubles()) r.losses.push_back(v);
     Tensor seg = mean(out.loss);
     if (out.aux_loss.defined()) seg = add(seg, out.aux_loss);
@@ -338,14 +357,14 @@ StepResult train_step(const ModelConfig& mc, const OptimizerConfig& oc, Device d
 double worst(const std::vector<double>& got, const std::vector<double>& want) {
   REQUIRE(got.size() == want.size());
   double m = 0;
-  for (size_t i = 0; i < got.size(); ++i) m = std::max(m, std::abs(got[i] - want[i]) / std::max(1.0, std::abs(want[i])));
+  for (size_t i = 0; i < got.size(); ++i)
+    m = std::max(m, std::abs(got[i] - want[i]) / std::max(1.0, std::abs(want[i])));
   return m;
 }
 
 }  // namespace
 
-TEST_CASE("cuda: a training step of every family matches the CPU", "[gpu]") {
-  REQUIRE_GPU_OR_SKIP();
+GPU_CASE(gpu_case_10, "cuda: a training step of every family matches the CPU") {
   for (int family = 0; family < 4; ++family) {
     ModelConfig mc;
     mc.n_layer = 2;
@@ -386,5 +405,17 @@ TEST_CASE("cuda: a training step of every family matches the CPU", "[gpu]") {
       REQUIRE(worst(gpu.grads, cpu.grads) <= tol);
       REQUIRE(worst(gpu.weights, cpu.weights) <= tol);
     }
+  }
+}
+
+TEST_CASE("the gpu test cases run with the CPU as the device under test", "[cuda]") {
+  // CPU against CPU: this checks the cases' own code (their CPU half, shapes, gradients
+  // asked of differentiable ops), not CUDA. Two cases once failed on the first GPU run
+  // for reasons this would have caught.
+  TargetScope on_cpu(cpu_device());
+  REQUIRE(gpu_cases().size() >= 10);
+  for (const auto& [name, body] : gpu_cases()) {
+    INFO(name);
+    body();
   }
 }
