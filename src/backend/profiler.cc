@@ -1,6 +1,5 @@
 // The profiling decorator around a device backend and the time table it fills.
 #include "txl/backend/profiler.h"
-#include "device_registry.h"
 
 #include <algorithm>
 #include <chrono>
@@ -8,6 +7,7 @@
 #include <mutex>
 
 #include "cpu/cpu_backend.h"
+#include "device_registry.h"
 
 namespace txl::profiler {
 
@@ -50,11 +50,23 @@ std::vector<Entry> snapshot() {
   return out;
 }
 
+// Time of the finished scopes nested in this thread's innermost open scope, so that
+// each row counts its own time only (a kernel that calls profiled kernels, or the
+// arena's bf16 conversion done inside the step's first matmul).
+thread_local int64_t t_nested_ns = 0;
+
 Scope::Scope(const char* name, double flops) : name_(name), flops_(flops) {
-  if (g_enabled) start_ns_ = now_ns();
+  if (g_enabled) {
+    outer_nested_ns_ = t_nested_ns;
+    t_nested_ns = 0;
+    start_ns_ = now_ns();
+  }
 }
 Scope::~Scope() {
-  if (start_ns_ >= 0) add(name_, now_ns() - start_ns_, flops_);
+  if (start_ns_ < 0) return;
+  const int64_t total = now_ns() - start_ns_;
+  add(name_, total - t_nested_ns, flops_);
+  t_nested_ns = outer_nested_ns_ + total;
 }
 
 }  // namespace txl::profiler
@@ -197,8 +209,8 @@ class ProfilingBackend final : public Backend {
     profiler::Scope p("fused_span_attention", 3.0 * span_attention_flops(in));
     return in_.fused_span_attention(in, s);
   }
-  SpanAttentionGrads fused_span_attention_backward(const SpanAttentionInputs& in, double s,
-                                                   const FusedSpanAttention& f, const Tensor& g) override {
+  SpanAttentionGrads fused_span_attention_backward(const SpanAttentionInputs& in, double s, const FusedSpanAttention& f,
+                                                   const Tensor& g) override {
     profiler::Scope p("fused_span_attention", 7.0 * span_attention_flops(in));
     return in_.fused_span_attention_backward(in, s, f, g);
   }

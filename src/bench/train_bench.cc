@@ -25,7 +25,9 @@ const char* profile_category(std::string name) {
   if (const auto bwd = name.find(" ("); bwd != std::string::npos) name.resize(bwd);
   if (name == "matmul") return "GEMM";
   if (name == "to_bf16") return "bf16 conversion";
-  if (name == "rel_attn_probs" || name == "fused_rel_attention" || name == "fused_span_attention" || name == "softmax" || name == "triangle_mask") return "attention";
+  if (name == "rel_attn_probs" || name == "fused_rel_attention" || name == "fused_span_attention" ||
+      name == "softmax" || name == "triangle_mask")
+    return "attention";
   if (name == "cross_entropy") return "loss";
   if (name == "optimizer" || name == "clip_grad_norm") return "optimizer";
   return "elementwise/norm/copies";
@@ -78,10 +80,24 @@ nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup
   profiler::reset();
   profiler::set_enabled(profile);
   std::vector<double> ms;
+  // The ceiling for "% of peak": oneDNN's own product rate, measured before and after
+  // every timed step (outside its timing), and its median taken. This CPU's matrix
+  // throughput drifts by 2-3x over minutes, so one measurement before or after the
+  // steps can land in another phase than the steps ran in.
+  std::vector<double> peaks;
+  auto measure_peak = [&] {
+    if (!profile || !device.is_cpu()) return;
+    const bool was_on = profiler::enabled();
+    profiler::set_enabled(false);
+    peaks.push_back(dnnl_peak_gflops(3, 1024, precision));
+    profiler::set_enabled(was_on);
+  };
+  measure_peak();
   for (int i = 0; i < repeats; ++i) {
     auto t0 = std::chrono::steady_clock::now();
     step(1000 + i);
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    measure_peak();
   }
   profiler::set_enabled(false);
   const uint64_t primitives_created = cpu::matmul_cache_stats().created - primitives_before;
@@ -90,25 +106,26 @@ nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup
   std::sort(ms.begin(), ms.end());
   const double med = ms[ms.size() / 2];
   // Host allocator counts the timed steps; a device's counts run from process start.
-  AllocatorStats st = device.is_cpu() ? HostAllocator::instance().stats() : device_memory(device.type)->stats(device.index);
+  AllocatorStats st =
+      device.is_cpu() ? HostAllocator::instance().stats() : device_memory(device.type)->stats(device.index);
   nlohmann::json prof = nlohmann::json::array();
   if (profile) {
-    const double peak = dnnl_peak_gflops(5, 1024, precision);
+    if (peaks.empty()) peaks.push_back(dnnl_peak_gflops(5, 1024, precision));  // a GPU run: the host's
+    std::sort(peaks.begin(), peaks.end());
+    const double peak = peaks[peaks.size() / 2];
     double accounted = 0;
     std::map<std::string, double> category_ms;
     const auto entries = profiler::snapshot();
-    // to_bf16 (operand conversion) is timed inside matmul: each matmul row keeps only
-    // the products' own time, so every second is counted once.
-    std::map<std::string, double> conversion_s;  // by pass: "" or " (bwd)"
-    for (const auto& e : entries)
-      if (e.name.rfind("to_bf16", 0) == 0) conversion_s[e.name.substr(7)] += e.seconds;
+    // Rows are exclusive times (profiler::Scope), so every second is counted once.
     for (const auto& e : entries) {
-      const double own_s = e.seconds - (e.name.rfind("matmul", 0) == 0 ? conversion_s[e.name.substr(6)] : 0.0);
+      const double own_s = e.seconds;
       const double ms_step = own_s * 1e3 / repeats;
       accounted += ms_step;
       category_ms[profile_category(e.name)] += ms_step;
-      nlohmann::json row = {{"name", e.name}, {"calls_per_step", static_cast<double>(e.calls) / repeats},
-                            {"ms_per_step", ms_step}, {"share", own_s * 1e3 / total_ms}};
+      nlohmann::json row = {{"name", e.name},
+                            {"calls_per_step", static_cast<double>(e.calls) / repeats},
+                            {"ms_per_step", ms_step},
+                            {"share", own_s * 1e3 / total_ms}};
       if (e.flops > 0) {
         row["gflops"] = e.flops / own_s * 1e-9;
         row["frac_peak"] = e.flops / own_s * 1e-9 / peak;
@@ -117,8 +134,10 @@ nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup
     }
     const double mean_ms = total_ms / repeats;
     category_ms["other (autograd, allocation, views)"] = mean_ms - accounted;
-    prof.push_back({{"name", "other (autograd, allocation, views)"}, {"calls_per_step", 0},
-                    {"ms_per_step", mean_ms - accounted}, {"share", (mean_ms - accounted) / mean_ms}});
+    prof.push_back({{"name", "other (autograd, allocation, views)"},
+                    {"calls_per_step", 0},
+                    {"ms_per_step", mean_ms - accounted},
+                    {"share", (mean_ms - accounted) / mean_ms}});
     nlohmann::json categories = nlohmann::json::array();
     for (const auto& [name, ms_step] : category_ms)
       categories.push_back({{"name", name}, {"ms_per_step", ms_step}, {"share", ms_step / mean_ms}});
@@ -127,10 +146,13 @@ nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup
     prof = {{"kernels", prof},
             {"categories", categories},
             {"peak_gflops", peak},
+            {"peak_gflops_min", peaks.front()},
+            {"peak_gflops_max", peaks.back()},
             {"peak_precision", precision_name(precision)},
             {"mean_ms_per_step", mean_ms}};
   }
-  return {{"profile", prof},{"ms_per_step", med},
+  return {{"profile", prof},
+          {"ms_per_step", med},
           {"tokens_per_s", T * B / (med / 1000.0)},
           {"min_ms", ms.front()},
           {"max_ms", ms.back()},
@@ -144,9 +166,9 @@ nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup
           {"attention_flops_per_token", model.attention().attention_flops_per_token(model.params())},
           // Model FLOPs of a training step per token: 6 per parameter (forward and both
           // backward products) plus 3x the attention's forward FLOPs in every layer.
-          {"train_flops_per_token",
-           6.0 * static_cast<double>(model.params().numel()) +
-               3.0 * static_cast<double>(cfg.model.n_layer) * model.attention().attention_flops_per_token(model.params())},
+          {"train_flops_per_token", 6.0 * static_cast<double>(model.params().numel()) +
+                                        3.0 * static_cast<double>(cfg.model.n_layer) *
+                                            model.attention().attention_flops_per_token(model.params())},
           {"allocator_hits", st.hits},
           {"allocator_misses", st.misses},
           {"primitives_created", primitives_created},
@@ -155,19 +177,21 @@ nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup
 
 std::string format_train_profile(const nlohmann::json& r) {
   const auto& p = r["profile"];
-  std::string s = fmt::format("profile: mean {:.2f} ms/step over {} steps; oneDNN {} peak {:.1f} GFLOP/s\n",
-                              p["mean_ms_per_step"].get<double>(), r["repeats"].get<int>(),
-                              p["peak_precision"].get<std::string>(), p["peak_gflops"].get<double>());
+  std::string s = fmt::format(
+      "profile: mean {:.2f} ms/step over {} steps; oneDNN {} peak {:.1f} GFLOP/s (median of {:.1f}-{:.1f}, "
+      "measured between the steps)\n",
+      p["mean_ms_per_step"].get<double>(), r["repeats"].get<int>(), p["peak_precision"].get<std::string>(),
+      p["peak_gflops"].get<double>(), p.value("peak_gflops_min", 0.0), p.value("peak_gflops_max", 0.0));
   s += fmt::format("{:<40} {:>10} {:>7}\n", "part of the step", "ms/step", "share");
   for (const auto& c : p["categories"])
     s += fmt::format("{:<40} {:>10.3f} {:>6.1f}%\n", c["name"].get<std::string>(), c["ms_per_step"].get<double>(),
                      100 * c["share"].get<double>());
   s += "\n";
-  s += fmt::format("{:<40} {:>8} {:>10} {:>7} {:>9} {:>7}\n", "kernel", "calls", "ms/step", "share", "GFLOP/s", "%peak");
+  s +=
+      fmt::format("{:<40} {:>8} {:>10} {:>7} {:>9} {:>7}\n", "kernel", "calls", "ms/step", "share", "GFLOP/s", "%peak");
   for (const auto& k : p["kernels"]) {
     s += fmt::format("{:<40} {:>8.1f} {:>10.3f} {:>6.1f}%", k["name"].get<std::string>(),
-                     k["calls_per_step"].get<double>(), k["ms_per_step"].get<double>(),
-                     100 * k["share"].get<double>());
+                     k["calls_per_step"].get<double>(), k["ms_per_step"].get<double>(), 100 * k["share"].get<double>());
     if (k.contains("gflops"))
       s += fmt::format(" {:>9.1f} {:>6.1f}%", k["gflops"].get<double>(), 100 * k["frac_peak"].get<double>());
     s += "\n";

@@ -24,6 +24,7 @@ std::vector<Entry> snapshot();  // sorted by time, largest first
 void set_in_backward(bool on);
 
 // Times one named region when profiling is on (used for the optimizer and clipping).
+// Times are exclusive: a region's row leaves out the regions profiled inside it.
 class Scope {
  public:
   explicit Scope(const char* name, double flops = 0.0);
@@ -35,6 +36,7 @@ class Scope {
   const char* name_;
   double flops_;
   int64_t start_ns_ = -1;
+  int64_t outer_nested_ns_ = 0;  // the enclosing scope's nested time so far
 };
 
 }  // namespace txl::profiler
