@@ -60,3 +60,32 @@ TEST_CASE("shape errors name the op and the shapes", "[tensor]") {
   Tensor ids = Tensor::from_vector<int64_t>({2}, {1, 7});
   REQUIRE_THROWS_WITH(embedding(w, ids), Catch::Contains("index 7") && Catch::Contains("[0, 5)"));
 }
+
+TEST_CASE("elementwise kernels split long rows across threads: every element once, as a scalar loop", "[tensor]") {
+  // Contiguous operands merge into one row of n elements, and [2, n] into two rows:
+  // both are split into pieces for the threads. Odd lengths leave a short last piece.
+  for (const Shape& s : {Shape{100003}, Shape{2, 70001}, Shape{3, 5, 9001}}) {
+    INFO(shape_str(s));
+    Generator g(7);
+    Tensor a = Tensor::randn(s, g, DType::f64), b = Tensor::randn(s, g, DType::f64);
+    const std::vector<double> av = a.to_doubles(), bv = b.to_doubles();
+    const std::vector<double> sum = add(a, b).to_doubles(), prod = mul(a, b).to_doubles(),
+                              ex = exp(a).to_doubles();
+    Tensor acc = contiguous_copy(a);
+    add_(acc, b);
+    const std::vector<double> accv = acc.to_doubles(), copied = to_dtype(a, DType::f32).to_doubles();
+    Tensor filled = Tensor::full(s, 0.5, DType::f64);
+    double filled_sum = 0;
+    for (double v : filled.to_doubles()) filled_sum += v;
+    CHECK(filled_sum == 0.5 * static_cast<double>(av.size()));
+    size_t bad = 0;
+    for (size_t i = 0; i < av.size(); ++i) {
+      bad += sum[i] != av[i] + bv[i];
+      bad += prod[i] != av[i] * bv[i];
+      bad += accv[i] != av[i] + bv[i];
+      bad += ex[i] != std::exp(av[i]);
+      bad += copied[i] != static_cast<double>(static_cast<float>(av[i]));
+    }
+    CHECK(bad == 0);
+  }
+}

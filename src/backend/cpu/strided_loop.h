@@ -4,6 +4,7 @@
 #pragma once
 #include <omp.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 
@@ -41,7 +42,10 @@ struct StridedLoop {
     }
   }
 
-  // f(inner_len, offsets, inner_strides) for each row of the innermost dimension.
+  // f(len, offsets, inner_strides) over the innermost dimension's rows, or pieces of
+  // them: every element is visited once, and f may not assume a call covers a whole
+  // row. Rows are split when there are too few of them for the threads (operands
+  // contiguous throughout merge into one row, which would otherwise run on one thread).
   template <class F>
   void run(F&& f) const {
     const int64_t nd = static_cast<int64_t>(shape.size());
@@ -50,8 +54,21 @@ struct StridedLoop {
     for (int64_t d = 0; d + 1 < nd; ++d) outer *= shape[d];
     std::array<int64_t, N> inner_st;
     for (size_t k = 0; k < N; ++k) inner_st[k] = strides[k].back();
-#pragma omp parallel for schedule(static) if (outer > 1 && outer * inner > kParallelGrain)
-    for (int64_t r = 0; r < outer; ++r) {
+    const bool parallel = outer * inner > kParallelGrain;
+    // Pieces of at least kPieceMin elements (whole cache lines of floats), about four
+    // per thread.
+    constexpr int64_t kPieceMin = 4096;
+    int64_t split = 1;
+    if (parallel) {
+      const int64_t want = 4 * static_cast<int64_t>(omp_get_max_threads());
+      if (outer < want) split = std::max<int64_t>(1, std::min((want + outer - 1) / outer, inner / kPieceMin));
+    }
+    const int64_t piece = split == 1 ? inner : (((inner + split - 1) / split + 15) & ~int64_t{15});
+#pragma omp parallel for schedule(static) if (parallel && outer * split > 1)
+    for (int64_t t = 0; t < outer * split; ++t) {
+      const int64_t r = t / split, start = (t % split) * piece;
+      const int64_t len = std::min(piece, inner - start);
+      if (len <= 0) continue;
       std::array<int64_t, N> off{};
       int64_t rem = r;
       for (int64_t d = nd - 2; d >= 0; --d) {
@@ -59,7 +76,8 @@ struct StridedLoop {
         rem /= shape[d];
         for (size_t k = 0; k < N; ++k) off[k] += i * strides[k][d];
       }
-      f(inner, off, inner_st);
+      for (size_t k = 0; k < N; ++k) off[k] += start * inner_st[k];
+      f(len, off, inner_st);
     }
   }
 };
