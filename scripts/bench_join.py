@@ -27,6 +27,9 @@ def main(argv):
         print("bench_join.py: txl and torch results have different case lists", file=sys.stderr)
         return 1
 
+    if txl.get("precision", "fp32") != "fp32":
+        print("bench_join.py: the PyTorch side runs float32; run txl bench ops without --bf16", file=sys.stderr)
+        return 1
     ob = th.get("openblas") or {}
     print(f"txl:   {txl['threads']} threads; oneDNN f32 peak {txl['peak_gflops_f32']:.1f} GFLOP/s "
           f"({txl['peak_shape']}^3 matmul); median of {th['repeats']} after a warm-up")

@@ -216,3 +216,18 @@ TEST_CASE("bad inputs give one clear error line and a non-zero exit", "[cli]") {
   REQUIRE(std::count(out.begin(), out.end(), '\n') == 1);
   REQUIRE(out.rfind("error: ", 0) == 0);
 }
+
+TEST_CASE("bench ops --bf16 times each layer product in cache and cold, against the bf16 peak", "[cli][slow]") {
+  const json r = json::parse(run_command(kTxl + " bench ops --quick --bf16 --json"));
+  CHECK(r["precision"] == "bf16");
+  CHECK(r["peak_gflops"].get<double>() > 0);
+  REQUIRE(!r["gemm"].empty());
+  for (const auto& g : r["gemm"]) {
+    INFO(g["name"].get<std::string>());
+    CHECK(g["cold_sets"].get<int>() >= 2);
+    CHECK(g["gflops"].get<double>() > 0);
+    CHECK(g["cold_gflops"].get<double>() > 0);
+    // Both rates describe one product: per-product times, not per pass over the sets.
+    CHECK(g["cold_ms"].get<double>() < 50 * g["ms"].get<double>());
+  }
+}

@@ -12,6 +12,7 @@
 #include <dnnl.hpp>
 
 #include "txl/backend/backend.h"
+#include "txl/backend/precision.h"
 #include "txl/core/allocator.h"
 #include "txl/core/threads.h"
 #include "txl/ops/ops.h"
@@ -75,22 +76,62 @@ std::vector<Gemm> layer_gemms(const LayerShape& s) {
   };
 }
 
-json bench_gemm(const Gemm& g, int repeats, double peak) {
-  Generator gen(1);
+// One product's operands; bf16 copies (made here, once) when the run is bf16, so that
+// only the product is timed.
+std::pair<Tensor, Tensor> gemm_operands(const Gemm& g, Generator& gen, bool bf16) {
   Tensor a = Tensor::randn({g.batch, g.m, g.k}, gen);
   Tensor b = g.b_transposed ? transpose(Tensor::randn({g.batch, g.n, g.k}, gen), 1, 2)
                             : Tensor::randn({g.batch, g.k, g.n}, gen);
-  double ms = median_ms(repeats, [&] { matmul(a, b); });
-  double gflops = 2.0 * g.batch * g.m * g.n * g.k / (ms * 1e6);
-  return {{"name", g.name}, {"batch", g.batch}, {"m", g.m},   {"k", g.k},           {"n", g.n},
-          {"b_transposed", g.b_transposed},     {"ms", ms},   {"gflops", gflops}, {"frac_peak", gflops / peak}};
+  if (bf16) return {backend_of(a).to_bf16(a), backend_of(b).to_bf16(b)};
+  return {a, b};
+}
+
+// The product timed twice: on one operand set repeated (operands stay in cache, as in
+// the peak measurement), and over operand sets taken in turn that together exceed the
+// caches (each product reads operands that other work has evicted, as in a model).
+json bench_gemm(const Gemm& g, int repeats, double peak, bool bf16) {
+  Generator gen(1);
+  auto [a, b] = gemm_operands(g, gen, bf16);
+  const double flops = 2.0 * g.batch * g.m * g.n * g.k;
+  const double set_bytes =
+      static_cast<double>((a.numel() + b.numel()) * dtype_size(a.dtype()) + g.batch * g.m * g.n * 4);
+  const int sets = static_cast<int>(std::clamp(256e6 / set_bytes, 2.0, 64.0));
+  std::vector<std::pair<Tensor, Tensor>> cold;
+  for (int i = 0; i < sets; ++i) cold.push_back(gemm_operands(g, gen, bf16));
+  // The two are timed in alternation, so that a drift in the machine's speed falls on
+  // both rather than on one.
+  std::vector<double> hot_t, cold_t;
+  matmul(a, b);
+  for (const auto& [ca, cb] : cold) matmul(ca, cb);
+  for (int r = 0; r < std::max(3, repeats / 4); ++r) {
+    hot_t.push_back(median_ms(4, [&] { matmul(a, b); }));
+    const auto t0 = Clock::now();
+    for (const auto& [ca, cb] : cold) matmul(ca, cb);
+    cold_t.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / sets);
+  }
+  std::sort(hot_t.begin(), hot_t.end());
+  std::sort(cold_t.begin(), cold_t.end());
+  const double ms = hot_t[hot_t.size() / 2], cold_ms = cold_t[cold_t.size() / 2];
+  return {{"name", g.name},
+          {"batch", g.batch},
+          {"m", g.m},
+          {"k", g.k},
+          {"n", g.n},
+          {"b_transposed", g.b_transposed},
+          {"ms", ms},
+          {"gflops", flops / (ms * 1e6)},
+          {"frac_peak", flops / (ms * 1e6) / peak},
+          {"cold_sets", sets},
+          {"cold_ms", cold_ms},
+          {"cold_gflops", flops / (cold_ms * 1e6)},
+          {"cold_frac_peak", flops / (cold_ms * 1e6) / peak}};
 }
 
 json bench_memop(const std::string& op, const std::string& pass, const Shape& shape, double bytes, double ms,
                  double copy_gbps) {
   double gbps = bytes / (ms * 1e6);
-  return {{"op", op}, {"pass", pass}, {"shape", shape}, {"bytes", bytes}, {"ms", ms}, {"gbps", gbps},
-          {"memcpy_gbps", copy_gbps}, {"frac_memcpy", gbps / copy_gbps}};
+  return {{"op", op}, {"pass", pass}, {"shape", shape},           {"bytes", bytes},
+          {"ms", ms}, {"gbps", gbps}, {"memcpy_gbps", copy_gbps}, {"frac_memcpy", gbps / copy_gbps}};
 }
 
 }  // namespace
@@ -120,8 +161,12 @@ json run_ops_bench(const OpsBenchOptions& opt) {
   const int reps = opt.repeats;
   json out;
   out["threads"] = num_threads();
-  const double peak = dnnl_peak_gflops(std::max(3, reps / 4), opt.quick ? 512 : 2048);
-  out["peak_gflops_f32"] = peak;
+  const MatmulPrecision precision = opt.bf16 ? MatmulPrecision::bf16 : MatmulPrecision::fp32;
+  PrecisionScope precision_scope(precision);
+  const double peak = dnnl_peak_gflops(std::max(3, reps / 4), opt.quick ? 512 : 2048, precision);
+  out["precision"] = precision_name(precision);
+  out["peak_gflops"] = peak;
+  if (!opt.bf16) out["peak_gflops_f32"] = peak;
   out["peak_shape"] = opt.quick ? 512 : 2048;
 
   std::vector<LayerShape> shapes = {{"d128_t64_b12", 128, 4, 512, 64, 64, 12},
@@ -132,7 +177,7 @@ json run_ops_bench(const OpsBenchOptions& opt) {
   out["gemm"] = json::array();
   for (const auto& s : shapes)
     for (const auto& g : layer_gemms(s)) {
-      json r = bench_gemm(g, reps, peak);
+      json r = bench_gemm(g, reps, peak, opt.bf16);
       r["layer"] = s.name;
       out["gemm"].push_back(r);
     }
@@ -157,7 +202,8 @@ json run_ops_bench(const OpsBenchOptions& opt) {
       double bytes_b = 3.0 * x.numel() * 4;
       double cpb = memcpy_gbps(reps, static_cast<size_t>(bytes_b));
       out["memops"].push_back(bench_memop("softmax", "bwd", c.scores, bytes_b,
-                                          median_ms(reps, [&] { backend_of(y).softmax_last_backward(y, x, false); }), cpb));
+                                          median_ms(reps, [&] { backend_of(y).softmax_last_backward(y, x, false); }),
+                                          cpb));
     }
     {
       Tensor x = Tensor::randn(c.hidden, gen);
@@ -190,7 +236,8 @@ json run_ops_bench(const OpsBenchOptions& opt) {
       double cpb = memcpy_gbps(reps, static_cast<size_t>(bytes_b));
       out["memops"].push_back(bench_memop(
           "cross_entropy", "bwd", c.logits, bytes_b,
-          median_ms(reps, [&] { backend_of(logits).cross_entropy_backward(logits, targets, r.lse, rows, kIgnoreIndex); }),
+          median_ms(reps,
+                    [&] { backend_of(logits).cross_entropy_backward(logits, targets, r.lse, rows, kIgnoreIndex); }),
           cpb));
     }
   }
@@ -200,15 +247,19 @@ json run_ops_bench(const OpsBenchOptions& opt) {
 }
 
 std::string format_ops_bench(const json& r) {
-  std::string s = fmt::format("threads {}; oneDNN f32 peak {:.1f} GFLOP/s ({}^3 matmul)\n\n", r["threads"].get<int>(),
-                              r["peak_gflops_f32"].get<double>(), r["peak_shape"].get<int>());
-  s += fmt::format("{:<14} {:<22} {:>5} {:>6} {:>6} {:>6} {:>9} {:>9} {:>7}\n", "layer", "gemm", "batch", "m", "k",
-                   "n", "ms", "GFLOP/s", "%peak");
+  std::string s = fmt::format(
+      "threads {}; oneDNN {} peak {:.1f} GFLOP/s ({}^3 matmul, operands in cache); \"cold\": the same product "
+      "over operand sets taken in turn, together larger than the caches\n\n",
+      r["threads"].get<int>(), r.value("precision", std::string("fp32")), r["peak_gflops"].get<double>(),
+      r["peak_shape"].get<int>());
+  s += fmt::format("{:<14} {:<22} {:>5} {:>6} {:>6} {:>6} {:>9} {:>9} {:>7} {:>10} {:>7}\n", "layer", "gemm", "batch",
+                   "m", "k", "n", "ms", "GFLOP/s", "%peak", "cold GF/s", "%peak");
   for (const auto& g : r["gemm"])
-    s += fmt::format("{:<14} {:<22} {:>5} {:>6} {:>6} {:>6} {:>9.4f} {:>9.1f} {:>6.1f}%\n",
+    s += fmt::format("{:<14} {:<22} {:>5} {:>6} {:>6} {:>6} {:>9.4f} {:>9.1f} {:>6.1f}% {:>10.1f} {:>6.1f}%\n",
                      g["layer"].get<std::string>(), g["name"].get<std::string>(), g["batch"].get<int64_t>(),
                      g["m"].get<int64_t>(), g["k"].get<int64_t>(), g["n"].get<int64_t>(), g["ms"].get<double>(),
-                     g["gflops"].get<double>(), 100 * g["frac_peak"].get<double>());
+                     g["gflops"].get<double>(), 100 * g["frac_peak"].get<double>(), g["cold_gflops"].get<double>(),
+                     100 * g["cold_frac_peak"].get<double>());
   s += fmt::format("\n{:<14} {:<4} {:<14} {:>9} {:>8} {:>11} {:>9}\n", "op", "pass", "shape", "ms", "GB/s",
                    "memcpy GB/s", "%memcpy");
   for (const auto& m : r["memops"]) {

@@ -1,4 +1,4 @@
-// `txl bench ops [--json] [--quick] [--repeats N]`
+// `txl bench ops [--json] [--quick] [--repeats N] [--bf16]`
 #include <iostream>
 
 #include "commands.h"
@@ -28,14 +28,22 @@ int bench_train(const Context& ctx, const std::vector<std::string>& args) {
   bool json = false, profile = false;
   for (size_t i = 1; i < args.size(); ++i) {
     const std::string& a = args[i];
-    if (a == "--json") json = true;
-    else if (a == "--profile") profile = true;
-    else if (a == "--repeats" && i + 1 < args.size()) repeats = parse_positive_int(args[++i], a);
-    else if (a == "--warmup" && i + 1 < args.size()) warmup = parse_positive_int(args[++i], a);
-    else if (a == "--vocab" && i + 1 < args.size()) vocab = parse_positive_int(args[++i], a);
-    else if (a.rfind("--", 0) == 0) TXL_FAIL("bench train: unknown option '{}'", a);
-    else if (a.find('=') != std::string::npos) overrides.push_back(a);
-    else config = a;
+    if (a == "--json")
+      json = true;
+    else if (a == "--profile")
+      profile = true;
+    else if (a == "--repeats" && i + 1 < args.size())
+      repeats = parse_positive_int(args[++i], a);
+    else if (a == "--warmup" && i + 1 < args.size())
+      warmup = parse_positive_int(args[++i], a);
+    else if (a == "--vocab" && i + 1 < args.size())
+      vocab = parse_positive_int(args[++i], a);
+    else if (a.rfind("--", 0) == 0)
+      TXL_FAIL("bench train: unknown option '{}'", a);
+    else if (a.find('=') != std::string::npos)
+      overrides.push_back(a);
+    else
+      config = a;
   }
   TXL_CHECK(!config.empty(), "bench train: missing CONFIG (usage: txl bench train CONFIG.yaml [--json])");
   Config cfg = load_config(config, overrides);
@@ -45,13 +53,14 @@ int bench_train(const Context& ctx, const std::vector<std::string>& args) {
   if (json) {
     std::cout << r.dump() << "\n";
   } else {
-    std::cout << fmt::format("{}: {:.1f} ms/step (median of {}, min {:.1f}, max {:.1f}), {:.0f} tokens/s, {} threads, "
-                             "{} parameters, {} precision; in timed steps: {} allocator misses, {} oneDNN "
-                             "primitives created\n",
-                             config, r["ms_per_step"].get<double>(), repeats, r["min_ms"].get<double>(),
-                             r["max_ms"].get<double>(), r["tokens_per_s"].get<double>(), r["threads"].get<int>(),
-                             r["parameters"].get<int64_t>(), r["precision"].get<std::string>(),
-                             r["allocator_misses"].get<uint64_t>(), r["primitives_created"].get<uint64_t>());
+    std::cout << fmt::format(
+        "{}: {:.1f} ms/step (median of {}, min {:.1f}, max {:.1f}), {:.0f} tokens/s, {} threads, "
+        "{} parameters, {} precision; in timed steps: {} allocator misses, {} oneDNN "
+        "primitives created\n",
+        config, r["ms_per_step"].get<double>(), repeats, r["min_ms"].get<double>(), r["max_ms"].get<double>(),
+        r["tokens_per_s"].get<double>(), r["threads"].get<int>(), r["parameters"].get<int64_t>(),
+        r["precision"].get<std::string>(), r["allocator_misses"].get<uint64_t>(),
+        r["primitives_created"].get<uint64_t>());
     if (profile) std::cout << format_train_profile(r);
   }
   return 0;
@@ -73,8 +82,10 @@ int bench(const Context& ctx, const std::vector<std::string>& args) {
       opt.repeats = 3;
     } else if (args[i] == "--repeats" && i + 1 < args.size()) {
       opt.repeats = parse_positive_int(args[++i], "--repeats");
+    } else if (args[i] == "--bf16") {
+      opt.bf16 = true;
     } else {
-      TXL_FAIL("bench ops: unknown option '{}' (expected --json, --quick, --repeats N)", args[i]);
+      TXL_FAIL("bench ops: unknown option '{}' (expected --json, --quick, --repeats N, --bf16)", args[i]);
     }
   }
   configure_threads(ctx.threads);

@@ -35,9 +35,10 @@ commands:
                   capabilities and keys with defaults
   info CHECKPOINT_OR_RUN_DIR | --system
                   a checkpoint's config, parameters and training state; or the system
-  bench ops [--json] [--quick]
-                  GEMM, softmax, layer norm and cross-entropy throughput against
-                  oneDNN's peak and memcpy, measured in one run
+  bench ops [--json] [--quick] [--repeats N] [--bf16]
+                  GEMM (operands in cache, and cold), softmax, layer norm and
+                  cross-entropy throughput against oneDNN's peak and memcpy,
+                  measured in one run; --bf16: bf16 GEMMs against the bf16 peak
   bench train CONFIG.yaml [key.path=value ...] [--json] [--repeats N] [--vocab V] [--profile]
                   median time of a full training step and tokens/s
 

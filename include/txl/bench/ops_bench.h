@@ -11,6 +11,7 @@ namespace txl {
 struct OpsBenchOptions {
   int repeats = 20;     // timed repetitions per case (median reported)
   bool quick = false;   // fewer shapes and repeats, for smoke tests
+  bool bf16 = false;    // GEMMs on bf16 operands (fp32 accumulation), against the bf16 peak
 };
 
 nlohmann::json run_ops_bench(const OpsBenchOptions& opt);
