@@ -99,9 +99,13 @@ RelativeAttentionOutput relative_attention(const ModelConfig& cfg, const Paramet
 
 Tensor memory_window(const Tensor& mem, const Tensor& h, int64_t beg, int64_t len) {
   NoGradGuard no_grad;
-  const bool has_mem = mem.defined() && mem.shape()[0] > 0;
-  Tensor cat = has_mem ? concat({mem, h.detach()}, 0) : h.detach();
-  return contiguous_copy(narrow(cat, 0, beg, len));
+  const int64_t m = mem.defined() ? mem.shape()[0] : 0;
+  // Rows [beg, beg + len) of [mem; h], copied once: straight from h or mem when the
+  // window lies in one of them (with mem_len = tgt_len it is all of h), else one
+  // concatenation of the two parts.
+  if (beg >= m) return contiguous_copy(narrow(h.detach(), 0, beg - m, len));
+  if (beg + len <= m) return contiguous_copy(narrow(mem, 0, beg, len));
+  return concat({narrow(mem, 0, beg, m - beg), narrow(h.detach(), 0, 0, beg + len - m)}, 0);
 }
 
 }  // namespace txl
