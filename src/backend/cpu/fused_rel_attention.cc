@@ -123,6 +123,24 @@ void block_scores(const BlockGemm& bg, const Layout& g, const T* q, const T* rkt
   }
 }
 
+// rk is shared by the batch: each head's panels are made once, by the threads of the
+// enclosing parallel region, for the tasks that follow (the omp for's barrier): the fp32
+// [Dh, K] panel, or in bf16 runs the packed rk^T and, when rk_heads is given, rk.
+template <class T>
+void prepare_rk_heads(const BlockGemm& bg, const Layout& g, const T* pr, T* rk_panels,
+                      std::vector<PackedOperand>& rkt_heads, std::vector<PackedOperand>* rk_heads) {
+#pragma omp for schedule(static)
+  for (int64_t h = 0; h < g.H; ++h) {
+    const T* rk = pr + h * g.r_h;
+    if (!bg.packs<T>()) {
+      transpose_panel(rk, g.r_row, g.K, g.Dh, rk_panels + h * g.Dh * g.K);
+      continue;
+    }
+    bg.pack_transposed(rkt_heads[static_cast<size_t>(h)], rk, g.r_row, g.K, g.Dh);
+    if (rk_heads) bg.pack((*rk_heads)[static_cast<size_t>(h)], rk, g.r_row, g.K, g.Dh);  // fp32 form: rk itself
+  }
+}
+
 template <class T>
 void forward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInputs& in, const Tensor& mask, T scale,
                     Tensor& out, Tensor& lse, T* rk_panels) {
@@ -137,14 +155,7 @@ void forward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInpu
   {
     thread_local Scratch<T> sc;
     sc.size_for(g);
-    // rk is shared by the batch: its [Dh, K] panel is made once per head, fp32 or packed.
-#pragma omp for schedule(static)
-    for (int64_t h = 0; h < g.H; ++h) {
-      if (bg.packs<T>())
-        bg.pack_transposed(rkt_heads[static_cast<size_t>(h)], pr + h * g.r_h, g.r_row, g.K, g.Dh);
-      else
-        transpose_panel(pr + h * g.r_h, g.r_row, g.K, g.Dh, rk_panels + h * g.Dh * g.K);
-    }
+    prepare_rk_heads<T>(bg, g, pr, rk_panels, rkt_heads, nullptr);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t b = t / g.H, h = t % g.H;
@@ -208,15 +219,7 @@ void backward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInp
     thread_local Scratch<T> sc;
     sc.size_for(g);
     std::vector<T>& dp = sc.dp;
-#pragma omp for schedule(static)
-    for (int64_t h = 0; h < g.H; ++h) {
-      if (bg.packs<T>()) {
-        bg.pack_transposed(rkt_heads[static_cast<size_t>(h)], pr + h * g.r_h, g.r_row, g.K, g.Dh);
-        bg.pack(rk_heads[static_cast<size_t>(h)], pr + h * g.r_h, g.r_row, g.K, g.Dh);  // fp32 form: rk itself
-      } else {
-        transpose_panel(pr + h * g.r_h, g.r_row, g.K, g.Dh, rk_panels + h * g.Dh * g.K);
-      }
-    }
+    prepare_rk_heads(bg, g, pr, rk_panels, rkt_heads, &rk_heads);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t b = t / g.H, h = t % g.H;
