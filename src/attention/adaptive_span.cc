@@ -10,6 +10,7 @@
 #include <cmath>
 
 #include "txl/attention/attention.h"
+#include "txl/backend/precision.h"
 #include "txl/ops/attention.h"
 #include "txl/ops/ops.h"
 
@@ -213,6 +214,7 @@ class SpanAttention : public Attention {
     for (int64_t l = 0; l < cfg_.n_layer; ++l) {
       Tensor z = params.get(span_key(l)).detach();
       copy_(z, clamp(z, 0.0, 1.0));
+      bf16_copy_refresh(z);
     }
   }
 

@@ -41,6 +41,15 @@ void check_update_operands(const char* op, std::initializer_list<const Tensor*> 
               dtype_name(t->dtype()), shape_str(t->shape()), t->device().str());
 }
 
+void check_update_copy(const char* op, const Tensor& w, const Tensor& w_bf16) {
+  if (!w_bf16.defined()) return;
+  TXL_CHECK(w.dtype() == DType::f32 && w_bf16.dtype() == DType::bf16 && w_bf16.is_contiguous() &&
+                w_bf16.shape() == w.shape() && w_bf16.device() == w.device(),
+            "{}: the bf16 copy must be a contiguous bf16 {} on {} of float32 weights, got {} {} on {} for {} weights",
+            op, shape_str(w.shape()), w.device().str(), dtype_name(w_bf16.dtype()), shape_str(w_bf16.shape()),
+            w_bf16.device().str(), dtype_name(w.dtype()));
+}
+
 void check_layer_norm_residual(const Tensor& r, const Tensor& x, const char* op) {
   if (!r.defined()) return;
   TXL_CHECK(r.shape() == x.shape() && r.dtype() == x.dtype(), "{}: residual {} {} does not match x {} {}", op,

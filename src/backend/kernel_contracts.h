@@ -17,6 +17,9 @@ void check_matmul_destination(const Tensor& out, const Shape& shape, DType out_t
 
 // The operands of an optimizer kernel: contiguous, of one shape, dtype and device.
 void check_update_operands(const char* op, std::initializer_list<const Tensor*> operands);
+// An optimizer update's bf16 copy of w (Backend::adam_update): undefined, or bf16,
+// contiguous, with float32 w's shape and device.
+void check_update_copy(const char* op, const Tensor& w, const Tensor& w_bf16);
 
 // A layer norm's residual: undefined, or shaped and typed like x.
 void check_layer_norm_residual(const Tensor& residual, const Tensor& x, const char* op);

@@ -11,21 +11,26 @@ namespace {
 std::atomic<MatmulPrecision> g_precision{MatmulPrecision::fp32};
 std::atomic<const void*> g_weight_arena{nullptr};
 std::atomic<uint64_t> g_weight_generation{0};
-}
+std::atomic<bool> g_after_update{false};
+}  // namespace
 
-Bf16WeightScope::Bf16WeightScope(const Tensor& arena) {
+Bf16WeightScope::Bf16WeightScope(const Tensor& arena, bool after_update) {
   g_weight_generation.fetch_add(1, std::memory_order_relaxed);
   g_weight_arena.store(arena.impl().storage.get(), std::memory_order_relaxed);
+  g_after_update.store(after_update, std::memory_order_relaxed);
 }
 
 Bf16WeightScope::~Bf16WeightScope() {
   g_weight_arena.store(nullptr, std::memory_order_relaxed);
+  g_after_update.store(false, std::memory_order_relaxed);
   // Weights may change once the scope closes (the optimizer step).
   g_weight_generation.fetch_add(1, std::memory_order_relaxed);
 }
 
 const void* bf16_weight_arena() { return g_weight_arena.load(std::memory_order_relaxed); }
 uint64_t bf16_weight_generation() { return g_weight_generation.load(std::memory_order_relaxed); }
+
+bool scope_after_update() { return g_after_update.load(std::memory_order_relaxed); }
 
 bool is_scoped_weight(const Tensor& t) {
   const void* arena = bf16_weight_arena();

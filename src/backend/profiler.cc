@@ -225,11 +225,13 @@ class ProfilingBackend final : public Backend {
   }
 
   // Timed by the callers' "optimizer" and "clip_grad_norm" scopes.
-  void adam_update(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, const AdamHyper& h) override {
-    in_.adam_update(w, g, m, v, h);
+  void adam_update(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, const AdamHyper& h,
+                   const Tensor& w_bf16) override {
+    in_.adam_update(w, g, m, v, h, w_bf16);
   }
-  void adagrad_update(Tensor& w, const Tensor& g, Tensor& s, double lr, double eps, double wd) override {
-    in_.adagrad_update(w, g, s, lr, eps, wd);
+  void adagrad_update(Tensor& w, const Tensor& g, Tensor& s, double lr, double eps, double wd,
+                      const Tensor& w_bf16) override {
+    in_.adagrad_update(w, g, s, lr, eps, wd, w_bf16);
   }
   double squared_norm(const Tensor& x, const Tensor& y, double a) override { return in_.squared_norm(x, y, a); }
 

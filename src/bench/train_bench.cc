@@ -24,7 +24,7 @@ namespace {
 const char* profile_category(std::string name) {
   if (const auto bwd = name.find(" ("); bwd != std::string::npos) name.resize(bwd);
   if (name == "matmul") return "GEMM";
-  if (name == "to_bf16") return "bf16 conversion";
+  if (name == "to_bf16" || name == "to_bf16_weights") return "bf16 conversion";
   if (name == "rel_attn_probs" || name == "fused_rel_attention" || name == "fused_span_attention" ||
       name == "softmax" || name == "triangle_mask")
     return "attention";
@@ -55,7 +55,7 @@ nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup
     model.params().zero_grad();
     ForwardResult out;
     {
-      Bf16WeightScope weights_hold_still(model.params().flat_data());
+      Bf16WeightScope weights_hold_still(model.params().flat_data(), /*after_update=*/true);
       out = model.forward(input, target, mems, ForwardOptions{true, static_cast<uint64_t>(i)});
       backward(out.aux_loss.defined() ? add(mean(out.loss), out.aux_loss) : mean(out.loss));
     }

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "txl/backend/backend.h"
+#include "txl/backend/precision.h"
 #include "txl/ops/ops.h"
 
 namespace txl {
@@ -48,7 +49,10 @@ class Adam final : public Optimizer {
     h.step_size = lr / (1.0 - std::pow(h.beta1, static_cast<double>(t_)));
     h.bias_correction2_sqrt = std::sqrt(1.0 - std::pow(h.beta2, static_cast<double>(t_)));
     h.decoupled = decoupled_;
-    backend_of(params.flat_data()).adam_update(params.flat_data(), params.flat_grad(), m_, v_, h);
+    Tensor& w = params.flat_data();
+    const Tensor w_bf16 = bf16_copy_for_update(w);
+    backend_of(w).adam_update(w, params.flat_grad(), m_, v_, h, w_bf16);
+    if (w_bf16.defined()) bf16_copy_updated(w);
   }
 
   NamedTensors state() const override {
@@ -81,7 +85,14 @@ class Adagrad final : public Optimizer {
   Adagrad(const OptimizerConfig& c, const ParameterSet& p)
       : cfg_(c), sum_(Tensor::zeros({p.numel()}, p.dtype(), p.device())) {
     const int64_t base = p.named().empty() ? 0 : p.named().front().second.offset();
-    for (const auto& [name, t] : p.named()) segments_.push_back({t.offset() - base, t.numel()});
+    int64_t end = 0;
+    covers_arena_ = true;
+    for (const auto& [name, t] : p.named()) {
+      segments_.push_back({t.offset() - base, t.numel()});
+      covers_arena_ = covers_arena_ && segments_.back().first == end;
+      end = segments_.back().first + segments_.back().second;
+    }
+    covers_arena_ = covers_arena_ && base == 0 && end == p.numel();
   }
 
   void step(ParameterSet& params, double lr, const std::vector<double>* grad_squared) override {
@@ -92,16 +103,20 @@ class Adagrad final : public Optimizer {
     Backend& be = backend_of(w);
     // The clip measures g + wd * w: the caller's norms of g serve only without decay.
     const bool given = grad_squared != nullptr && wd == 0.0 && grad_squared->size() == segments_.size();
+    // The segments cover the arena, so their copies together make the whole bf16 copy.
+    const Tensor w_bf16 = covers_arena_ ? bf16_copy_for_update(w) : Tensor();
     for (size_t i = 0; i < segments_.size(); ++i) {
       const auto [begin, count] = segments_[i];
       Tensor ws = narrow(w, 0, begin, count), gs = narrow(g, 0, begin, count), ss = narrow(sum_, 0, begin, count);
+      const Tensor cs = w_bf16.defined() ? narrow(w_bf16, 0, begin, count) : Tensor();
       double clr = lr;
       if (clip > 0) {
         const double norm = std::sqrt(given ? (*grad_squared)[i] : be.squared_norm(gs, ws, wd));
         if (norm > clip) clr *= clip / (norm + 1e-10);
       }
-      be.adagrad_update(ws, gs, ss, clr, cfg_.eps, wd);
+      be.adagrad_update(ws, gs, ss, clr, cfg_.eps, wd, cs);
     }
+    if (w_bf16.defined()) bf16_copy_updated(w);
   }
 
   NamedTensors state() const override {
@@ -122,6 +137,7 @@ class Adagrad final : public Optimizer {
   OptimizerConfig cfg_;
   Tensor sum_;
   std::vector<std::pair<int64_t, int64_t>> segments_;  // (offset, numel) of each parameter tensor
+  bool covers_arena_ = false;                          // back to back, from 0 to the arena's end
 };
 
 }  // namespace

@@ -430,8 +430,9 @@ int run_training(const TrainOptions& opt) {
     params.zero_grad();
     const int64_t T = input.shape()[0];
     double step_loss = 0.0, step_aux = 0.0;
-    // Weights hold still from here to the optimizer step: bf16 products convert each once.
-    std::optional<Bf16WeightScope> weight_scope(std::in_place, params.flat_data());
+    // Weights hold still from here to the optimizer step: bf16 products convert each once,
+    // or read the copy the last update wrote (only it and after_step changed them since).
+    std::optional<Bf16WeightScope> weight_scope(std::in_place, params.flat_data(), /*after_update=*/true);
     for (int64_t c = first_chunk; c < first_chunk + local_chunks; ++c) {
       Tensor in_c = chunks > 1 ? narrow(input, 1, c * bc, bc) : input;
       Tensor tg_c = chunks > 1 ? narrow(target, 1, c * bc, bc) : target;

@@ -19,12 +19,12 @@
 namespace txl {
 
 struct AttentionCaps {
-  bool causal_exact = true;          // no query sees a later token, by construction
-  bool segment_memory = false;       // carries state (memories, caches) across segments
-  bool persistent_memory = false;    // learned key/value vectors beside the context
-  bool compressed_memory = false;    // a compressed memory of evicted states
-  bool aux_loss = false;             // adds a loss term during training
-  bool incremental_decoding = false; // can generate one token at a time from its state
+  bool causal_exact = true;           // no query sees a later token, by construction
+  bool segment_memory = false;        // carries state (memories, caches) across segments
+  bool persistent_memory = false;     // learned key/value vectors beside the context
+  bool compressed_memory = false;     // a compressed memory of evicted states
+  bool aux_loss = false;              // adds a loss term during training
+  bool incremental_decoding = false;  // can generate one token at a time from its state
 };
 
 // The layer stack around the attention, after the reference each family reproduces.
@@ -94,9 +94,11 @@ class Attention {
   // False when the variant replaces the feed-forward sublayer (all-attention).
   virtual bool has_feed_forward() const { return true; }
   // state: empty at the start of every stream, else what next_state returned.
-  virtual std::unique_ptr<AttentionPass> begin(const ParameterSet& params, const std::vector<Tensor>& state,
-                                               int64_t T, int64_t B, ForwardContext& ctx) const = 0;
-  // Called after every optimizer step (adaptive span clamps its spans here).
+  virtual std::unique_ptr<AttentionPass> begin(const ParameterSet& params, const std::vector<Tensor>& state, int64_t T,
+                                               int64_t B, ForwardContext& ctx) const = 0;
+  // Called after every optimizer step (adaptive span clamps its spans here). Each
+  // parameter changed here goes to bf16_copy_refresh, which keeps the update's bf16
+  // copy of the arena in step (the next training step multiplies by it).
   virtual void after_step(ParameterSet& params) const {}
   // Closed-form parameter count of the whole model (MODELS.md §9.2b).
   virtual int64_t formula_parameter_count(int64_t vocab) const = 0;

@@ -180,9 +180,14 @@ class Backend {
   // arenas, on the parameters' device). adam_update changes w, m and v; adagrad_update
   // adds gi^2 to s and steps w by lr * gi / (sqrt(s) + eps), with gi = g + wd * w.
   // squared_norm is the sum of (x + a * y)^2 accumulated in double (y is read only when
-  // a != 0), returned to the host.
-  virtual void adam_update(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, const AdamHyper& h) = 0;
-  virtual void adagrad_update(Tensor& w, const Tensor& g, Tensor& s, double lr, double eps, double wd) = 0;
+  // a != 0), returned to the host. A defined w_bf16 (bf16, contiguous, w's shape and
+  // device, w float32) receives the updated w rounded to bf16 (nearest even): the CPU
+  // writes it in the update's own pass, which spares the bf16 products' separate
+  // conversion of the arena (bf16_copy_for_update).
+  virtual void adam_update(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, const AdamHyper& h,
+                           const Tensor& w_bf16) = 0;
+  virtual void adagrad_update(Tensor& w, const Tensor& g, Tensor& s, double lr, double eps, double wd,
+                              const Tensor& w_bf16) = 0;
   virtual double squared_norm(const Tensor& x, const Tensor& y, double a) = 0;
 };
 

@@ -39,9 +39,15 @@ class PrecisionScope {
 // by a weight, and read every weight operand (forward and backward, either side of the
 // product) from that copy with the weight's own strides; its buffer persists across
 // scopes, so steady-state steps allocate nothing for it.
+//
+// With after_update, the caller vouches that since its previous scope the arena changed
+// only through an optimizer update that wrote bf16_copy_for_update's copy, and through
+// writes passed to bf16_copy_refresh (a training loop: step, after_step, next step). The
+// scope then multiplies by the update's copy instead of converting the arena again.
+// Any other scope in between (an evaluation) makes the next one convert again.
 class Bf16WeightScope {
  public:
-  explicit Bf16WeightScope(const Tensor& arena);
+  explicit Bf16WeightScope(const Tensor& arena, bool after_update = false);
   ~Bf16WeightScope();
   Bf16WeightScope(const Bf16WeightScope&) = delete;
   Bf16WeightScope& operator=(const Bf16WeightScope&) = delete;
@@ -53,5 +59,18 @@ const void* bf16_weight_arena();
 uint64_t bf16_weight_generation();
 // Whether t is an fp32 view of the open scope's arena (a weight the scope converts).
 bool is_scoped_weight(const Tensor& t);
+// Whether the open scope was opened after_update.
+bool scope_after_update();
+
+// The copy an optimizer update writes as it updates `arena` (Backend::adam_update's
+// w_bf16): a view of the bf16 arena copy the CPU's products read, for a whole float32
+// parameter arena on the CPU while products run in bf16; else undefined (no copy to
+// keep). bf16_copy_updated(arena) declares the update done, the copy current.
+// bf16_copy_refresh(weights) rounds a view of the arena changed after the update (a
+// clamp in after_step) into the copy; without it the copy is stale and the next scope
+// must not be opened after_update.
+Tensor bf16_copy_for_update(const Tensor& arena);
+void bf16_copy_updated(const Tensor& arena);
+void bf16_copy_refresh(const Tensor& weights);
 
 }  // namespace txl

@@ -44,8 +44,9 @@ class CpuBackend final : public Backend {
   FusedRelAttention fused_rel_attention(const RelAttentionInputs& in, const Tensor& mask, double scale) override;
   RelAttentionGrads fused_rel_attention_backward(const RelAttentionInputs& in, const Tensor& mask, double scale,
                                                  const Tensor& lse, const Tensor& gout) override;
-  void adam_update(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, const AdamHyper& h) override;
-  void adagrad_update(Tensor& w, const Tensor& g, Tensor& s, double lr, double eps, double wd) override;
+  void adam_update(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, const AdamHyper& h, const Tensor& w_bf16) override;
+  void adagrad_update(Tensor& w, const Tensor& g, Tensor& s, double lr, double eps, double wd,
+                      const Tensor& w_bf16) override;
   double squared_norm(const Tensor& x, const Tensor& y, double a) override;
 
  private:

@@ -37,6 +37,9 @@ struct DnnlContext {
   Tensor arena_bf16;
   const void* arena_source = nullptr;
   uint64_t arena_generation = 0;
+  // Written by an optimizer update (bf16_copy_for_update) rather than converted here:
+  // valid only for a scope opened after_update.
+  bool from_update = false;
   MatmulCacheStats stats;
 };
 
@@ -143,14 +146,16 @@ Tensor to_bf16(DnnlContext& ctx, const Tensor& t, const dnnl::memory::desc& from
 Tensor scoped_weight_bf16(const Tensor& w) {
   auto& ctx = dnnl_ctx();
   std::lock_guard<std::mutex> lock(ctx.mu);
-  if (ctx.arena_source != bf16_weight_arena() || ctx.arena_generation != bf16_weight_generation()) {
-    profiler::Scope p("to_bf16");
+  if (ctx.arena_source != bf16_weight_arena() || ctx.arena_generation != bf16_weight_generation() ||
+      (ctx.from_update && !scope_after_update())) {
+    profiler::Scope p("to_bf16_weights");
     const Storage& arena = *w.impl().storage;
     const int64_t n = static_cast<int64_t>(arena.bytes() / sizeof(float));
     if (!ctx.arena_bf16.defined() || ctx.arena_bf16.numel() != n) ctx.arena_bf16 = Tensor::empty({n}, DType::bf16);
     convert_to_bf16(static_cast<const float*>(arena.data()), static_cast<uint16_t*>(ctx.arena_bf16.raw_data()), n);
     ctx.arena_source = bf16_weight_arena();
     ctx.arena_generation = bf16_weight_generation();
+    ctx.from_update = false;
   }
   return Tensor::view_of(ctx.arena_bf16, w.shape(), w.strides(), w.offset());
 }
@@ -335,3 +340,47 @@ void CpuBackend::matmul_into(const Tensor& a, const Tensor& b, Tensor& out) {
 }
 
 }  // namespace txl::cpu
+
+// The bf16 arena copy's side of an optimizer update (precision.h).
+namespace txl {
+
+Tensor bf16_copy_for_update(const Tensor& arena) {
+  if (matmul_precision() != MatmulPrecision::bf16 || !arena.defined() || !arena.device().is_cpu() ||
+      arena.dtype() != DType::f32 || !arena.is_contiguous() || arena.offset() != 0 ||
+      arena.numel() * static_cast<int64_t>(sizeof(float)) != static_cast<int64_t>(arena.impl().storage->bytes()))
+    return Tensor();
+  auto& ctx = cpu::dnnl_ctx();
+  std::lock_guard<std::mutex> lock(ctx.mu);
+  // Zeros where no update writes (none today: updates cover the whole arena).
+  if (!ctx.arena_bf16.defined() || ctx.arena_bf16.numel() != arena.numel()) {
+    ctx.arena_bf16 = Tensor::empty({arena.numel()}, DType::bf16);
+    std::memset(ctx.arena_bf16.raw_data(), 0, static_cast<size_t>(arena.numel()) * 2);
+  }
+  ctx.arena_source = nullptr;  // half-written until bf16_copy_updated
+  return Tensor::view_of(ctx.arena_bf16, arena.shape(), arena.strides(), 0);
+}
+
+void bf16_copy_updated(const Tensor& arena) {
+  auto& ctx = cpu::dnnl_ctx();
+  std::lock_guard<std::mutex> lock(ctx.mu);
+  ctx.arena_source = arena.impl().storage.get();
+  // Current for the next scope, if nothing opens or closes one before it.
+  ctx.arena_generation = bf16_weight_generation() + 1;
+  ctx.from_update = true;
+}
+
+void bf16_copy_refresh(const Tensor& weights) {
+  auto& ctx = cpu::dnnl_ctx();
+  std::lock_guard<std::mutex> lock(ctx.mu);
+  const bool pending = ctx.from_update && ctx.arena_source == weights.impl().storage.get() &&
+                       ctx.arena_generation == bf16_weight_generation() + 1;
+  if (!pending) return;  // no update copy to keep current: the next scope converts anyway
+  if (weights.dtype() != DType::f32 || !weights.is_contiguous()) {
+    ctx.arena_source = nullptr;
+    return;
+  }
+  cpu::convert_to_bf16(static_cast<const float*>(weights.raw_data()),
+                       static_cast<uint16_t*>(ctx.arena_bf16.raw_data()) + weights.offset(), weights.numel());
+}
+
+}  // namespace txl

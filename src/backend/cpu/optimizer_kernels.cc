@@ -1,10 +1,17 @@
 // CPU optimizer kernels: one OpenMP pass per update over a flat arena (or one
 // parameter's segment of it), with PyTorch's Adam / AdamW / Adagrad formulas.
-#include <cmath>
+#include <immintrin.h>
 
-#include "cpu_backend.h"
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
 #include "../kernel_contracts.h"
 #include "../optimizer_math.h"
+#include "bf16_bits.h"
+#include "cpu_backend.h"
 
 namespace txl::cpu {
 
@@ -16,10 +23,60 @@ void check_update(const char* op, std::initializer_list<const Tensor*> ts) {
             (*ts.begin())->device().str());
 }
 
+// 32 bf16 values from an aligned buffer to dst (64-byte aligned) with a streaming store:
+// the copy is read only by the next step's products, and skipping the read for
+// ownership spares a third of its memory traffic.
+inline void store_streaming(uint16_t* dst, const uint16_t* src) {
+#if defined(__AVX512F__)
+  _mm512_stream_si512(reinterpret_cast<__m512i*>(dst), _mm512_load_si512(src));
+#else
+  std::memcpy(dst, src, 64);
+#endif
+}
+
+// One parallel pass of `update` (element i of w) over n elements; with a bf16 copy
+// (float32 w only, check_update_copy) each updated element is also rounded into it
+// while still in a register.
+template <class T, class Update>
+void update_pass(T* w, const Tensor& w_bf16, int64_t n, Update&& update) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (w_bf16.defined()) {
+      uint16_t* w16 = static_cast<uint16_t*>(w_bf16.raw_data());
+      auto one = [&](int64_t i) {
+        update(i);
+        w16[i] = bf16_bits(w[i]);
+      };
+      // Element by element up to the copy's first 64-byte line and after its last.
+      const int64_t head = std::min<int64_t>(n, (64 - reinterpret_cast<uintptr_t>(w16) % 64) % 64 / 2);
+      const int64_t body_end = head + (n - head) / 32 * 32;
+      for (int64_t i = 0; i < head; ++i) one(i);
+#pragma omp parallel for schedule(static)
+      for (int64_t c = head; c < body_end; c += 32) {
+        alignas(64) uint16_t line[32];
+#pragma omp simd
+        for (int64_t j = 0; j < 32; ++j) {
+          update(c + j);
+          line[j] = bf16_bits(w[c + j]);
+        }
+        store_streaming(w16 + c, line);
+      }
+      for (int64_t i = body_end; i < n; ++i) one(i);
+#if defined(__AVX512F__)
+      _mm_sfence();  // streaming stores are weakly ordered
+#endif
+      return;
+    }
+  }
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) update(i);
+}
+
 }  // namespace
 
-void CpuBackend::adam_update(Tensor& w_t, const Tensor& g_t, Tensor& m_t, Tensor& v_t, const AdamHyper& h) {
+void CpuBackend::adam_update(Tensor& w_t, const Tensor& g_t, Tensor& m_t, Tensor& v_t, const AdamHyper& h,
+                             const Tensor& w_bf16) {
   check_update("adam_update", {&w_t, &g_t, &m_t, &v_t});
+  check_update_copy("adam_update", w_t, w_bf16);
   const int64_t n = w_t.numel();
   dispatch_float(w_t.dtype(), "adam_update", [&](auto tag) {
     using T = decltype(tag);
@@ -27,23 +84,24 @@ void CpuBackend::adam_update(Tensor& w_t, const Tensor& g_t, Tensor& m_t, Tensor
     const T* g = g_t.data<T>();
     T* m = m_t.data<T>();
     T* v = v_t.data<T>();
-#pragma omp parallel for simd schedule(static)
-    for (int64_t i = 0; i < n; ++i)
+    update_pass(w, w_bf16, n, [&](int64_t i) {
       adam_element(w[i], g[i], m[i], v[i], h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, h.step_size,
                    h.bias_correction2_sqrt, h.decoupled);
+    });
   });
 }
 
-void CpuBackend::adagrad_update(Tensor& w_t, const Tensor& g_t, Tensor& s_t, double lr, double eps, double wd) {
+void CpuBackend::adagrad_update(Tensor& w_t, const Tensor& g_t, Tensor& s_t, double lr, double eps, double wd,
+                                const Tensor& w_bf16) {
   check_update("adagrad_update", {&w_t, &g_t, &s_t});
+  check_update_copy("adagrad_update", w_t, w_bf16);
   const int64_t n = w_t.numel();
   dispatch_float(w_t.dtype(), "adagrad_update", [&](auto tag) {
     using T = decltype(tag);
     T* w = w_t.data<T>();
     const T* g = g_t.data<T>();
     T* s = s_t.data<T>();
-#pragma omp parallel for simd schedule(static)
-    for (int64_t i = 0; i < n; ++i) adagrad_element(w[i], g[i], s[i], lr, eps, wd);
+    update_pass(w, w_bf16, n, [&](int64_t i) { adagrad_element(w[i], g[i], s[i], lr, eps, wd); });
   });
 }
 

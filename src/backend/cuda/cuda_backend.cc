@@ -525,20 +525,27 @@ void check_update(const char* op, std::initializer_list<const Tensor*> ts) {
 }
 }  // namespace
 
-void CudaBackend::adam_update(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, const AdamHyper& h) {
+void CudaBackend::adam_update(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, const AdamHyper& h,
+                              const Tensor& w_bf16) {
   const int dev = common_device("adam_update", {&w, &g, &m, &v});
   check_update("adam_update", {&w, &g, &m, &v});
+  check_update_copy("adam_update", w, w_bf16);
   launch_adam(scalar_of(w.dtype()), w.raw_data(), g.raw_data(), m.raw_data(), v.raw_data(), w.numel(), h.lr, h.beta1,
               h.beta2, h.eps, h.weight_decay, h.step_size, h.bias_correction2_sqrt, h.decoupled, stream_of(dev));
   check_launch("adam_update");
+  // Here the copy costs a pass of its own: no fused one to spare on this device yet.
+  if (Tensor out = w_bf16; out.defined()) copy(w, out);
 }
 
-void CudaBackend::adagrad_update(Tensor& w, const Tensor& g, Tensor& s, double lr, double eps, double wd) {
+void CudaBackend::adagrad_update(Tensor& w, const Tensor& g, Tensor& s, double lr, double eps, double wd,
+                                 const Tensor& w_bf16) {
   const int dev = common_device("adagrad_update", {&w, &g, &s});
   check_update("adagrad_update", {&w, &g, &s});
+  check_update_copy("adagrad_update", w, w_bf16);
   launch_adagrad(scalar_of(w.dtype()), w.raw_data(), g.raw_data(), s.raw_data(), w.numel(), lr, eps, wd,
                  stream_of(dev));
   check_launch("adagrad_update");
+  if (Tensor out = w_bf16; out.defined()) copy(w, out);
 }
 
 // Per-block partial sums on the device, added on the host in a fixed order.
