@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "gradcheck.h"
+#include "native_bf16.h"
 #include "reference_runner.h"
 #include "txl/backend/precision.h"
 #include "txl/io/safetensors.h"
@@ -18,14 +19,6 @@ using namespace txl::testing;
 using json = nlohmann::json;
 
 namespace {
-
-#define TXL_REQUIRE_BF16()                                                                   \
-  do {                                                                                       \
-    if (!cpu_has_native_bf16()) {                                                            \
-      WARN("skipped: this CPU has no native bf16 (oneDNN ISA below avx512_core_bf16)");      \
-      return;                                                                                \
-    }                                                                                        \
-  } while (0)
 
 const std::string kTxl = std::string(TXL_BINARY_DIR) + "/bin/txl --threads 2";
 

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "gradcheck.h"
+#include "native_bf16.h"
 #include "txl/backend/backend.h"
 #include "txl/backend/precision.h"
 #include "txl/models/language_model.h"
@@ -111,10 +112,7 @@ TEST_CASE("an optimizer update's bf16 copy is the updated weights rounded to nea
 
 TEST_CASE("a scope multiplies by the update's bf16 copy only when opened after_update, with nothing in between",
           "[bf16]") {
-  if (!cpu_has_native_bf16()) {
-    WARN("skipped: this CPU has no native bf16 (oneDNN ISA below avx512_core_bf16)");
-    return;
-  }
+  TXL_REQUIRE_BF16();
   PrecisionScope bf16(MatmulPrecision::bf16);
   ParameterSet params;
   params.declare("w", {32, 24});
@@ -193,10 +191,7 @@ TEST_CASE("a scope multiplies by the update's bf16 copy only when opened after_u
 
 TEST_CASE("training on the update's bf16 copy takes exactly the steps of converting the arena every step",
           "[bf16][optimizer]") {
-  if (!cpu_has_native_bf16()) {
-    WARN("skipped: this CPU has no native bf16 (oneDNN ISA below avx512_core_bf16)");
-    return;
-  }
+  TXL_REQUIRE_BF16();
   PrecisionScope bf16(MatmulPrecision::bf16);
   // Adaptive span clamps its spans after each step (spans from 0 go below it), so the
   // copy also needs after_step's refresh; Transformer-XL with Adam, span with Adagrad.

@@ -4,6 +4,7 @@
 // compressive (its reconstruction loss reads the attention's q, k, v) and
 // adaptive_span (learned spans, fixed span, persistent memory).
 #include "gradcheck.h"
+#include "native_bf16.h"
 #include "backend/cpu/block_gemm.h"
 #include "txl/backend/precision.h"
 #include "txl/models/language_model.h"
@@ -211,10 +212,7 @@ TEST_CASE("fused attention in bf16 (AMX block products) trains the same model as
           "[attention][bf16]") {
   // Queries longer than one block of 64 rows, so the blocks read the packed key,
   // value and position panels at offsets; an odd length gives odd position-row offsets.
-  if (!cpu_has_native_bf16()) {
-    WARN("skipped: this CPU has no native bf16 (oneDNN ISA below avx512_core_bf16)");
-    return;
-  }
+  TXL_REQUIRE_BF16();
   INFO("AMX available: " << txl::cpu::amx_bf16_available());
   for (int64_t tgt : {70, 69}) {
     ModelConfig mc = base_config();
