@@ -141,6 +141,13 @@ Tensor to_bf16(DnnlContext& ctx, const Tensor& t, const dnnl::memory::desc& from
   return to_bf16_reorder(ctx, t, from, desc, dims);
 }
 
+// The context's bf16 arena copy, sized for an arena of n floats (allocated only when the
+// arena's size changes).
+Tensor& arena_copy(DnnlContext& ctx, int64_t n) {
+  if (!ctx.arena_bf16.defined() || ctx.arena_bf16.numel() != n) ctx.arena_bf16 = Tensor::empty({n}, DType::bf16);
+  return ctx.arena_bf16;
+}
+
 // A weight under a Bf16WeightScope as a view of the arena's bf16 copy (same offset and
 // strides), converted once per scope for every product that reads a weight.
 Tensor scoped_weight_bf16(const Tensor& w) {
@@ -151,8 +158,7 @@ Tensor scoped_weight_bf16(const Tensor& w) {
     profiler::Scope p("to_bf16_weights");
     const Storage& arena = *w.impl().storage;
     const int64_t n = static_cast<int64_t>(arena.bytes() / sizeof(float));
-    if (!ctx.arena_bf16.defined() || ctx.arena_bf16.numel() != n) ctx.arena_bf16 = Tensor::empty({n}, DType::bf16);
-    convert_to_bf16(static_cast<const float*>(arena.data()), static_cast<uint16_t*>(ctx.arena_bf16.raw_data()), n);
+    convert_to_bf16(static_cast<const float*>(arena.data()), static_cast<uint16_t*>(arena_copy(ctx, n).raw_data()), n);
     ctx.arena_source = bf16_weight_arena();
     ctx.arena_generation = bf16_weight_generation();
     ctx.from_update = false;
@@ -351,13 +357,10 @@ Tensor bf16_copy_for_update(const Tensor& arena) {
     return Tensor();
   auto& ctx = cpu::dnnl_ctx();
   std::lock_guard<std::mutex> lock(ctx.mu);
-  // Zeros where no update writes (none today: updates cover the whole arena).
-  if (!ctx.arena_bf16.defined() || ctx.arena_bf16.numel() != arena.numel()) {
-    ctx.arena_bf16 = Tensor::empty({arena.numel()}, DType::bf16);
-    std::memset(ctx.arena_bf16.raw_data(), 0, static_cast<size_t>(arena.numel()) * 2);
-  }
+  // The update writes every element (it covers the whole arena) before bf16_copy_updated.
+  Tensor& copy = cpu::arena_copy(ctx, arena.numel());
   ctx.arena_source = nullptr;  // half-written until bf16_copy_updated
-  return Tensor::view_of(ctx.arena_bf16, arena.shape(), arena.strides(), 0);
+  return Tensor::view_of(copy, arena.shape(), arena.strides(), 0);
 }
 
 void bf16_copy_updated(const Tensor& arena) {
