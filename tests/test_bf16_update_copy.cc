@@ -228,7 +228,7 @@ TEST_CASE("training on the update's bf16 copy takes exactly the steps of convert
         }
         losses.push_back(mean(out.loss).item());
         const GradientNorms norms = clip_grad_norms(model.params(), 0.5);
-        optimizer->step(model.params(), oc.lr, &norms.squared);
+        optimizer->step(model.params(), oc.lr, &norms);
         model.after_step();
         mems = out.mems;
       }

@@ -139,7 +139,7 @@ TEST_CASE("clip_grad_norms measures each parameter once, and Adagrad's per-tenso
       given.set_grad();
       GradientNorms n2 = clip_grad_norms(given.params, 0.0);
       o1->step(own.params, c.lr);
-      o2->step(given.params, c.lr, &n2.squared);
+      o2->step(given.params, c.lr, &n2);
     }
     INFO("weight decay " << wd);
     REQUIRE(given.weights() == own.weights());
@@ -147,7 +147,8 @@ TEST_CASE("clip_grad_norms measures each parameter once, and Adagrad's per-tenso
     Fixture wrong;
     auto o3 = make_optimizer(c, wrong.params);
     wrong.set_grad();
-    std::vector<double> tiny{1e-6, 1e-6};
+    GradientNorms tiny;
+    tiny.squared = {1e-6, 1e-6};
     o3->step(wrong.params, c.lr, &tiny);
     Fixture ref;
     auto o4 = make_optimizer(c, ref.params);
@@ -158,6 +159,54 @@ TEST_CASE("clip_grad_norms measures each parameter once, and Adagrad's per-tenso
     else
       REQUIRE(wrong.weights() == ref.weights());
   }
+}
+
+TEST_CASE("the clip's coefficient applied by the optimizer step equals clipping the gradients first", "[optimizer]") {
+  // float32 over 1,037 weights (vector loops and their tails): gradient_norms leaves the
+  // gradients alone and hands the coefficient to the step, which must update exactly as
+  // clip_grad_norms (scaling the gradients in place) followed by the same step does.
+  auto make = [] {
+    ParameterSet p;
+    p.declare("a", {1000});
+    p.declare("b", {37});
+    p.finalize(DType::f32);
+    float* w = p.flat_data().data<float>();
+    for (int64_t i = 0; i < p.numel(); ++i) w[i] = std::sin(0.37 * i);
+    return p;
+  };
+  auto set_grad = [](ParameterSet& p, int step) {
+    float* g = p.flat_grad().data<float>();
+    for (int64_t i = 0; i < p.numel(); ++i) g[i] = static_cast<float>(std::cos(0.11 * i + step) * (1 + i % 7));
+  };
+  for (const char* name : {"adam", "adamw", "adagrad"})
+    for (double wd : {0.0, 0.01})
+      for (double max_norm : {0.5, 1e6}) {  // clipping, and a bound the norm stays under
+        OptimizerConfig c;
+        c.name = name;
+        c.lr = 0.01;
+        c.weight_decay = wd;
+        ParameterSet clipped = make(), folded = make();
+        auto o1 = make_optimizer(c, clipped), o2 = make_optimizer(c, folded);
+        for (int step = 0; step < 3; ++step) {
+          set_grad(clipped, step);
+          set_grad(folded, step);
+          const std::vector<double> g_before = folded.flat_grad().to_doubles();
+          const GradientNorms n1 = clip_grad_norms(clipped, max_norm);
+          const GradientNorms n2 = gradient_norms(folded, max_norm);
+          INFO(name << " weight decay " << wd << " max_norm " << max_norm << " step " << step);
+          REQUIRE(folded.flat_grad().to_doubles() == g_before);  // measured only
+          REQUIRE(n2.total == n1.total);
+          REQUIRE(n2.squared == n1.squared);
+          REQUIRE(n1.scale == 1.0);
+          if (max_norm < n2.total)
+            REQUIRE(n2.scale == Approx(max_norm / (n2.total + 1e-6)).epsilon(1e-15));
+          else
+            REQUIRE(n2.scale == 1.0);
+          o1->step(clipped, c.lr, &n1);
+          o2->step(folded, c.lr, &n2);
+          REQUIRE(folded.flat_data().to_doubles() == clipped.flat_data().to_doubles());
+        }
+      }
 }
 
 TEST_CASE("learning-rate schedules", "[optimizer]") {

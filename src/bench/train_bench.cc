@@ -62,11 +62,11 @@ nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup
     GradientNorms norms;
     {
       profiler::Scope p("clip_grad_norm");
-      norms = clip_grad_norms(model.params(), cfg.train.clip);
+      norms = gradient_norms(model.params(), cfg.train.clip);
     }
     {
       profiler::Scope p("optimizer");
-      optimizer->step(model.params(), 1e-4, &norms.squared);
+      optimizer->step(model.params(), 1e-4, &norms);
       model.after_step();
     }
     mems = std::move(out.mems);

@@ -38,10 +38,11 @@ class Adam final : public Optimizer {
         m_(Tensor::zeros({p.numel()}, p.dtype(), p.device())),
         v_(Tensor::zeros({p.numel()}, p.dtype(), p.device())) {}
 
-  void step(ParameterSet& params, double lr, const std::vector<double>*) override {
+  void step(ParameterSet& params, double lr, const GradientNorms* norms) override {
     ++t_;
     AdamHyper h;
     h.lr = lr;
+    h.grad_scale = norms ? norms->scale : 1.0;
     h.beta1 = cfg_.betas[0];
     h.beta2 = cfg_.betas[1];
     h.eps = cfg_.eps;
@@ -95,13 +96,15 @@ class Adagrad final : public Optimizer {
     covers_arena_ = covers_arena_ && base == 0 && end == p.numel();
   }
 
-  void step(ParameterSet& params, double lr, const std::vector<double>* grad_squared) override {
+  void step(ParameterSet& params, double lr, const GradientNorms* norms) override {
     ++t_;
     const double wd = cfg_.weight_decay, clip = cfg_.clip;
     Tensor& w = params.flat_data();
     Tensor& g = params.flat_grad();
     Backend& be = backend_of(w);
+    if (norms && norms->scale != 1.0) scale_(g, norms->scale);
     // The clip measures g + wd * w: the caller's norms of g serve only without decay.
+    const std::vector<double>* grad_squared = norms ? &norms->squared : nullptr;
     const bool given = grad_squared != nullptr && wd == 0.0 && grad_squared->size() == segments_.size();
     // The segments cover the arena, so their copies together make the whole bf16 copy.
     const Tensor w_bf16 = covers_arena_ ? bf16_copy_for_update(w) : Tensor();
@@ -152,6 +155,13 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& cfg, const Para
 double clip_grad_norm(ParameterSet& params, double max_norm) { return clip_grad_norms(params, max_norm).total; }
 
 GradientNorms clip_grad_norms(ParameterSet& params, double max_norm) {
+  GradientNorms n = gradient_norms(params, max_norm);
+  if (n.scale != 1.0) scale_(params.flat_grad(), n.scale);
+  n.scale = 1.0;
+  return n;
+}
+
+GradientNorms gradient_norms(ParameterSet& params, double max_norm) {
   Tensor& g = params.flat_grad();
   Backend& be = backend_of(g);
   GradientNorms n;
@@ -165,7 +175,7 @@ GradientNorms clip_grad_norms(ParameterSet& params, double max_norm) {
   n.total = std::sqrt(sum);
   const double coef = max_norm / (n.total + 1e-6);
   if (max_norm > 0.0 && coef < 1.0) {
-    scale_(g, coef);
+    n.scale = coef;
     for (double& s : n.squared) s *= coef * coef;
   }
   return n;

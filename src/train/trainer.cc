@@ -457,7 +457,7 @@ int run_training(const TrainOptions& opt) {
       step_loss = v[0];
       step_aux = v[1];
     }
-    const GradientNorms norms = clip_grad_norms(params, cfg.train.clip);
+    const GradientNorms norms = gradient_norms(params, cfg.train.clip);  // the optimizer applies the clip
     double gnorm = norms.total;
     if (fault_injection.nan_at(st.step + 1)) gnorm = std::nan("");
     if (!std::isfinite(step_loss) || !std::isfinite(gnorm)) {
@@ -501,7 +501,7 @@ int run_training(const TrainOptions& opt) {
                what, cfg.train.on_nonfinite == "rewind" ? "rewind, out of rewinds" : cfg.train.on_nonfinite, run_dir);
     }
     const double lr = scheduled_lr(cfg.train.schedule, cfg.train.optimizer.lr, st.step + 1, cfg.train.steps);
-    optimizer->step(params, lr, &norms.squared);
+    optimizer->step(params, lr, &norms);
     model->after_step();
     st.step++;
     st.tokens_seen += T * B;

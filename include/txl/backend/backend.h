@@ -70,6 +70,7 @@ struct AdamHyper {
   double lr = 0, beta1 = 0, beta2 = 0, eps = 0, weight_decay = 0;
   double step_size = 0, bias_correction2_sqrt = 1;
   bool decoupled = false;  // AdamW: w *= 1 - lr * wd; Adam: g += wd * w
+  double grad_scale = 1;   // g is read as g * grad_scale (a gradient clip's coefficient)
 };
 
 class Backend {

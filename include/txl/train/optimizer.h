@@ -17,10 +17,11 @@ class Optimizer {
   virtual ~Optimizer() = default;
   // One update with learning rate lr from the gradients in params.flat_grad().
   void step(ParameterSet& params, double lr) { step(params, lr, nullptr); }
-  // The same, given each parameter's squared gradient norm (named() order) as
-  // clip_grad_norm measured them, so a per-tensor clip (Adagrad's) need not read the
-  // gradients again.
-  virtual void step(ParameterSet& params, double lr, const std::vector<double>* grad_squared) = 0;
+  // The same, given the norms gradient_norms or clip_grad_norms measured: each
+  // parameter's squared norm, so a per-tensor clip (Adagrad's) need not read the
+  // gradients again, and the global clip's coefficient still to apply to them (Adam
+  // multiplies each gradient by it as its update reads it; Adagrad scales them first).
+  virtual void step(ParameterSet& params, double lr, const struct GradientNorms* norms) = 0;
   virtual NamedTensors state() const = 0;
   virtual void load_state(const std::map<std::string, Tensor>& state, const std::string& source) = 0;
   int64_t steps_taken() const { return t_; }
@@ -35,12 +36,17 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& cfg, const Para
 // clip_grad_norm_); returns the norm before clipping. max_norm <= 0 only measures.
 double clip_grad_norm(ParameterSet& params, double max_norm);
 
-// clip_grad_norm that also returns each parameter's squared gradient norm after the
-// clip (named() order), measured in the same pass over the gradients.
+// The norms of the global clip at max_norm (max_norm <= 0: no clip) in one pass over
+// the gradients, per parameter in named() order.
 struct GradientNorms {
   double total = 0;             // before clipping
   std::vector<double> squared;  // per parameter, after clipping
+  double scale = 1;             // the clip's coefficient, not yet applied to the gradients
 };
+// Measures only: the gradients stay as they are and `scale` is for the optimizer step
+// to apply as it reads them, which spares a pass over the gradient arena.
+GradientNorms gradient_norms(ParameterSet& params, double max_norm);
+// clip_grad_norm with the norms: the gradients are scaled here (scale = 1).
 GradientNorms clip_grad_norms(ParameterSet& params, double max_norm);
 
 // Learning rate of update number t (1-based): linear warmup to lr over warmup_steps,

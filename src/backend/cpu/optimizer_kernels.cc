@@ -91,7 +91,7 @@ void CpuBackend::adam_update(Tensor& w_t, const Tensor& g_t, Tensor& m_t, Tensor
     T* v = v_t.data<T>();
     update_pass(w, w_bf16, n, [&](int64_t i) {
       adam_element(w[i], g[i], m[i], v[i], h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, h.step_size,
-                   h.bias_correction2_sqrt, h.decoupled);
+                   h.bias_correction2_sqrt, h.decoupled, h.grad_scale);
     });
   });
 }

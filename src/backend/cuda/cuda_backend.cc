@@ -531,7 +531,8 @@ void CudaBackend::adam_update(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, 
   check_update("adam_update", {&w, &g, &m, &v});
   check_update_copy("adam_update", w, w_bf16);
   launch_adam(scalar_of(w.dtype()), w.raw_data(), g.raw_data(), m.raw_data(), v.raw_data(), w.numel(), h.lr, h.beta1,
-              h.beta2, h.eps, h.weight_decay, h.step_size, h.bias_correction2_sqrt, h.decoupled, stream_of(dev));
+              h.beta2, h.eps, h.weight_decay, h.step_size, h.bias_correction2_sqrt, h.decoupled, h.grad_scale,
+              stream_of(dev));
   check_launch("adam_update");
   // Here the copy costs a pass of its own: no fused one to spare on this device yet.
   if (Tensor out = w_bf16; out.defined()) copy(w, out);

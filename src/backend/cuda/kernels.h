@@ -96,7 +96,7 @@ void launch_rel_attn_probs_backward(Scalar type, const void* p, const void* gp, 
 // Optimizer updates over n contiguous elements (see Backend::adam_update).
 void launch_adam(Scalar type, void* w, const void* g, void* m, void* v, int64_t n, double lr, double beta1,
                  double beta2, double eps, double weight_decay, double step_size, double bias_correction2_sqrt,
-                 bool decoupled, cudaStream_t s);
+                 bool decoupled, double grad_scale, cudaStream_t s);
 void launch_adagrad(Scalar type, void* w, const void* g, void* sum, int64_t n, double lr, double eps, double wd,
                     cudaStream_t s);
 // Partial sums of (x + a * y)^2 in double, one per block, into partials[kNormBlocks].

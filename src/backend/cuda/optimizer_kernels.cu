@@ -10,8 +10,10 @@ namespace {
 
 template <class T>
 __global__ void adam_kernel(T* w, const T* g, T* m, T* v, int64_t n, double lr, double b1, double b2, double eps,
-                            double wd, double step_size, double bc2_sqrt, bool decoupled) {
-  TXL_GRID_STRIDE(i, n) adam_element(w[i], g[i], m[i], v[i], lr, b1, b2, eps, wd, step_size, bc2_sqrt, decoupled);
+                            double wd, double step_size, double bc2_sqrt, bool decoupled, double grad_scale) {
+  TXL_GRID_STRIDE(i, n) {
+    adam_element(w[i], g[i], m[i], v[i], lr, b1, b2, eps, wd, step_size, bc2_sqrt, decoupled, grad_scale);
+  }
 }
 
 template <class T>
@@ -35,13 +37,13 @@ __global__ void squared_norm_kernel(const T* x, const T* y, double a, int64_t n,
 
 void launch_adam(Scalar type, void* w, const void* g, void* m, void* v, int64_t n, double lr, double beta1,
                  double beta2, double eps, double weight_decay, double step_size, double bias_correction2_sqrt,
-                 bool decoupled, cudaStream_t s) {
+                 bool decoupled, double grad_scale, cudaStream_t s) {
   if (n == 0) return;
   with_float(type, [&](auto tag) {
     using T = decltype(tag);
     adam_kernel<T><<<grid_for(n), kThreads, 0, s>>>(static_cast<T*>(w), static_cast<const T*>(g), static_cast<T*>(m),
                                                     static_cast<T*>(v), n, lr, beta1, beta2, eps, weight_decay,
-                                                    step_size, bias_correction2_sqrt, decoupled);
+                                                    step_size, bias_correction2_sqrt, decoupled, grad_scale);
   });
 }
 
