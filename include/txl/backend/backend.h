@@ -181,7 +181,8 @@ class Backend {
   // arenas, on the parameters' device). adam_update changes w, m and v; adagrad_update
   // adds gi^2 to s and steps w by lr * gi / (sqrt(s) + eps), with gi = g + wd * w.
   // squared_norm is the sum of (x + a * y)^2 accumulated in double (y is read only when
-  // a != 0), returned to the host. A defined w_bf16 (bf16, contiguous, w's shape and
+  // a != 0; with a = 0 the CPU first sums chunks of 1,024 squares in x's dtype), returned
+  // to the host. A defined w_bf16 (bf16, contiguous, w's shape and
   // device, w float32) receives the updated w rounded to bf16 (nearest even): the CPU
   // writes it in the update's own pass, which spares the bf16 products' separate
   // conversion of the arena (bf16_copy_for_update).

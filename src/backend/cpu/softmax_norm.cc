@@ -176,6 +176,7 @@ LayerNormGrads CpuBackend::layer_norm_backward(const Tensor& x_in, const Tensor&
         scalar_t* out = pgx + row * n;
         const scalar_t m = pm[row], rs = pr[row];
         scalar_t sum_dxhat = 0, sum_dxhat_xhat = 0;
+#pragma omp simd reduction(+ : sum_dxhat, sum_dxhat_xhat)
         for (int64_t i = 0; i < n; ++i) {
           const scalar_t xhat = (xr[i] - m) * rs;
           const scalar_t dxhat = gr[i] * pgam[i];
