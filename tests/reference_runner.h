@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 namespace txl::testing {
@@ -47,6 +48,16 @@ inline std::string run_command(const std::string& cmd) {
   INFO("command: " << cmd << "\noutput:\n" << ss.str());
   REQUIRE(rc == 0);
   return ss.str();
+}
+
+// Runs a shell command that may fail; returns its exit status (-1 if killed by a
+// signal) and its combined output in *output.
+inline int run_status(const std::string& cmd, std::string* output) {
+  const std::string out_file = scratch_dir("cmd_status") + "/out.txt";
+  const int rc = std::system((cmd + " > " + out_file + " 2>&1").c_str());
+  std::ifstream f(out_file);
+  output->assign((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
 // The first `bytes` bytes of the bundled tiny-shakespeare written to dir/name; returns the path.

@@ -61,6 +61,27 @@ void require_close_runs(const std::string& a, const std::string& b, double tol) 
 
 }  // namespace
 
+TEST_CASE("an error on one rank ends the whole job, before anything is written", "[distributed]") {
+  if (!mpi_available()) {
+    WARN("skipped: txl was built without MPI or mpirun is missing (apt-get install libopenmpi-dev openmpi-bin)");
+    return;
+  }
+  const std::string dir = setup("dp_error");
+  // Rank 1 alone gets a config key that does not exist; rank 0 goes on to its first
+  // collective. Before, rank 0 then waited there for good; `timeout` turns a hang into
+  // status 124 here.
+  const std::string mpmd = "timeout -k 10 120 mpirun --oversubscribe --allow-run-as-root --bind-to none -np 1 " + kTxl +
+                           " train " + dir + "/tiny.yaml run.dir=" + dir + "/run : -np 1 " + kTxl + " train " + dir +
+                           "/tiny.yaml run.dir=" + dir + "/run train.no_such_key=1";
+  std::string out;
+  const int rc = run_status(mpmd, &out);
+  INFO(out);
+  REQUIRE(rc != 0);
+  REQUIRE(rc != 124);
+  REQUIRE(out.find("no_such_key") != std::string::npos);
+  REQUIRE_FALSE(fs::exists(dir + "/run"));  // the root waits for every rank before it creates the run
+}
+
 TEST_CASE("mpirun -np 2 trains like one process on all streams", "[distributed][slow]") {
   if (!mpi_available()) {
     WARN("skipped: txl was built without MPI or mpirun is missing (apt-get install libopenmpi-dev openmpi-bin)");

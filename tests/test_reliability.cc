@@ -32,14 +32,6 @@ std::string tiny(const std::string& name, int steps) {
   return dir;
 }
 
-int run_status(const std::string& cmd, std::string* output) {
-  const std::string out_file = scratch_dir("rel_cmd") + "/out.txt";
-  const int rc = std::system((cmd + " > " + out_file + " 2>&1").c_str());
-  std::ifstream f(out_file);
-  output->assign((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
 }  // namespace
 
 TEST_CASE("checkpoints keep the newest step directories behind last/best links", "[reliability]") {

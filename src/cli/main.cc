@@ -9,6 +9,7 @@
 
 #include "commands.h"
 #include "txl/core/error.h"
+#include "txl/dist/communicator.h"
 
 namespace {
 
@@ -90,10 +91,12 @@ int main(int argc, char** argv) {
     std::cerr << "error: unknown command '" << cmd << "' (see txl --help)\n";
     return 2;
   } catch (const txl::Error& e) {
-    std::cerr << "error: " << e.what() << "\n";
+    std::cerr << "error: " << e.what() << std::endl;
+    txl::abort_world(1);
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << "error: " << e.what() << "\n";
+    std::cerr << "error: " << e.what() << std::endl;
+    txl::abort_world(1);
     return 1;
   }
 }

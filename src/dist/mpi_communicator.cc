@@ -110,6 +110,9 @@ class MpiCommunicator final : public Communicator {
     return out;
   }
   void barrier() override { check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
+  void abort(int code) override {
+    if (size_ > 1) MPI_Abort(MPI_COMM_WORLD, code);
+  }
 
  private:
   int rank_ = 0, size_ = 1, local_size_ = 1, local_rank_ = 0;

@@ -73,6 +73,7 @@ class NcclCommunicator final : public Communicator {
   void broadcast(std::string& bytes, int root) override { host_.broadcast(bytes, root); }
   std::vector<std::string> gather(const std::string& mine, int root) override { return host_.gather(mine, root); }
   void barrier() override { host_.barrier(); }
+  void abort(int code) override { host_.abort(code); }
 
  private:
   Communicator& host_;

@@ -38,6 +38,8 @@ int launcher_world_size() {
   return 1;
 }
 
+Communicator* g_world = nullptr;  // set once world() has made it
+
 }  // namespace
 
 Communicator& world() {
@@ -49,7 +51,12 @@ Communicator& world() {
                    "(apt-get install libopenmpi-dev, then rebuild: scripts/setup.sh)", launched);
     return mpi;
   }();
+  g_world = comm.get();
   return *comm;
+}
+
+void abort_world(int code) {
+  if (g_world) g_world->abort(code);
 }
 
 Communicator& gradient_communicator(Device device) {

@@ -314,10 +314,10 @@ int run_training(const TrainOptions& opt) {
   TXL_CHECK(corpus.valid.empty() || static_cast<int64_t>(corpus.valid.size()) >= 2 * cfg.eval.batch_size,
             "data: {} has {} tokens, too few for eval.batch_size {} streams (needs at least {})",
             split_of("validation", cfg.data.valid), corpus.valid.size(), cfg.eval.batch_size, 2 * cfg.eval.batch_size);
-  if (replace_run_dir) {
-    comm.barrier();  // every rank has looked before the root removes it
-    if (root) fs::remove_all(run_dir);
-  }
+  // Every rank has looked at the run directory before the root creates or replaces it
+  // (a rank that looked later would find the root's new directory and refuse it).
+  comm.barrier();
+  if (replace_run_dir && root) fs::remove_all(run_dir);
 
   if (root) {
     std::error_code ec;

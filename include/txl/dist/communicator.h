@@ -42,6 +42,10 @@ class Communicator {
   // Root receives every rank's bytes in rank order; other ranks get an empty vector.
   virtual std::vector<std::string> gather(const std::string& mine, int root) = 0;
   virtual void barrier() = 0;
+  // Ends every process of the job with exit status `code`: an error on one rank would
+  // otherwise leave the others waiting in their next collective for good. One process:
+  // returns, and the caller exits.
+  virtual void abort(int /*code*/) {}
   bool is_root() const { return rank() == 0; }
 };
 
@@ -49,6 +53,10 @@ class Communicator {
 // txl was built with MPI), else the single-process communicator. The first call
 // initialises MPI; the communicator lives until exit.
 Communicator& world();
+
+// world().abort(code) if world() has been made (never makes it: an error can come
+// before, or from, its start-up).
+void abort_world(int code);
 
 // The communicator for the gradients of parameters on `device`: NCCL over the ranks'
 // GPUs (bootstrapped by world(), which keeps the host-side collectives) when the job
