@@ -12,6 +12,14 @@
 
 namespace txl {
 
+// The norms of the global clip at max_norm (max_norm <= 0: no clip) in one pass over
+// the gradients, per parameter in named() order.
+struct GradientNorms {
+  double total = 0;             // before clipping
+  std::vector<double> squared;  // per parameter, after clipping
+  double scale = 1;             // the clip's coefficient, not yet applied to the gradients
+};
+
 class Optimizer {
  public:
   virtual ~Optimizer() = default;
@@ -21,7 +29,7 @@ class Optimizer {
   // parameter's squared norm, so a per-tensor clip (Adagrad's) need not read the
   // gradients again, and the global clip's coefficient still to apply to them (Adam
   // multiplies each gradient by it as its update reads it; Adagrad scales them first).
-  virtual void step(ParameterSet& params, double lr, const struct GradientNorms* norms) = 0;
+  virtual void step(ParameterSet& params, double lr, const GradientNorms* norms) = 0;
   virtual NamedTensors state() const = 0;
   virtual void load_state(const std::map<std::string, Tensor>& state, const std::string& source) = 0;
   int64_t steps_taken() const { return t_; }
@@ -36,15 +44,8 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& cfg, const Para
 // clip_grad_norm_); returns the norm before clipping. max_norm <= 0 only measures.
 double clip_grad_norm(ParameterSet& params, double max_norm);
 
-// The norms of the global clip at max_norm (max_norm <= 0: no clip) in one pass over
-// the gradients, per parameter in named() order.
-struct GradientNorms {
-  double total = 0;             // before clipping
-  std::vector<double> squared;  // per parameter, after clipping
-  double scale = 1;             // the clip's coefficient, not yet applied to the gradients
-};
-// Measures only: the gradients stay as they are and `scale` is for the optimizer step
-// to apply as it reads them, which spares a pass over the gradient arena.
+// Measures only: the gradients stay as they are, and `scale` is for the optimizer
+// step to apply as it reads them, which spares a pass over the gradient arena.
 GradientNorms gradient_norms(ParameterSet& params, double max_norm);
 // clip_grad_norm with the norms: the gradients are scaled here (scale = 1).
 GradientNorms clip_grad_norms(ParameterSet& params, double max_norm);
