@@ -6,7 +6,6 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -38,18 +37,6 @@ inline std::string scratch_dir(const std::string& name) {
   return d.string();
 }
 
-// Runs a shell command; returns its stdout. REQUIREs exit status 0.
-inline std::string run_command(const std::string& cmd) {
-  const std::string out_file = scratch_dir("cmd") + "/out.txt";
-  const int rc = std::system((cmd + " > " + out_file + " 2>&1").c_str());
-  std::ifstream f(out_file);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  INFO("command: " << cmd << "\noutput:\n" << ss.str());
-  REQUIRE(rc == 0);
-  return ss.str();
-}
-
 // Runs a shell command that may fail; returns its exit status (-1 if killed by a
 // signal) and its combined output in *output.
 inline int run_status(const std::string& cmd, std::string* output) {
@@ -58,6 +45,15 @@ inline int run_status(const std::string& cmd, std::string* output) {
   std::ifstream f(out_file);
   output->assign((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+// Runs a shell command; returns its combined output. REQUIREs exit status 0.
+inline std::string run_command(const std::string& cmd) {
+  std::string out;
+  const int rc = run_status(cmd, &out);
+  INFO("command: " << cmd << "\noutput:\n" << out);
+  REQUIRE(rc == 0);
+  return out;
 }
 
 // The first `bytes` bytes of the bundled tiny-shakespeare written to dir/name; returns the path.

@@ -34,14 +34,11 @@ std::string tiny_setup(const std::string& name, const std::string& extra = "") {
 }
 
 // Runs a command that must fail; returns its combined output.
-std::string run_failing(const std::string& cmd, int* rc_out = nullptr) {
-  const std::string out_file = scratch_dir("fail") + "/out.txt";
-  const int rc = std::system((cmd + " > " + out_file + " 2>&1").c_str());
-  std::ifstream f(out_file);
-  std::string out((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+std::string run_failing(const std::string& cmd) {
+  std::string out;
+  const int rc = run_status(cmd, &out);
   INFO(cmd << "\n" << out);
   REQUIRE(rc != 0);
-  if (rc_out) *rc_out = rc;
   return out;
 }
 

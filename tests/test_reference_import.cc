@@ -62,9 +62,8 @@ TEST_CASE("import_reference rejects bad state dicts with one clear line", "[refe
   const std::string dir = scratch_dir("import_bad");
   run_command(kRef + " save-random --out " + dir + "/state.pt --vocab 256 " + kArch);
   auto expect_failure = [&](const std::string& cmd, const std::string& needle) {
-    const int rc = std::system((cmd + " > " + dir + "/err.txt 2>&1").c_str());
-    std::ifstream f(dir + "/err.txt");
-    std::string err((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    std::string err;
+    const int rc = run_status(cmd, &err);
     INFO(cmd << "\n" << err);
     REQUIRE(rc != 0);
     REQUIRE(err.find(needle) != std::string::npos);
