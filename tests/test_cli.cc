@@ -214,7 +214,8 @@ TEST_CASE("bad inputs give one clear error line and a non-zero exit", "[cli]") {
   REQUIRE(out.rfind("error: ", 0) == 0);
 }
 
-TEST_CASE("bench ops --bf16 times each layer product in cache and cold, against the bf16 peak", "[cli][slow]") {
+TEST_CASE("bench ops --bf16 times each layer product in cache and cold, against the bf16 peak",
+          "[cli][slow][serial]") {
   const json r = json::parse(run_command(kTxl + " bench ops --quick --bf16 --json"));
   CHECK(r["precision"] == "bf16");
   CHECK(r["peak_gflops"].get<double>() > 0);
