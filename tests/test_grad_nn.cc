@@ -161,6 +161,45 @@ TEST_CASE("grad: linear", "[grad]") {
   }
 }
 
+TEST_CASE("grad: linear_rows", "[grad]") {
+  // The rows before x are fixed (no gradient); the product reads them with x's values.
+  const Tensor fixed = randn64({2, 3, 4}, 42);
+  gradcheck(
+      [&](const In& in) {
+        return linear_rows(concat({fixed, in[0].detach()}, 0), in[0], in[1]);
+      },
+      {randn64({3, 3, 4}, 43), randn64({5, 4}, 44)});
+  // No fixed rows: plain linear.
+  gradcheck([](const In& in) { return linear_rows(in[0].detach(), in[0], in[1]); },
+            {randn64({2, 4}, 45), randn64({3, 4}, 46)});
+}
+
+TEST_CASE("linear_rows equals linear over the concatenation, fp32 and bf16 products alike", "[grad][bf16]") {
+  for (MatmulPrecision prec : {MatmulPrecision::fp32, MatmulPrecision::bf16}) {
+    if (prec == MatmulPrecision::bf16 && !cpu_has_native_bf16()) continue;
+    PrecisionScope scope(prec);
+    const Tensor mem = to_dtype(randn64({6, 2, 16}, 71), DType::f32);
+    const Tensor x = to_dtype(randn64({5, 2, 16}, 72), DType::f32), w = to_dtype(randn64({24, 16}, 73), DType::f32);
+    Tensor x1 = contiguous_copy(x).set_requires_grad(), w1 = contiguous_copy(w).set_requires_grad();
+    Tensor x2 = contiguous_copy(x).set_requires_grad(), w2 = contiguous_copy(w).set_requires_grad();
+    Tensor y1 = linear_rows(concat({mem, x1.detach()}, 0), x1, w1), y2 = linear(concat({mem, x2}, 0), w2);
+    REQUIRE(y1.shape() == Shape{11, 2, 24});
+    REQUIRE(max_abs_diff(y1, y2) == 0.0);
+    Tensor g = to_dtype(randn64(y1.shape(), 74), DType::f32);
+    backward(sum(mul(y1, g)));
+    backward(sum(mul(y2, g)));
+    REQUIRE(max_abs_diff(x1.grad(), x2.grad()) <= 1e-5);
+    REQUIRE(max_abs_diff(w1.grad(), w2.grad()) <= 1e-5);
+  }
+}
+
+TEST_CASE("linear_rows refuses rows that are not the concatenation's tail or that need a gradient", "[grad]") {
+  Tensor x = randn64({3, 4}, 75).set_requires_grad(), w = randn64({5, 4}, 76);
+  REQUIRE_THROWS_WITH(linear_rows(concat({randn64({2, 4}, 77), x}, 0), x, w), Catch::Contains("must not require"));
+  REQUIRE_THROWS_WITH(linear_rows(randn64({2, 4}, 78), x, w), Catch::Contains("trailing rows"));
+  REQUIRE_THROWS_WITH(linear_rows(randn64({6, 3}, 79), x, w), Catch::Contains("trailing rows"));
+}
+
 // ---------------------------------------------------------------- softmax family
 
 TEST_CASE("grad: softmax", "[grad]") {

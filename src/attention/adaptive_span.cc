@@ -80,10 +80,14 @@ class SpanPass : public AttentionPass {
     // row-wise, so dropping them first gives the same keys for less work.
     const int64_t tc = t - (S - c);
     Tensor kept = tc > 0 ? narrow(cache, 0, tc, c - tc) : cache;
-    Tensor full = kept.shape()[0] > 0 ? concat({kept, x}, 0) : x;  // [min(c, Lw) + M, B, D]
+    // Keys and values over [kept cache; x], [min(c, Lw) + M, B, D]; the cache rows take
+    // no gradient, so none is formed for them (linear_rows).
+    const bool cached = kept.shape()[0] > 0;
+    Tensor full = cached ? concat({kept, x.detach()}, 0) : x;
+    auto project = [&](const Tensor& w) { return cached ? linear_rows(full, x, w) : linear(x, w); };
     Tensor q = linear(x, p(layer_key(l, "attn.proj_query.weight")));
-    Tensor k = linear(full, p(layer_key(l, "attn.proj_key.weight")));
-    Tensor v = linear(full, p(layer_key(l, "attn.proj_val.weight")));
+    Tensor k = project(p(layer_key(l, "attn.proj_key.weight")));
+    Tensor v = project(p(layer_key(l, "attn.proj_val.weight")));
     if (tc < 0) {
       k = pad(k, {{-tc, 0}});
       v = pad(v, {{-tc, 0}});

@@ -86,12 +86,11 @@ class CompressivePass : public AttentionPass {
 
   Tensor layer(int64_t l, const Tensor& w, const std::function<Tensor(const Tensor&)>& norm,
                ForwardContext& ctx) override {
-    Tensor mx = M_ > 0 ? concat({mems_[l], w}, 0) : w;
-    Tensor cat = C_ > 0 ? concat({cms_[l], mx}, 0) : mx;
-    cat = norm(cat);  // pre-LN normalises the memories too
-    RelativeAttentionOutput a = relative_attention(cfg_, params_, l, cat, T_, r_, mask_, ctx,
+    const SegmentRows rows =
+        segment_rows({C_ > 0 ? cms_[l] : Tensor(), M_ > 0 ? mems_[l] : Tensor()}, w, norm, cfg_.pre_lnorm);
+    RelativeAttentionOutput a = relative_attention(cfg_, params_, l, rows.cat, rows.segment, T_, r_, mask_, ctx,
                                                    E_ > 0 && o_.fn == Compression::most_used);
-    if (E_ > 0) compress(l, mx.detach(), a, ctx);
+    if (E_ > 0) compress(l, M_ > 0 ? concat({mems_[l], w.detach()}, 0) : w.detach(), a, ctx);
     return a.out;
   }
 

@@ -60,8 +60,8 @@ bool use_fused_attention(const ModelConfig& cfg, bool need_prob, const ForwardCo
 }
 
 RelativeAttentionOutput relative_attention(const ModelConfig& cfg, const ParameterSet& params, int64_t l,
-                                           const Tensor& cat, int64_t T, const Tensor& r, const Tensor& mask,
-                                           ForwardContext& ctx, bool need_prob) {
+                                           const Tensor& cat, const Tensor& segment, int64_t T, const Tensor& r,
+                                           const Tensor& mask, ForwardContext& ctx, bool need_prob) {
   const int64_t K = cat.shape()[0], B = cat.shape()[1], H = cfg.n_head, Dh = cfg.d_head, HD = H * Dh;
   auto p = [&](const std::string& name) -> const Tensor& { return params.get(name); };
   RelativeAttentionOutput res;
@@ -70,9 +70,17 @@ RelativeAttentionOutput relative_attention(const ModelConfig& cfg, const Paramet
   // the same values without computing the K - T unused queries, and without a split
   // whose backward zero-fills a full-width [K, B, 3HD] gradient per piece and sums them.
   const Tensor& w_qkv = p(layer_key(l, "dec_attn.qkv_net.weight"));  // [3HD, D]
-  res.q = linear(narrow(cat, 0, K - T, T), narrow(w_qkv, 0, 0, HD));
-  res.k = linear(cat, narrow(w_qkv, 0, HD, HD));
-  res.v = linear(cat, narrow(w_qkv, 0, 2 * HD, HD));
+  if (segment.defined()) {
+    // The rows before the segment take no gradient: the key and value products form
+    // input gradients for the segment's rows only.
+    res.q = linear(segment, narrow(w_qkv, 0, 0, HD));
+    res.k = linear_rows(cat, segment, narrow(w_qkv, 0, HD, HD));
+    res.v = linear_rows(cat, segment, narrow(w_qkv, 0, 2 * HD, HD));
+  } else {
+    res.q = linear(narrow(cat, 0, K - T, T), narrow(w_qkv, 0, 0, HD));
+    res.k = linear(cat, narrow(w_qkv, 0, HD, HD));
+    res.v = linear(cat, narrow(w_qkv, 0, 2 * HD, HD));
+  }
   Tensor r_head_k = reshape(linear(r, p(layer_key(l, "dec_attn.r_net.weight"))), {K, H, Dh});
   Tensor q = reshape(res.q, {T, B, H, Dh});
   Tensor k = reshape(res.k, {K, B, H, Dh});
@@ -95,6 +103,20 @@ RelativeAttentionOutput relative_attention(const ModelConfig& cfg, const Paramet
   }
   res.out = ctx.drop(linear(vec, p(layer_key(l, "dec_attn.o_net.weight"))), cfg.dropout);
   return res;
+}
+
+SegmentRows segment_rows(const std::vector<Tensor>& parts, const Tensor& w,
+                         const std::function<Tensor(const Tensor&)>& norm, bool pre_lnorm) {
+  std::vector<Tensor> rows;
+  for (const Tensor& t : parts)
+    if (t.defined() && t.shape()[0] > 0) rows.push_back(t);
+  if (rows.empty()) return {norm(w), Tensor()};
+  if (pre_lnorm) {
+    rows.push_back(w);
+    return {norm(concat(rows, 0)), Tensor()};
+  }
+  rows.push_back(w.detach());
+  return {concat(rows, 0), w};
 }
 
 Tensor memory_window(const Tensor& mem, const Tensor& h, int64_t beg, int64_t len) {

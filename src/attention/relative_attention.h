@@ -6,7 +6,9 @@
 // and how the state is laid out stays in each variant's own file.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "txl/attention/attention.h"
 
@@ -40,13 +42,26 @@ struct RelativeAttentionOutput {
 };
 
 // Layer l's attention for the last T rows of cat [K, B, D] (already normalised for
-// pre-LN) over all K rows, with R = r [K, D] (dropped) and mask [T, K]. Draws from
-// ctx in the reference's order: dropatt on the probabilities, then dropout on o_net.
-// Without need_prob the fused core runs where it can (see use_fused_attention) and
-// prob stays undefined.
+// pre-LN) over all K rows, with R = r [K, D] (dropped) and mask [T, K]. segment is
+// undefined, or cat's last T rows when cat was built without a gradient (post-LN
+// [memories; segment], see segment_rows): the gradient then reaches segment, and
+// nothing is formed for the rows before it. Draws from ctx in the reference's order:
+// dropatt on the probabilities, then dropout on o_net. Without need_prob the fused
+// core runs where it can (see use_fused_attention) and prob stays undefined.
 RelativeAttentionOutput relative_attention(const ModelConfig& cfg, const ParameterSet& params, int64_t l,
-                                           const Tensor& cat, int64_t T, const Tensor& r, const Tensor& mask,
-                                           ForwardContext& ctx, bool need_prob = false);
+                                           const Tensor& cat, const Tensor& segment, int64_t T, const Tensor& r,
+                                           const Tensor& mask, ForwardContext& ctx, bool need_prob = false);
+
+// The rows attention reads for a segment w [T, B, D] after the earlier rows in parts
+// (memories, none of which take a gradient): {cat, segment} for relative_attention.
+// Post-LN: cat = [parts; w] without a gradient and segment = w. Pre-LN (the memories
+// are normalised with learned weights, so their rows do take gradients): cat =
+// norm([parts; w]) and segment undefined.
+struct SegmentRows {
+  Tensor cat, segment;
+};
+SegmentRows segment_rows(const std::vector<Tensor>& parts, const Tensor& w,
+                         const std::function<Tensor(const Tensor&)>& norm, bool pre_lnorm);
 
 // Whether a pass uses the fused core: the `fused` option (fused_attention_option) is
 // on, nobody needs the probabilities, no dropatt is drawn (training with dropatt > 0

@@ -26,9 +26,8 @@ class TxlPass : public AttentionPass {
 
   Tensor layer(int64_t l, const Tensor& w, const std::function<Tensor(const Tensor&)>& norm,
                ForwardContext& ctx) override {
-    Tensor cat = M_ > 0 ? concat({mems_[l], w}, 0) : w;
-    cat = norm(cat);  // pre-LN normalises the memories too
-    return relative_attention(cfg_, params_, l, cat, T_, r_, mask_, ctx).out;
+    const SegmentRows rows = segment_rows({M_ > 0 ? mems_[l] : Tensor()}, w, norm, cfg_.pre_lnorm);
+    return relative_attention(cfg_, params_, l, rows.cat, rows.segment, T_, r_, mask_, ctx).out;
   }
 
   // The reference's _update_mems: L + 1 detached inputs, end = mlen + qlen,

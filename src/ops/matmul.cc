@@ -2,6 +2,8 @@
 // dims are computed as one flattened GEMM instead of a batch of GEMMs plus a sum.
 #include "txl/ops/matmul.h"
 
+#include <algorithm>
+
 #include "txl/autograd/node.h"
 #include "txl/backend/backend.h"
 #include "txl/backend/precision.h"
@@ -79,7 +81,9 @@ Tensor weight_grad(const std::weak_ptr<TensorImpl>& leaf, const Tensor& a, const
   return matmul(a, b);
 }
 
-Tensor linear_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, bool relu) {
+// y = x W^T (+ b, relu). The input gradient goes to x_grad: x itself, or x's last rows
+// along axis 0 when the rows before them need none (linear_rows).
+Tensor linear_impl(const Tensor& x, const Tensor& x_grad, const Tensor& weight, const Tensor& bias, bool relu) {
   TXL_CHECK(weight.dim() == 2 && x.dim() >= 1 && x.shape().back() == weight.shape()[1],
             "linear: input {} does not fit weight {} (expected (out, in) with in = last input dim)",
             shape_str(x.shape()), shape_str(weight.shape()));
@@ -90,7 +94,7 @@ Tensor linear_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, bo
   out_shape.back() = out;
   // One GEMM over all leading dims with the bias added inside it. The input's bf16 copy
   // (if any) is what the weight gradient reads too.
-  const bool record_it = needs_record({&x, &weight, &bias});
+  const bool record_it = needs_record({&x_grad, &weight, &bias});
   Tensor x2 = reshape(x.detach(), {-1, in});
   Tensor xm = record_it && weight.requires_grad() ? matmul_operand(x2) : x2;
   Tensor y = reshape(backend_of(x).matmul(xm, transpose(weight.detach(), 0, 1), bias, relu), out_shape);
@@ -98,10 +102,10 @@ Tensor linear_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, bo
     // A leaf weight (a parameter, not a view of one) lets the backward write its
     // gradient straight into the gradient arena; see weight_grad below.
     std::weak_ptr<TensorImpl> leaf = weight.is_leaf() ? weight.impl_ptr() : nullptr;
-    record(y, relu ? "linear_relu" : "linear", {&x, &weight, &bias},
-           [xm, wd = weight.detach(), xs = x.shape(), gx = x.requires_grad(), gw = weight.requires_grad(),
-            gb = bias.defined() && bias.requires_grad(), out, yd = relu ? y.detach() : Tensor(),
-            leaf](const Tensor& g_out) {
+    record(y, relu ? "linear_relu" : "linear", {&x_grad, &weight, &bias},
+           [xm, wd = weight.detach(), xs = x_grad.shape(), grad_rows = x_grad.numel() / std::max<int64_t>(in, 1),
+            gx = x_grad.requires_grad(), gw = weight.requires_grad(), gb = bias.defined() && bias.requires_grad(), out,
+            yd = relu ? y.detach() : Tensor(), leaf](const Tensor& g_out) {
              std::vector<Tensor> grads(3);
              Tensor g2 = reshape(g_out, {-1, out}), gm;  // gm: what the products read
              if (yd.defined() || gb) {
@@ -114,7 +118,8 @@ Tensor linear_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, bo
              } else {
                gm = gx && gw ? matmul_operand(g2) : g2;  // read by both products
              }
-             if (gx) grads[0] = reshape(matmul(gm, wd), xs);
+             const int64_t rows = gm.shape()[0];
+             if (gx) grads[0] = reshape(matmul(narrow(gm, 0, rows - grad_rows, grad_rows), wd), xs);
              if (gw) grads[1] = weight_grad(leaf, transpose(gm, 0, 1), xm);
              return grads;
            });
@@ -124,9 +129,19 @@ Tensor linear_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, bo
 
 }  // namespace
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) { return linear_impl(x, weight, bias, false); }
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  return linear_impl(x, x, weight, bias, false);
+}
 Tensor linear_relu(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  return linear_impl(x, weight, bias, true);
+  return linear_impl(x, x, weight, bias, true);
+}
+
+Tensor linear_rows(const Tensor& cat, const Tensor& x, const Tensor& weight) {
+  TXL_CHECK(!cat.requires_grad(), "linear_rows: the concatenated rows must not require a gradient (x takes it)");
+  TXL_CHECK(x.dim() == cat.dim() && x.dim() >= 2 && x.shape()[0] <= cat.shape()[0] &&
+                std::equal(x.shape().begin() + 1, x.shape().end(), cat.shape().begin() + 1),
+            "linear_rows: {} is not the trailing rows of {}", shape_str(x.shape()), shape_str(cat.shape()));
+  return linear_impl(cat, x, weight, Tensor(), false);
 }
 
 }  // namespace txl

@@ -11,5 +11,11 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor
 // relu(linear(x, weight, bias)) with the bias and the ReLU inside the product's kernel;
 // the backward masks the gradient by the output's sign.
 Tensor linear_relu(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+// linear(cat, weight) for cat = concat({rows, x}, 0) built without a gradient, x being
+// its last rows along axis 0 (the caller's contract): the product runs over all of
+// cat, the weight gradient reads all of it, and the input gradient is formed for x's
+// rows only — not for rows nobody differentiates (Transformer-XL's memories, which its
+// keys and values read with the segment).
+Tensor linear_rows(const Tensor& cat, const Tensor& x, const Tensor& weight);
 
 }  // namespace txl
