@@ -190,7 +190,22 @@ TEST_CASE("linear_rows equals linear over the concatenation, fp32 and bf16 produ
     backward(sum(mul(y2, g)));
     REQUIRE(max_abs_diff(x1.grad(), x2.grad()) <= 1e-5);
     REQUIRE(max_abs_diff(w1.grad(), w2.grad()) <= 1e-5);
+    // The rows in the form products read them (bf16 copy made once): the same numbers.
+    Tensor x3 = contiguous_copy(x).set_requires_grad(), w3 = contiguous_copy(w).set_requires_grad();
+    const Tensor rows = matmul_operand(concat({mem, x3.detach()}, 0));
+    REQUIRE(rows.dtype() == (prec == MatmulPrecision::bf16 ? DType::bf16 : DType::f32));
+    Tensor y3 = linear_rows(rows, x3, w3);
+    REQUIRE(max_abs_diff(y1, y3) == 0.0);
+    backward(sum(mul(y3, g)));
+    REQUIRE(max_abs_diff(x1.grad(), x3.grad()) == 0.0);
+    REQUIRE(max_abs_diff(w1.grad(), w3.grad()) == 0.0);
   }
+}
+
+TEST_CASE("matmul_operand refuses a tensor whose gradient its copy would cut", "[grad]") {
+  Tensor x = randn64({3, 4}, 80).set_requires_grad();
+  REQUIRE_THROWS_WITH(matmul_operand(x), Catch::Contains("gradient"));
+  REQUIRE(matmul_operand(x.detach()).raw_data() == x.raw_data());  // f64: nothing to convert
 }
 
 TEST_CASE("linear_rows refuses rows that are not the concatenation's tail or that need a gradient", "[grad]") {

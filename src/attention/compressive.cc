@@ -80,8 +80,9 @@ class CompressivePass : public AttentionPass {
     new_cms_.resize(L);
     const int64_t K = C_ + M_ + T_;
     mask_ = relative_mask(T_, K, cfg_.same_length, cfg_.mem_len + o.n_cm).to(params_.device());
-    r_ = ctx.drop(sinusoid_positions(K, cfg_.d_model, cfg_.clamp_len, params_.dtype()).to(params_.device()),
-                  cfg_.dropout);
+    // Read by every layer's r_net product: in the form they read it, made once.
+    r_ = matmul_operand(ctx.drop(
+        sinusoid_positions(K, cfg_.d_model, cfg_.clamp_len, params_.dtype()).to(params_.device()), cfg_.dropout));
   }
 
   Tensor layer(int64_t l, const Tensor& w, const std::function<Tensor(const Tensor&)>& norm,

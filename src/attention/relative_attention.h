@@ -42,12 +42,13 @@ struct RelativeAttentionOutput {
 };
 
 // Layer l's attention for the last T rows of cat [K, B, D] (already normalised for
-// pre-LN) over all K rows, with R = r [K, D] (dropped) and mask [T, K]. segment is
-// undefined, or cat's last T rows when cat was built without a gradient (post-LN
-// [memories; segment], see segment_rows): the gradient then reaches segment, and
-// nothing is formed for the rows before it. Draws from ctx in the reference's order:
-// dropatt on the probabilities, then dropout on o_net. Without need_prob the fused
-// core runs where it can (see use_fused_attention) and prob stays undefined.
+// pre-LN) over all K rows, with R = r [K, D] (dropped; or its matmul_operand) and
+// mask [T, K]. segment is undefined, or cat's last T rows when cat was built without
+// a gradient (post-LN [memories; segment], see segment_rows): the gradient then
+// reaches segment, and nothing is formed for the rows before it. Draws from ctx in
+// the reference's order: dropatt on the probabilities, then dropout on o_net. Without
+// need_prob the fused core runs where it can (see use_fused_attention) and prob stays
+// undefined.
 RelativeAttentionOutput relative_attention(const ModelConfig& cfg, const ParameterSet& params, int64_t l,
                                            const Tensor& cat, const Tensor& segment, int64_t T, const Tensor& r,
                                            const Tensor& mask, ForwardContext& ctx, bool need_prob = false);

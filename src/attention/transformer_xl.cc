@@ -20,8 +20,9 @@ class TxlPass : public AttentionPass {
     TXL_CHECK(mems.empty() || static_cast<int64_t>(mems.size()) == cfg.n_layer + 1,
               "transformer_xl: expected {} memories, got {}", cfg.n_layer + 1, mems.size());
     mask_ = relative_mask(T_, M_ + T_, cfg_.same_length, cfg_.mem_len).to(params_.device());
-    r_ = ctx.drop(sinusoid_positions(M_ + T_, cfg_.d_model, cfg_.clamp_len, params_.dtype()).to(params_.device()),
-                  cfg_.dropout);
+    // Read by every layer's r_net product: in the form they read it, made once.
+    r_ = matmul_operand(ctx.drop(
+        sinusoid_positions(M_ + T_, cfg_.d_model, cfg_.clamp_len, params_.dtype()).to(params_.device()), cfg_.dropout));
   }
 
   Tensor layer(int64_t l, const Tensor& w, const std::function<Tensor(const Tensor&)>& norm,

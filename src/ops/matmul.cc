@@ -15,22 +15,28 @@ namespace txl {
 
 namespace {
 
-// With bf16 products, the bf16 copy of an fp32 operand that more than one product will
-// read (made once here instead of once per product); otherwise t itself. Weights under
-// a Bf16WeightScope have their own once-per-scope copies and stay fp32 here.
 bool bf16_products_of(const Tensor& t) {
   return matmul_precision() == MatmulPrecision::bf16 && t.dtype() == DType::f32;
 }
 
-Tensor matmul_operand(const Tensor& t) {
+// matmul_operand without the gradient check: the products below call it on operands
+// whose gradients they form themselves. Weights under a Bf16WeightScope have their own
+// once-per-scope copies and stay fp32 here; so does a broadcast, read as it is.
+Tensor operand_of(const Tensor& t) {
   if (!bf16_products_of(t)) return t;
   if (is_scoped_weight(t)) return t;
   for (int64_t d = 0; d < t.dim(); ++d)
-    if (t.strides()[d] == 0 && t.shape()[d] > 1) return t;  // a broadcast: the product reads it as is
+    if (t.strides()[d] == 0 && t.shape()[d] > 1) return t;
   return backend_of(t).to_bf16(t);
 }
 
 }  // namespace
+
+Tensor matmul_operand(const Tensor& t) {
+  TXL_CHECK(!t.requires_grad(), "matmul_operand: a bf16 copy would cut the gradient of a {} tensor that needs one",
+            shape_str(t.shape()));
+  return operand_of(t);
+}
 
 Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   TXL_CHECK(a_in.device() == b_in.device(), "matmul: device mismatch {} vs {}", a_in.device().str(),
@@ -39,14 +45,14 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   // Operands the backward reads again are converted once. The weight-gradient branch
   // reshapes a, which a non-contiguous bf16 copy cannot do: such an a stays fp32.
   const bool flat_grad = b_in.dim() == 2 && a_in.dim() > 2;
-  Tensor a = record_it && b_in.requires_grad() && (a_in.is_contiguous() || !flat_grad) ? matmul_operand(a_in) : a_in;
-  Tensor b = record_it && a_in.requires_grad() ? matmul_operand(b_in) : b_in;
+  Tensor a = record_it && b_in.requires_grad() && (a_in.is_contiguous() || !flat_grad) ? operand_of(a_in) : a_in;
+  Tensor b = record_it && a_in.requires_grad() ? operand_of(b_in) : b_in;
   Tensor y = backend_of(a).matmul(a, b, Tensor());
   if (record_it) {
     record(y, "matmul", {&a_in, &b_in},
            [ad = a.detach(), bd = b.detach(), ga = a_in.requires_grad(), gb = b_in.requires_grad(),
             a_shape = a_in.shape(), b_shape = b_in.shape(), flat_grad](const Tensor& g_in) {
-             Tensor g = ga && gb ? matmul_operand(g_in) : g_in;
+             Tensor g = ga && gb ? operand_of(g_in) : g_in;
              std::vector<Tensor> out(2);
              if (ga) out[0] = sum_to(matmul(g, transpose(bd, -1, -2)), a_shape);
              if (gb) {
@@ -96,7 +102,7 @@ Tensor linear_impl(const Tensor& x, const Tensor& x_grad, const Tensor& weight, 
   // (if any) is what the weight gradient reads too.
   const bool record_it = needs_record({&x_grad, &weight, &bias});
   Tensor x2 = reshape(x.detach(), {-1, in});
-  Tensor xm = record_it && weight.requires_grad() ? matmul_operand(x2) : x2;
+  Tensor xm = record_it && weight.requires_grad() ? operand_of(x2) : x2;
   Tensor y = reshape(backend_of(x).matmul(xm, transpose(weight.detach(), 0, 1), bias, relu), out_shape);
   if (record_it) {
     // A leaf weight (a parameter, not a view of one) lets the backward write its
@@ -116,7 +122,7 @@ Tensor linear_impl(const Tensor& x, const Tensor& x_grad, const Tensor& weight, 
                gm = r.g;
                grads[2] = r.bias_grad;
              } else {
-               gm = gx && gw ? matmul_operand(g2) : g2;  // read by both products
+               gm = gx && gw ? operand_of(g2) : g2;  // read by both products
              }
              const int64_t rows = gm.shape()[0];
              if (gx) grads[0] = reshape(matmul(narrow(gm, 0, rows - grad_rows, grad_rows), wd), xs);

@@ -6,6 +6,10 @@
 namespace txl {
 
 Tensor matmul(const Tensor& a, const Tensor& b);
+// The form in which products read t, which needs no gradient: with bf16 products its
+// bf16 copy, made once for every product that reads it (linear and matmul accept it in
+// place of t); otherwise t itself.
+Tensor matmul_operand(const Tensor& t);
 // y = x W^T + b over the last axis of x; bias may be undefined.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 // relu(linear(x, weight, bias)) with the bias and the ReLU inside the product's kernel;
