@@ -120,12 +120,19 @@ Tensor narrow(const Tensor& x, int64_t axis, int64_t start, int64_t length) {
       if (std::shared_ptr<TensorImpl> w = leaf.lock(); w && w->grad && !w->grad_fn) {
         Tensor dst(w->grad);
         if (dst.is_contiguous() && dst.shape() == s && dst.dtype() == g.dtype() && dst.device() == g.device()) {
-          if (w->grad_pending_zero) {
-            fill_(dst, 0.0);
-            w->grad_pending_zero = false;
-          }
           Tensor window = narrow(dst, axis, start, length);
-          add_(window, g);
+          if (w->grad_pending_zero) {
+            // The first gradient to arrive: copied into its window, zeros around it
+            // (later windows add to those).
+            Tensor before = narrow(dst, axis, 0, start),
+                   after = narrow(dst, axis, start + length, s[axis] - start - length);
+            for (Tensor* part : {&before, &after})
+              if (part->numel() > 0) fill_(*part, 0.0);
+            backend_of(g).copy(g, window);
+            w->grad_pending_zero = false;
+          } else {
+            add_(window, g);
+          }
           return std::vector<Tensor>{Tensor()};
         }
       }
