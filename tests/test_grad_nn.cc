@@ -206,6 +206,19 @@ TEST_CASE("matmul_operand refuses a tensor whose gradient its copy would cut", "
   Tensor x = randn64({3, 4}, 80).set_requires_grad();
   REQUIRE_THROWS_WITH(matmul_operand(x), Catch::Contains("gradient"));
   REQUIRE(matmul_operand(x.detach()).raw_data() == x.raw_data());  // f64: nothing to convert
+  NoGradGuard no_grad;                                             // nothing to cut
+  REQUIRE(matmul_operand(x).raw_data() == x.raw_data());
+}
+
+TEST_CASE("matmul_operand of a permuted tensor is a dense copy the products reshape", "[grad][bf16]") {
+  if (!cpu_has_native_bf16()) return;
+  PrecisionScope scope(MatmulPrecision::bf16);
+  const Tensor t = permute(to_dtype(randn64({4, 3, 8}, 81), DType::f32), {1, 0, 2});  // [3, 4, 8], fills its span
+  const Tensor w = to_dtype(randn64({5, 8}, 82), DType::f32);
+  const Tensor op = matmul_operand(t);
+  REQUIRE(op.dtype() == DType::bf16);
+  REQUIRE(op.is_contiguous());
+  REQUIRE(max_abs_diff(linear(op, w), linear(t, w)) == 0.0);
 }
 
 TEST_CASE("linear_rows refuses rows that are not the concatenation's tail or that need a gradient", "[grad]") {

@@ -83,7 +83,7 @@ class SpanPass : public AttentionPass {
     // Keys and values over [kept cache; x], [min(c, Lw) + M, B, D]; the cache rows take
     // no gradient, so none is formed for them (linear_rows).
     const bool cached = kept.shape()[0] > 0;
-    Tensor full = cached ? concat({kept, x.detach()}, 0) : x;
+    Tensor full = cached ? matmul_operand(concat({kept, x.detach()}, 0)) : x;  // read by both products
     auto project = [&](const Tensor& w) { return cached ? linear_rows(full, x, w) : linear(x, w); };
     Tensor q = linear(x, p(layer_key(l, "attn.proj_query.weight")));
     Tensor k = project(p(layer_key(l, "attn.proj_key.weight")));

@@ -78,7 +78,7 @@ RelativeAttentionOutput relative_attention(const ModelConfig& cfg, const Paramet
     res.k = linear_rows(rows, segment, narrow(w_qkv, 0, HD, HD));
     res.v = linear_rows(rows, segment, narrow(w_qkv, 0, 2 * HD, HD));
   } else {
-    res.q = linear(narrow(cat, 0, K - T, T), narrow(w_qkv, 0, 0, HD));
+    res.q = linear(K == T ? cat : narrow(cat, 0, K - T, T), narrow(w_qkv, 0, 0, HD));
     res.k = linear(cat, narrow(w_qkv, 0, HD, HD));
     res.v = linear(cat, narrow(w_qkv, 0, 2 * HD, HD));
   }

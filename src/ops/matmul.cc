@@ -33,9 +33,10 @@ Tensor operand_of(const Tensor& t) {
 }  // namespace
 
 Tensor matmul_operand(const Tensor& t) {
-  TXL_CHECK(!t.requires_grad(), "matmul_operand: a bf16 copy would cut the gradient of a {} tensor that needs one",
+  TXL_CHECK(!needs_record({&t}), "matmul_operand: a bf16 copy would cut the gradient of a {} tensor that needs one",
             shape_str(t.shape()));
-  return operand_of(t);
+  // Contiguous, so that the products' reshapes stay views (there is no bf16 copy kernel).
+  return operand_of(bf16_products_of(t) && !t.is_contiguous() ? contiguous(t) : t);
 }
 
 Tensor matmul(const Tensor& a_in, const Tensor& b_in) {

@@ -112,9 +112,10 @@ Tensor narrow(const Tensor& x, int64_t axis, int64_t start, int64_t length) {
   shape[axis] = length;
   Tensor y = make_view(x, shape, x.strides(), x.offset() + start * x.strides()[axis]);
   if (needs_record({&x})) {
-    // A slice of a parameter (qkv_net's q, k and v rows) adds its gradient straight into
-    // the window of the parameter's gradient instead of returning a zero-filled tensor of
-    // the parameter's full shape for the tape to add.
+    // A slice of a parameter (qkv_net's q, k and v rows) puts its gradient straight into
+    // the window of the parameter's gradient (copied in by the first slice to arrive,
+    // added by the rest) instead of returning a zero-filled tensor of the parameter's
+    // full shape for the tape to add.
     std::weak_ptr<TensorImpl> leaf = x.is_leaf() ? x.impl_ptr() : nullptr;
     record(y, "narrow", {&x}, [s = x.shape(), axis, start, length, leaf](const Tensor& g) {
       if (std::shared_ptr<TensorImpl> w = leaf.lock(); w && w->grad && !w->grad_fn) {

@@ -6,9 +6,9 @@
 namespace txl {
 
 Tensor matmul(const Tensor& a, const Tensor& b);
-// The form in which products read t, which needs no gradient: with bf16 products its
-// bf16 copy, made once for every product that reads it (linear and matmul accept it in
-// place of t); otherwise t itself.
+// The form in which products read t, which needs no gradient: with bf16 products a
+// dense bf16 copy, made once for every product that reads it (linear and matmul accept
+// it in place of t); otherwise t itself.
 Tensor matmul_operand(const Tensor& t);
 // y = x W^T + b over the last axis of x; bias may be undefined.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
