@@ -21,6 +21,7 @@
 #include "cpu_backend.h"
 #include "fast_exp.h"
 #include "panels.h"
+#include "score_rows.h"
 
 namespace txl::cpu {
 
@@ -74,6 +75,8 @@ struct Scratch {
   // k, v and the output gradient packed densely (their own row strides span every head
   // and batch row, and walking them evicts L1 sets).
   std::vector<T> s, bd, dp, qu, qw, dqu, tmp, kt, vt, kc, vc, goc;
+  // Per row of the block: the forward's score maximum, the backward's sum_j p dp.
+  std::vector<T> row_max, row_dot;
   // In bf16 runs, the packed copies of the panels the block products read (BlockGemm).
   PackedOperand kt_p, vt_p, kc_p, vc_p;
   void size_for(const Layout& g) {
@@ -91,15 +94,20 @@ struct Scratch {
     qw.resize(d);
     dqu.resize(d);
     tmp.resize(d);
+    row_max.resize(kBlockRows);
+    row_dot.resize(kBlockRows);
   }
 };
 
-// Scores of rows [i0, i1) of task (b, h) into sc.s (content + shifted position term,
-// scaled, -inf where masked) over the block's Kv visible keys; sc.kt holds the task's k
-// panel, and rkt / rkt_p its head's rk panel (fp32 / packed).
-template <class T>
+// Scores of rows [i0, i1) of task (b, h): the content term into sc.s and the position
+// term into sc.bd over the block's Kv visible keys (sc.kt holds the task's k panel, rkt /
+// rkt_p its head's rk panel, fp32 / packed); then finish(r, s, b, m, visible) combines
+// row r in one pass: s is its content row, b its position row already shifted, m its
+// mask row, and keys from `visible` on are causally hidden.
+template <class T, class Finish>
 void block_scores(const BlockGemm& bg, const Layout& g, const T* q, const T* rkt, const PackedOperand& rkt_p,
-                  const T* u, const T* w, const uint8_t* mask, T scale, int64_t i0, int64_t i1, Scratch<T>& sc) {
+                  const T* u, const T* w, const uint8_t* mask, int64_t i0, int64_t i1, Scratch<T>& sc,
+                  Finish&& finish) {
   const int64_t n = i1 - i0, Kv = g.K - g.T + i1, Dh = g.Dh;
   for (int64_t r = 0; r < n; ++r) {
     const T* qr = q + (i0 + r) * g.q_row;
@@ -111,15 +119,9 @@ void block_scores(const BlockGemm& bg, const Layout& g, const T* q, const T* rkt
   }
   bg.mul<false>(n, Kv, Dh, sc.qu.data(), Dh, sc.kt.data(), g.K, sc.kt_p, 0, 0, sc.s.data(), Kv, false);
   bg.mul<false>(n, Kv, Dh, sc.qw.data(), Dh, rkt + (g.T - i1), g.K, rkt_p, 0, g.T - i1, sc.bd.data(), Kv, false);
-  const T neg_inf = -std::numeric_limits<T>::infinity();
   for (int64_t r = 0; r < n; ++r) {
-    const int64_t i = i0 + r, visible = g.K - g.T + i + 1;
-    const T* b = sc.bd.data() + r * Kv + (i1 - 1 - i);
-    const uint8_t* m = mask + i * g.K;
-    T* s = sc.s.data() + r * Kv;
-#pragma omp simd
-    for (int64_t j = 0; j < visible; ++j) s[j] = m[j] ? neg_inf : (s[j] + b[j]) * scale;
-    for (int64_t j = visible; j < Kv; ++j) s[j] = neg_inf;
+    const int64_t i = i0 + r;
+    finish(r, sc.s.data() + r * Kv, sc.bd.data() + r * Kv + (i1 - 1 - i), mask + i * g.K, g.K - g.T + i + 1);
   }
 }
 
@@ -150,6 +152,7 @@ void forward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInpu
   T* po = out.data<T>();
   T* pl = lse.data<T>();
   const int64_t tasks = g.B * g.H, o_row = g.B * g.H * g.Dh;
+  const T neg_inf = -std::numeric_limits<T>::infinity();
   std::vector<PackedOperand> rkt_heads(static_cast<size_t>(g.H));
 #pragma omp parallel
   {
@@ -170,13 +173,16 @@ void forward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInpu
       const PackedOperand& rkt_p = rkt_heads[static_cast<size_t>(h)];
       for (int64_t i0 = 0; i0 < g.T; i0 += kBlockRows) {
         const int64_t i1 = std::min(g.T, i0 + kBlockRows), n = i1 - i0, Kv = g.K - g.T + i1;
-        block_scores(bg, g, q, rkt, rkt_p, pu + h * g.Dh, pw + h * g.Dh, pm, scale, i0, i1, sc);
+        // Scaled, masked scores and their row maxima in one pass.
+        block_scores(bg, g, q, rkt, rkt_p, pu + h * g.Dh, pw + h * g.Dh, pm, i0, i1, sc,
+                     [&](int64_t r, T* s, const T* b, const uint8_t* m, int64_t visible) {
+                       sc.row_max[r] = masked_scores_row(s, b, m, visible, scale);
+                       std::fill(s + visible, s + Kv, neg_inf);
+                     });
         for (int64_t r = 0; r < n; ++r) {
           T* s = sc.s.data() + r * Kv;
-          T mx = -std::numeric_limits<T>::infinity();
-#pragma omp simd reduction(max : mx)
-          for (int64_t j = 0; j < Kv; ++j) mx = s[j] > mx ? s[j] : mx;
-          if (mx == -std::numeric_limits<T>::infinity()) {  // every key masked: the row attends to nothing
+          const T mx = sc.row_max[r];
+          if (mx == neg_inf) {  // every key masked: the row attends to nothing
             std::fill(s, s + Kv, T(0));
             l[i0 + r] = mx;
             continue;
@@ -184,7 +190,7 @@ void forward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInpu
           T sum = 0;
 #pragma omp simd reduction(+ : sum)
           for (int64_t j = 0; j < Kv; ++j) {
-            const T e = s[j] == -std::numeric_limits<T>::infinity() ? T(0) : fast_exp(s[j] - mx);
+            const T e = fast_exp(s[j] - mx);  // exp(-inf) = 0 for the masked keys
             s[j] = e;
             sum += e;
           }
@@ -245,16 +251,15 @@ void backward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInp
       pack_rows(go, row, g.T, Dh, sc.goc.data());
       for (int64_t i0 = 0; i0 < g.T; i0 += kBlockRows) {
         const int64_t i1 = std::min(g.T, i0 + kBlockRows), n = i1 - i0, Kv = g.K - g.T + i1;
-        block_scores(bg, g, q, rkt, rkt_p, pu + h * Dh, pw + h * Dh, pm, scale, i0, i1, sc);
-        // p = exp(s - lse), recomputed; dp = gout v^T.
-        for (int64_t r = 0; r < n; ++r) {
-          T* s = sc.s.data() + r * Kv;
-          const T lr = l[i0 + r];
-#pragma omp simd
-          for (int64_t j = 0; j < Kv; ++j)
-            s[j] = s[j] == -std::numeric_limits<T>::infinity() ? T(0) : fast_exp(s[j] - lr);
-        }
+        // dp = gout v^T first, so that the pass recomputing p = exp(s - lse) also forms
+        // each row's sum_j p dp.
         bg.mul<false>(n, Kv, Dh, sc.goc.data() + i0 * Dh, Dh, sc.vt.data(), g.K, sc.vt_p, 0, 0, dp.data(), Kv, false);
+        block_scores(bg, g, q, rkt, rkt_p, pu + h * Dh, pw + h * Dh, pm, i0, i1, sc,
+                     [&](int64_t r, T* s, const T* b, const uint8_t* m, int64_t visible) {
+                       // A fully masked row has lse = -inf, and every key masked: p = 0.
+                       sc.row_dot[r] = masked_probs_row(s, b, m, dp.data() + r * Kv, visible, scale, l[i0 + r]);
+                       std::fill(s + visible, s + Kv, T(0));
+                     });
         // dv += p^T gout
         bg.mul<true>(Kv, Dh, n, sc.s.data(), Kv, sc.goc.data() + i0 * Dh, Dh, dv, row, true);
         // ds = p * (dp - sum_j p dp) * scale: the gradient of the content term; the
@@ -264,9 +269,7 @@ void backward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInp
           const int64_t i = i0 + r, visible = g.K - g.T + i + 1, shift = i1 - 1 - i;
           T* p = sc.s.data() + r * Kv;
           const T* d = dp.data() + r * Kv;
-          T dot = 0;
-#pragma omp simd reduction(+ : dot)
-          for (int64_t j = 0; j < visible; ++j) dot += p[j] * d[j];
+          const T dot = sc.row_dot[r];
           T* bd = sc.bd.data() + r * Kv + shift;
 #pragma omp simd
           for (int64_t j = 0; j < visible; ++j) {
