@@ -103,9 +103,9 @@ TEST_CASE("score rows: recomputed probabilities and their dot product with dp", 
 
 #if TXL_SCORE_ROWS_AVX512
 TEST_CASE("score rows: fast_exp16 agrees with fast_exp, edges included", "[attention]") {
-  std::vector<float> xs = {0.f,   -0.f,  1.f,   -1.f,  88.f, 88.5f, 100.f, -87.f, -87.5f, -100.f,
-                           1e-8f, 20.5f, -20.5f, std::numeric_limits<float>::infinity(),
-                           -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()};
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> xs = {0.f,    -0.f,   1.f,   -1.f,  88.f,   88.5f, 100.f, -87.f,
+                           -87.5f, -100.f, 1e-8f, 20.5f, -20.5f, inf,   -inf,  nan};
   for (int i = 0; i < 2000; ++i) xs.push_back(-87.f + 175.f * static_cast<float>(i) / 2000.f);
   while (xs.size() % 16) xs.push_back(0.5f);
   for (size_t i = 0; i < xs.size(); i += 16) {

@@ -86,36 +86,6 @@ void pack_bf16_rows(const float* a, int64_t lda, int64_t M, int64_t K, int64_t M
   }
 }
 
-// dst = src^T for a 16 x 16 block of 32-bit words. The zero-masked forms of the
-// shuffles are the same instructions; GCC 12's unmasked ones pass an undefined source
-// that it then warns about.
-void transpose16(const uint32_t* src, int64_t ls, uint32_t* dst, int64_t ld) {
-  constexpr __mmask16 all16 = 0xFFFF;
-  constexpr __mmask8 all8 = 0xFF;
-  __m512i r[16], t[16];
-  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(src + i * ls);
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_maskz_unpacklo_epi32(all16, r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_maskz_unpackhi_epi32(all16, r[2 * i], r[2 * i + 1]);
-  }
-  for (int i = 0; i < 4; ++i) {
-    r[4 * i + 0] = _mm512_maskz_unpacklo_epi64(all8, t[4 * i + 0], t[4 * i + 2]);
-    r[4 * i + 1] = _mm512_maskz_unpackhi_epi64(all8, t[4 * i + 0], t[4 * i + 2]);
-    r[4 * i + 2] = _mm512_maskz_unpacklo_epi64(all8, t[4 * i + 1], t[4 * i + 3]);
-    r[4 * i + 3] = _mm512_maskz_unpackhi_epi64(all8, t[4 * i + 1], t[4 * i + 3]);
-  }
-  for (int i = 0; i < 2; ++i)
-    for (int j = 0; j < 4; ++j) {
-      t[8 * i + j] = _mm512_maskz_shuffle_i32x4(all16, r[8 * i + j], r[8 * i + 4 + j], 0x88);
-      t[8 * i + 4 + j] = _mm512_maskz_shuffle_i32x4(all16, r[8 * i + j], r[8 * i + 4 + j], 0xdd);
-    }
-  for (int j = 0; j < 8; ++j) {
-    r[j] = _mm512_maskz_shuffle_i32x4(all16, t[j], t[8 + j], 0x88);
-    r[8 + j] = _mm512_maskz_shuffle_i32x4(all16, t[j], t[8 + j], 0xdd);
-  }
-  for (int i = 0; i < 16; ++i) _mm512_storeu_si512(dst + i * ld, r[i]);
-}
-
 // Per-thread packing buffers, only ever grown.
 struct Packs {
   std::vector<uint32_t> a, b, pairs;

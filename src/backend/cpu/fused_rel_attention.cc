@@ -29,6 +29,10 @@ namespace {
 
 constexpr int64_t kBlockRows = 64;
 
+// Rows of K floats a multiple of 4 KB apart share their L1 sets, and a 16-row AMX tile
+// load or store over them thrashes: such rows get 16 floats of padding.
+int64_t transposed_ld(int64_t K) { return K % 1024 == 0 ? K + 16 : K; }
+
 // Geometry of the operands: row strides (between positions) and the offsets of batch
 // b / head h, in elements.
 struct Layout {
@@ -75,6 +79,10 @@ struct Scratch {
   // k, v and the output gradient packed densely (their own row strides span every head
   // and batch row, and walking them evicts L1 sets).
   std::vector<T> s, bd, dp, qu, qw, dqu, tmp, kt, vt, kc, vc, goc;
+  // The backward's task-long accumulators of dk, dv and drk, transposed ([Dh, K] with
+  // leading dimension transposed_ld(K)): each block adds (q + u)^T ds and the like, whose
+  // small first operand is the one transposed, and the task writes them back once.
+  std::vector<T> dkt, dvt, drkt;
   // Per row of the block: the forward's score maximum, the backward's sum_j p dp.
   std::vector<T> row_max, row_dot;
   // In bf16 runs, the packed copies of the panels the block products read (BlockGemm).
@@ -95,6 +103,10 @@ struct Scratch {
     dqu.resize(d);
     tmp.resize(d);
     row_max.resize(kBlockRows);
+    const size_t acc = static_cast<size_t>(g.Dh * transposed_ld(g.K));
+    dkt.resize(acc);
+    dvt.resize(acc);
+    drkt.resize(acc);
     row_dot.resize(kBlockRows);
   }
 };
@@ -216,7 +228,7 @@ void backward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInp
   const T* pgo = gout.data<T>();
   T *gq = gr.q.data<T>(), *gk = gr.k.data<T>(), *gv = gr.v.data<T>();
   T *grk = grk_parts.data<T>(), *gup = gu_parts.data<T>(), *gwp = gw_parts.data<T>();
-  const int64_t tasks = g.B * g.H, Dh = g.Dh, HD = g.H * g.Dh, row = g.B * HD;
+  const int64_t tasks = g.B * g.H, Dh = g.Dh, HD = g.H * g.Dh, row = g.B * HD, ldt = transposed_ld(g.K);
   // rk's two packed forms per head (as rk^T for the scores, as rk for dq), shared by the
   // batch's tasks.
   std::vector<PackedOperand> rkt_heads(static_cast<size_t>(g.H)), rk_heads(static_cast<size_t>(g.H));
@@ -249,6 +261,9 @@ void backward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInp
       bg.prepare_rows(sc.kc, sc.kc_p, k, g.k_row, g.K, Dh);
       const PackedOperand &rkt_p = rkt_heads[static_cast<size_t>(h)], &rk_p = rk_heads[static_cast<size_t>(h)];
       pack_rows(go, row, g.T, Dh, sc.goc.data());
+      std::fill(sc.dkt.begin(), sc.dkt.end(), T(0));
+      std::fill(sc.dvt.begin(), sc.dvt.end(), T(0));
+      std::fill(sc.drkt.begin(), sc.drkt.end(), T(0));
       for (int64_t i0 = 0; i0 < g.T; i0 += kBlockRows) {
         const int64_t i1 = std::min(g.T, i0 + kBlockRows), n = i1 - i0, Kv = g.K - g.T + i1;
         // dp = gout v^T first, so that the pass recomputing p = exp(s - lse) also forms
@@ -260,8 +275,8 @@ void backward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInp
                        sc.row_dot[r] = masked_probs_row(s, b, m, dp.data() + r * Kv, visible, scale, l[i0 + r]);
                        std::fill(s + visible, s + Kv, T(0));
                      });
-        // dv += p^T gout
-        bg.mul<true>(Kv, Dh, n, sc.s.data(), Kv, sc.goc.data() + i0 * Dh, Dh, dv, row, true);
+        // dv^T += gout^T p
+        bg.mul<true>(Dh, Kv, n, sc.goc.data() + i0 * Dh, Dh, sc.s.data(), Kv, sc.dvt.data(), ldt, true);
         // ds = p * (dp - sum_j p dp) * scale: the gradient of the content term; the
         // position term's is the same values shifted back into bd_blk's columns.
         std::fill(sc.bd.begin(), sc.bd.begin() + n * Kv, T(0));
@@ -293,11 +308,14 @@ void backward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInp
             dw[d] += c[d];
           }
         }
-        // dk += ds^T (q + u); drk[T - i1 ..] += dbd^T (q + w), with the q + u and q + w
-        // that block_scores left in qu / qw.
-        bg.mul<true>(Kv, Dh, n, sc.s.data(), Kv, sc.qu.data(), Dh, dk, row, true);
-        bg.mul<true>(Kv, Dh, n, sc.bd.data(), Kv, sc.qw.data(), Dh, drk + (g.T - i1) * HD, HD, true);
+        // dk^T += (q + u)^T ds; drk^T[:, T - i1 ..] += (q + w)^T dbd, with the q + u and
+        // q + w that block_scores left in qu / qw.
+        bg.mul<true>(Dh, Kv, n, sc.qu.data(), Dh, sc.s.data(), Kv, sc.dkt.data(), ldt, true);
+        bg.mul<true>(Dh, Kv, n, sc.qw.data(), Dh, sc.bd.data(), Kv, sc.drkt.data() + (g.T - i1), ldt, true);
       }
+      untranspose_panel(sc.dkt.data(), ldt, Dh, g.K, dk, row);
+      untranspose_panel(sc.dvt.data(), ldt, Dh, g.K, dv, row);
+      untranspose_panel(sc.drkt.data(), ldt, Dh, g.K, drk, HD);
     }
   }
 }
@@ -332,11 +350,16 @@ RelAttentionGrads CpuBackend::fused_rel_attention_backward(const RelAttentionInp
   const DType dt = in.q.dtype();
   const Device dev = in.q.device();
   RelAttentionGrads gr;
+  // Each task writes its whole (b, h) slice of the k, v and rk gradients; with no
+  // queries there are no tasks, and those gradients are zero.
+  auto slices = [&](const Shape& shape) {
+    return in.q.numel() > 0 ? Tensor::empty(shape, dt, dev) : Tensor::zeros(shape, dt, dev);
+  };
   gr.q = Tensor::empty(in.q.shape(), dt, dev);
-  gr.k = Tensor::zeros(in.k.shape(), dt, dev);
-  gr.v = Tensor::zeros(in.v.shape(), dt, dev);
+  gr.k = slices(in.k.shape());
+  gr.v = slices(in.v.shape());
   // rk, u and w are shared by the batch: each batch row accumulates its own part.
-  Tensor grk_parts = Tensor::zeros({g.B, g.K, g.H, g.Dh}, dt, dev);
+  Tensor grk_parts = slices({g.B, g.K, g.H, g.Dh});
   Tensor gu_parts = Tensor::zeros({g.B, g.H, g.Dh}, dt, dev);
   Tensor gw_parts = Tensor::zeros({g.B, g.H, g.Dh}, dt, dev);
   if (gr.q.numel() > 0) {

@@ -1,6 +1,6 @@
 // Packing of operand panels for the fused attention kernels' small products: rows of a
-// strided [K, ., Dh] tensor transposed into a dense [Dh, K] panel, or copied into dense
-// [K, Dh] rows.
+// strided [K, ., Dh] tensor transposed into a dense [Dh, K] panel (and such a panel
+// written back into the rows), or copied into dense [K, Dh] rows.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -38,6 +38,61 @@ inline void transpose_panel<float>(const float* src, int64_t row, int64_t K, int
       _mm512_mask_storeu_ps(dst + d * K + j0, m, x);
     }
   }
+}
+#endif
+
+#if defined(__AVX512F__)
+// dst = src^T for a 16 x 16 block of 32-bit words. The zero-masked forms of the
+// shuffles are the same instructions; GCC 12's unmasked ones pass an undefined source
+// that it then warns about.
+inline void transpose16(const uint32_t* src, int64_t ls, uint32_t* dst, int64_t ld) {
+  constexpr __mmask16 all16 = 0xFFFF;
+  constexpr __mmask8 all8 = 0xFF;
+  __m512i r[16], t[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(src + i * ls);
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_maskz_unpacklo_epi32(all16, r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_maskz_unpackhi_epi32(all16, r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[4 * i + 0] = _mm512_maskz_unpacklo_epi64(all8, t[4 * i + 0], t[4 * i + 2]);
+    r[4 * i + 1] = _mm512_maskz_unpackhi_epi64(all8, t[4 * i + 0], t[4 * i + 2]);
+    r[4 * i + 2] = _mm512_maskz_unpacklo_epi64(all8, t[4 * i + 1], t[4 * i + 3]);
+    r[4 * i + 3] = _mm512_maskz_unpackhi_epi64(all8, t[4 * i + 1], t[4 * i + 3]);
+  }
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 4; ++j) {
+      t[8 * i + j] = _mm512_maskz_shuffle_i32x4(all16, r[8 * i + j], r[8 * i + 4 + j], 0x88);
+      t[8 * i + 4 + j] = _mm512_maskz_shuffle_i32x4(all16, r[8 * i + j], r[8 * i + 4 + j], 0xdd);
+    }
+  for (int j = 0; j < 8; ++j) {
+    r[j] = _mm512_maskz_shuffle_i32x4(all16, t[j], t[8 + j], 0x88);
+    r[8 + j] = _mm512_maskz_shuffle_i32x4(all16, t[j], t[8 + j], 0xdd);
+  }
+  for (int i = 0; i < 16; ++i) _mm512_storeu_si512(dst + i * ld, r[i]);
+}
+
+#endif
+
+// dst[j * row + d] = src[d * ld + j]: a [Dh, K] panel (leading dimension ld) back into K
+// rows of Dh, the inverse of transpose_panel.
+template <class T>
+inline void untranspose_panel(const T* src, int64_t ld, int64_t Dh, int64_t K, T* dst, int64_t row) {
+  for (int64_t j = 0; j < K; ++j)
+    for (int64_t d = 0; d < Dh; ++d) dst[j * row + d] = src[d * ld + j];
+}
+
+#if defined(__AVX512F__)
+template <>
+inline void untranspose_panel<float>(const float* src, int64_t ld, int64_t Dh, int64_t K, float* dst, int64_t row) {
+  const int64_t Dh16 = Dh / 16 * 16, K16 = K / 16 * 16;
+  for (int64_t d0 = 0; d0 < Dh16; d0 += 16)
+    for (int64_t j0 = 0; j0 < K16; j0 += 16)
+      transpose16(reinterpret_cast<const uint32_t*>(src + d0 * ld + j0), ld,
+                  reinterpret_cast<uint32_t*>(dst + j0 * row + d0), row);
+  // The edges (K or Dh not a multiple of 16) element by element.
+  for (int64_t j = 0; j < K; ++j)
+    for (int64_t d = (j < K16 ? Dh16 : 0); d < Dh; ++d) dst[j * row + d] = src[d * ld + j];
 }
 #endif
 

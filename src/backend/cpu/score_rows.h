@@ -102,7 +102,8 @@ inline float masked_scores_row<float>(float* s, const float* b, const uint8_t* m
   __m512 mx = ninf;
   for (int64_t j = 0; j < n; j += 16) {
     const __mmask16 live = row_lanes(n, j);
-    const __m512 c = _mm512_mul_ps(_mm512_add_ps(_mm512_maskz_loadu_ps(live, s + j), _mm512_maskz_loadu_ps(live, b + j)), kv);
+    const __m512 c =
+        _mm512_mul_ps(_mm512_add_ps(_mm512_maskz_loadu_ps(live, s + j), _mm512_maskz_loadu_ps(live, b + j)), kv);
     const __m512 v = _mm512_mask_mov_ps(c, hidden_lanes(m + j, live), ninf);
     _mm512_mask_storeu_ps(s + j, live, v);
     mx = _mm512_mask_max_ps(mx, live, mx, v);  // dead lanes keep mx
