@@ -1,9 +1,13 @@
 // The fused Transformer-XL attention probabilities against the unfused composition of
 // the reference (_rel_shift by pad/reshape, scale, masked_fill, softmax), forward and
 // backward, plus a float64 finite-difference check and the mask precondition.
+#include <cmath>
 #include <limits>
 
+#include "backend/cpu/block_gemm.h"
 #include "gradcheck.h"
+#include "native_bf16.h"
+#include "txl/backend/precision.h"
 #include "txl/ops/attention.h"
 
 using namespace txl;
@@ -149,14 +153,76 @@ TEST_CASE("fused_rel_attention gradient check, including strided inputs", "[atte
 }
 
 TEST_CASE("fused_rel_attention: a fully masked row attends to nothing", "[attention]") {
-  // same_length with window 0 masks every key of every query.
+  // same_length with window 0 masks every key of every query; float32 runs the
+  // vectorised row kernels (lse = -inf in the backward).
   const Tensor mask = Tensor::full({2, 4}, 1.0, DType::b8);
-  std::vector<Tensor> in = core_inputs({2, 2, 1, 1, 3, true}, 41, DType::f64);
+  for (DType dt : {DType::f64, DType::f32}) {
+    INFO(dtype_name(dt));
+    std::vector<Tensor> in = core_inputs({2, 2, 1, 1, 3, true}, 41, dt);
+    for (auto& t : in) t.set_requires_grad();
+    Tensor y = fused_rel_attention(in[0], in[1], in[2], in[3], in[4], in[5], mask, 1.0);
+    REQUIRE(max_abs_diff(y, Tensor::zeros(y.shape(), dt)) == 0.0);
+    backward(sum(y));
+    for (auto& t : in) REQUIRE(max_abs_diff(t.grad(), Tensor::zeros(t.shape(), dt)) == 0.0);
+  }
+}
+
+TEST_CASE("fused_rel_attention: a row whose every score overflows to -inf gets no NaN", "[attention]") {
+  // q . k = -3e40 is -inf in float32 for every key: the forward gives the row nothing
+  // (lse = -inf), and the backward must not form exp(-inf - -inf).
+  const int64_t T = 2, M = 1, K = T + M, Dh = 3;
+  const Tensor mask = causal_mask(T, M, false, 0);
+  Tensor q = Tensor::full({T, 1, 1, Dh}, 1e20, DType::f32), k = Tensor::full({K, 1, 1, Dh}, -1e20, DType::f32);
+  Tensor v = to_dtype(randn64({K, 1, 1, Dh}, 61), DType::f32), rk = Tensor::zeros({K, 1, Dh}, DType::f32);
+  Tensor u = Tensor::zeros({1, Dh}, DType::f32), w = Tensor::zeros({1, Dh}, DType::f32);
+  std::vector<Tensor> in = {q, k, v, rk, u, w};
   for (auto& t : in) t.set_requires_grad();
   Tensor y = fused_rel_attention(in[0], in[1], in[2], in[3], in[4], in[5], mask, 1.0);
-  REQUIRE(max_abs_diff(y, Tensor::zeros(y.shape(), DType::f64)) == 0.0);
+  REQUIRE(max_abs_diff(y, Tensor::zeros(y.shape(), DType::f32)) == 0.0);
   backward(sum(y));
-  for (auto& t : in) REQUIRE(max_abs_diff(t.grad(), Tensor::zeros(t.shape(), DType::f64)) == 0.0);
+  for (auto& t : in)
+    for (double g : t.grad().to_doubles()) REQUIRE(std::isfinite(g));
+}
+
+namespace {
+
+// ||a - b|| / ||b||: bf16 rounds every product operand to 8 bits, so elementwise
+// comparisons of small entries say nothing; a wrong block offset or stride would move
+// the whole tensor by O(1).
+double rel_norm_diff(const Tensor& a, const Tensor& b) {
+  const std::vector<double> x = to_dtype(a, DType::f64).to_doubles(), y = to_dtype(b, DType::f64).to_doubles();
+  REQUIRE(x.size() == y.size());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < x.size(); ++i) num += (x[i] - y[i]) * (x[i] - y[i]), den += y[i] * y[i];
+  return std::sqrt(num / std::max(den, 1e-300));
+}
+
+}  // namespace
+
+TEST_CASE("fused_rel_attention in bf16 equals the unfused bf16 ops, 1024 keys included", "[attention][bf16]") {
+  // With AMX both sides round the same operands to bf16 and differ in fp32 summation
+  // order; without it the fused block products stay fp32 (see the model-level test).
+  // 1,024 keys make the backward pad its accumulators' rows on the AMX path too.
+  TXL_REQUIRE_BF16();
+  PrecisionScope bf16(MatmulPrecision::bf16);
+  const double tol = txl::cpu::BlockGemm::for_run().bf16() ? 1e-3 : 6e-2;
+  for (const CoreCase& c : std::vector<CoreCase>{{64, 960, 1, 2, 16, false}, {70, 30, 2, 2, 32, false}}) {
+    INFO("T " << c.T << " M " << c.M);
+    const Tensor mask = causal_mask(c.T, c.M, c.same, 0);
+    std::vector<Tensor> a = core_inputs(c, 51, DType::f32), b = core_inputs(c, 51, DType::f32);
+    for (auto& t : a) t.set_requires_grad();
+    for (auto& t : b) t.set_requires_grad();
+    Tensor y1 = fused_rel_attention(a[0], a[1], a[2], a[3], a[4], a[5], mask, 0.125);
+    Tensor y2 = unfused_core(b[0], b[1], b[2], b[3], b[4], b[5], mask, 0.125);
+    CHECK(rel_norm_diff(y1, y2) <= tol);
+    Tensor wgt = to_dtype(randn64(y1.shape(), 9), DType::f32);
+    backward(sum(mul(y1, wgt)));
+    backward(sum(mul(y2, wgt)));
+    for (size_t i = 0; i < a.size(); ++i) {
+      INFO("input " << i);
+      CHECK(rel_norm_diff(a[i].grad(), b[i].grad()) <= tol);
+    }
+  }
 }
 
 TEST_CASE("fused_rel_attention rejects a mask that leaves shift garbage visible", "[attention]") {

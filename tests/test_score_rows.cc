@@ -89,8 +89,8 @@ TEST_CASE("score rows: recomputed probabilities and their dot product with dp", 
           }
           const double x = (static_cast<double>(s0[j]) + r.b[j]) * k - lse_f;
           const double p = std::exp(x);
-          // The argument is formed in float (relative rounding ~6e-8 of |x| <= 20 or so),
-          // then fast_exp's 2e-7.
+          // The argument is formed in float: (s + b) k rounds to about 6e-8 of its size
+          // (a few units here), then fast_exp's 2e-7.
           REQUIRE(std::abs(r.s[j] - p) <= p * (2e-7 + 1e-7 * (1 + std::abs(x))));
           want_dot += p * r.d[j];
           scale_dot += std::abs(p * r.d[j]);

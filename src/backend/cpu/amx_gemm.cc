@@ -41,9 +41,6 @@ struct alignas(64) TileConfig {
 };
 
 inline int64_t round32(int64_t n) { return (n + 31) / 32 * 32; }
-inline __mmask16 lanes(int64_t n) {
-  return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
-}
 
 // bf16 words (even[i], odd[i]) with even in the low half: both rows rounded in one
 // instruction (odd's 16 values land in the upper 256 bits), then interleaved.

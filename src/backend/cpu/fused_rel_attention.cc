@@ -29,8 +29,8 @@ namespace {
 
 constexpr int64_t kBlockRows = 64;
 
-// Rows of K floats a multiple of 4 KB apart share their L1 sets, and a 16-row AMX tile
-// load or store over them thrashes: such rows get 16 floats of padding.
+// Rows a multiple of 4 KB apart (1,024 floats) share their L1 sets, and a 16-row AMX
+// tile load or store over them thrashes: such rows get 16 elements of padding.
 int64_t transposed_ld(int64_t K) { return K % 1024 == 0 ? K + 16 : K; }
 
 // Geometry of the operands: row strides (between positions) and the offsets of batch
@@ -103,11 +103,13 @@ struct Scratch {
     dqu.resize(d);
     tmp.resize(d);
     row_max.resize(kBlockRows);
+    row_dot.resize(kBlockRows);
+  }
+  void size_accumulators(const Layout& g) {  // the backward's only
     const size_t acc = static_cast<size_t>(g.Dh * transposed_ld(g.K));
     dkt.resize(acc);
     dvt.resize(acc);
     drkt.resize(acc);
-    row_dot.resize(kBlockRows);
   }
 };
 
@@ -236,6 +238,7 @@ void backward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInp
   {
     thread_local Scratch<T> sc;
     sc.size_for(g);
+    sc.size_accumulators(g);
     std::vector<T>& dp = sc.dp;
     prepare_rk_heads(bg, g, pr, rk_panels, rkt_heads, &rk_heads);
 #pragma omp for schedule(dynamic, 1)
@@ -271,9 +274,12 @@ void backward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInp
         bg.mul<false>(n, Kv, Dh, sc.goc.data() + i0 * Dh, Dh, sc.vt.data(), g.K, sc.vt_p, 0, 0, dp.data(), Kv, false);
         block_scores(bg, g, q, rkt, rkt_p, pu + h * Dh, pw + h * Dh, pm, i0, i1, sc,
                      [&](int64_t r, T* s, const T* b, const uint8_t* m, int64_t visible) {
-                       // A fully masked row has lse = -inf, and every key masked: p = 0.
-                       sc.row_dot[r] = masked_probs_row(s, b, m, dp.data() + r * Kv, visible, scale, l[i0 + r]);
-                       std::fill(s + visible, s + Kv, T(0));
+                       // lse = -inf: the forward saw no finite score (every key masked, or
+                       // an overflow) and gave the row p = 0; exp(-inf - -inf) would be NaN.
+                       const T lr = l[i0 + r];
+                       const int64_t live = lr == -std::numeric_limits<T>::infinity() ? 0 : visible;
+                       sc.row_dot[r] = masked_probs_row(s, b, m, dp.data() + r * Kv, live, scale, lr);
+                       std::fill(s + live, s + Kv, T(0));
                      });
         // dv^T += gout^T p
         bg.mul<true>(Dh, Kv, n, sc.goc.data() + i0 * Dh, Dh, sc.s.data(), Kv, sc.dvt.data(), ldt, true);

@@ -5,9 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
+#include "lanes.h"
 
 namespace txl::cpu {
 
@@ -46,13 +44,12 @@ inline void transpose_panel<float>(const float* src, int64_t row, int64_t K, int
 // shuffles are the same instructions; GCC 12's unmasked ones pass an undefined source
 // that it then warns about.
 inline void transpose16(const uint32_t* src, int64_t ls, uint32_t* dst, int64_t ld) {
-  constexpr __mmask16 all16 = 0xFFFF;
   constexpr __mmask8 all8 = 0xFF;
   __m512i r[16], t[16];
   for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(src + i * ls);
   for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_maskz_unpacklo_epi32(all16, r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_maskz_unpackhi_epi32(all16, r[2 * i], r[2 * i + 1]);
+    t[2 * i] = _mm512_maskz_unpacklo_epi32(kAllLanes, r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_maskz_unpackhi_epi32(kAllLanes, r[2 * i], r[2 * i + 1]);
   }
   for (int i = 0; i < 4; ++i) {
     r[4 * i + 0] = _mm512_maskz_unpacklo_epi64(all8, t[4 * i + 0], t[4 * i + 2]);
@@ -62,12 +59,12 @@ inline void transpose16(const uint32_t* src, int64_t ls, uint32_t* dst, int64_t 
   }
   for (int i = 0; i < 2; ++i)
     for (int j = 0; j < 4; ++j) {
-      t[8 * i + j] = _mm512_maskz_shuffle_i32x4(all16, r[8 * i + j], r[8 * i + 4 + j], 0x88);
-      t[8 * i + 4 + j] = _mm512_maskz_shuffle_i32x4(all16, r[8 * i + j], r[8 * i + 4 + j], 0xdd);
+      t[8 * i + j] = _mm512_maskz_shuffle_i32x4(kAllLanes, r[8 * i + j], r[8 * i + 4 + j], 0x88);
+      t[8 * i + 4 + j] = _mm512_maskz_shuffle_i32x4(kAllLanes, r[8 * i + j], r[8 * i + 4 + j], 0xdd);
     }
   for (int j = 0; j < 8; ++j) {
-    r[j] = _mm512_maskz_shuffle_i32x4(all16, t[j], t[8 + j], 0x88);
-    r[8 + j] = _mm512_maskz_shuffle_i32x4(all16, t[j], t[8 + j], 0xdd);
+    r[j] = _mm512_maskz_shuffle_i32x4(kAllLanes, t[j], t[8 + j], 0x88);
+    r[8 + j] = _mm512_maskz_shuffle_i32x4(kAllLanes, t[j], t[8 + j], 0xdd);
   }
   for (int i = 0; i < 16; ++i) _mm512_storeu_si512(dst + i * ld, r[i]);
 }

@@ -1,16 +1,16 @@
 // The per-row passes of the fused relative attention over a block's scores, written
-// with AVX-512 where the build has it. GCC vectorises these loops only sometimes: the
-// byte mask and the conditional make it version them for alignment, and on misaligned
-// rows (most of them, since the position term is read at a per-row shift) it ran the
-// scalar copy, exp polynomial included. Elsewhere, and for double, plain loops.
+// with AVX-512 where the build has it: as omp simd loops inside that pass, GCC's code
+// ran them in scalar instructions on most rows (perf: the exp polynomial in ss
+// instructions; the position term is read at a different misalignment on every row).
+// Elsewhere, and for double, the same omp simd loops.
 #pragma once
 #include <cstdint>
 #include <limits>
 
 #include "fast_exp.h"
+#include "lanes.h"
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-#include <immintrin.h>
 #define TXL_SCORE_ROWS_AVX512 1
 #endif
 
@@ -21,6 +21,7 @@ template <class T>
 T masked_scores_row(T* s, const T* b, const uint8_t* m, int64_t n, T k) {
   const T ninf = -std::numeric_limits<T>::infinity();
   T mx = ninf;
+#pragma omp simd reduction(max : mx)
   for (int64_t j = 0; j < n; ++j) {
     const T v = m[j] ? ninf : (s[j] + b[j]) * k;
     s[j] = v;
@@ -33,8 +34,10 @@ T masked_scores_row(T* s, const T* b, const uint8_t* m, int64_t n, T k) {
 template <class T>
 T masked_probs_row(T* s, const T* b, const uint8_t* m, const T* d, int64_t n, T k, T lse) {
   T dot = 0;
+#pragma omp simd reduction(+ : dot)
   for (int64_t j = 0; j < n; ++j) {
-    const T p = m[j] ? T(0) : fast_exp((s[j] + b[j]) * k - lse);
+    const T e = fast_exp((s[j] + b[j]) * k - lse);  // both sides, then a select: no branch
+    const T p = m[j] ? T(0) : e;
     s[j] = p;
     dot += p * d[j];
   }
@@ -43,14 +46,10 @@ T masked_probs_row(T* s, const T* b, const uint8_t* m, const T* d, int64_t n, T 
 
 #if TXL_SCORE_ROWS_AVX512
 
-// GCC 12's unmasked forms of some intrinsics pass it an undefined source that it then
-// warns about; the zero-masked forms with every lane set are the same instructions.
-constexpr __mmask16 kAll16 = 0xFFFF;
-
 // fast_exp (fast_exp.h) on 16 lanes: the same range reduction, polynomial and edges.
 inline __m512 fast_exp16(__m512 x) {
   const __m512 hi = _mm512_set1_ps(88.3762626647949f), lo = _mm512_set1_ps(-87.3365447505531f);
-  const __m512 xc = _mm512_maskz_min_ps(kAll16, _mm512_maskz_max_ps(kAll16, x, lo), hi);
+  const __m512 xc = _mm512_maskz_min_ps(kAllLanes, _mm512_maskz_max_ps(kAllLanes, x, lo), hi);
   const __m512 shifter = _mm512_set1_ps(12582912.0f);
   const __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(xc, _mm512_set1_ps(1.44269504088896341f), shifter), shifter);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
@@ -63,14 +62,14 @@ inline __m512 fast_exp16(__m512 x) {
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
   const __m512i e = _mm512_maskz_slli_epi32(
-      kAll16, _mm512_add_epi32(_mm512_maskz_cvtps_epi32(kAll16, n), _mm512_set1_epi32(127)), 23);
+      kAllLanes, _mm512_add_epi32(_mm512_maskz_cvtps_epi32(kAllLanes, n), _mm512_set1_epi32(127)), 23);
   __m512 y = _mm512_mul_ps(p, _mm512_castsi512_ps(e));
   y = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, lo, _CMP_NLT_UQ), y);  // below lo (not NaN): 0
   y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ), _mm512_set1_ps(INFINITY));
   return _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);  // NaN stays NaN
 }
 
-// The sum / maximum of 16 lanes (the _mm512_reduce_* helpers warn, as above).
+// The sum / maximum of 16 lanes (the _mm512_reduce_* helpers warn, as kAllLanes says).
 inline float lanes_sum(__m512 v) {
   alignas(64) float t[16];
   _mm512_store_ps(t, v);
@@ -86,11 +85,7 @@ inline float lanes_max(__m512 v) {
   return m;
 }
 
-// Lanes j0.. of a row of n: which exist, and which the byte mask hides.
-inline __mmask16 row_lanes(int64_t n, int64_t j0) {
-  const int64_t left = n - j0;
-  return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
-}
+// Of the live lanes, those the byte mask hides.
 inline __mmask16 hidden_lanes(const uint8_t* m, __mmask16 live) {
   const __m128i bytes = _mm_maskz_loadu_epi8(live, m);
   return _mm_test_epi8_mask(bytes, bytes);
@@ -101,7 +96,7 @@ inline float masked_scores_row<float>(float* s, const float* b, const uint8_t* m
   const __m512 ninf = _mm512_set1_ps(-INFINITY), kv = _mm512_set1_ps(k);
   __m512 mx = ninf;
   for (int64_t j = 0; j < n; j += 16) {
-    const __mmask16 live = row_lanes(n, j);
+    const __mmask16 live = lanes(n - j);
     const __m512 c =
         _mm512_mul_ps(_mm512_add_ps(_mm512_maskz_loadu_ps(live, s + j), _mm512_maskz_loadu_ps(live, b + j)), kv);
     const __m512 v = _mm512_mask_mov_ps(c, hidden_lanes(m + j, live), ninf);
@@ -117,7 +112,7 @@ inline float masked_probs_row<float>(float* s, const float* b, const uint8_t* m,
   const __m512 kv = _mm512_set1_ps(k), lv = _mm512_set1_ps(lse);
   __m512 dot = _mm512_setzero_ps();
   for (int64_t j = 0; j < n; j += 16) {
-    const __mmask16 live = row_lanes(n, j);
+    const __mmask16 live = lanes(n - j);
     const __m512 c = _mm512_add_ps(_mm512_maskz_loadu_ps(live, s + j), _mm512_maskz_loadu_ps(live, b + j));
     const __mmask16 shown = live & ~hidden_lanes(m + j, live);
     const __m512 p = _mm512_maskz_mov_ps(shown, fast_exp16(_mm512_fmsub_ps(c, kv, lv)));

@@ -7,9 +7,7 @@
 #pragma once
 #include <cstdint>
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
+#include "lanes.h"
 
 namespace txl::cpu {
 
@@ -79,8 +77,6 @@ inline void tile6x32(int64_t mr, int64_t K, const float* A, int64_t lda, const f
   if (mr > 4) put(4, c40, c41);
   if (mr > 5) put(5, c50, c51);
 }
-
-inline __mmask16 lanes(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u); }
 
 }  // namespace small_gemm_detail
 
