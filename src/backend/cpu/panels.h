@@ -40,9 +40,8 @@ inline void transpose_panel<float>(const float* src, int64_t row, int64_t K, int
 #endif
 
 #if defined(__AVX512F__)
-// dst = src^T for a 16 x 16 block of 32-bit words. The zero-masked forms of the
-// shuffles are the same instructions; GCC 12's unmasked ones pass an undefined source
-// that it then warns about.
+// dst = src^T for a 16 x 16 block of 32-bit words (zero-masked shuffles with every lane
+// set: see kAllLanes).
 inline void transpose16(const uint32_t* src, int64_t ls, uint32_t* dst, int64_t ld) {
   constexpr __mmask8 all8 = 0xFF;
   __m512i r[16], t[16];
