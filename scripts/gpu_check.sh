@@ -11,17 +11,22 @@
 # Exits non-zero when a step fails. With --keep-going (for a lent machine, where device
 # time is too short to rerun) a failing stage is reported and the later stages still run;
 # the exit status is non-zero when any stage failed. DEVELOPERS.md says how to run it.
-#   usage: scripts/gpu_check.sh [--steps N] [--out DIR] [--keep-going]
+# --build DIR uses a build directory made elsewhere (for this GPU's architecture, with a
+# portable TXL_CPU_ISA) when its txl runs here, so a lent machine's minutes go to the
+# checks rather than to compiling; otherwise the check builds build-gpu/ as usual.
+#   usage: scripts/gpu_check.sh [--steps N] [--out DIR] [--keep-going] [--build DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 steps=200
 out=gpu_check_out
 keep_going=0
+prebuilt=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --steps) steps=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --keep-going) keep_going=1; shift ;;
+    --build) prebuilt=$2; shift 2 ;;
     *) echo "gpu_check.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -45,24 +50,49 @@ if [ -d .gpu-debs ] && ! [ -e /usr/include/dnnl.hpp ]; then
   ldconfig
 fi
 
-echo "== 1. build with CUDA"
+# A build made elsewhere may need libraries that this image keeps outside the loader's
+# path (NCCL and cuBLAS come with the toolkit or with PyTorch's wheels). Only txl gets
+# them: PyTorch keeps its own.
+orig_ld=${LD_LIBRARY_PATH-}
+if [ -n "$prebuilt" ] && [ -x "$prebuilt/bin/txl" ]; then
+  for lib in $(ldd "$prebuilt/bin/txl" | awk '/not found/ {print $1}'); do
+    d=$(find /usr/local/cuda/ /usr/local/lib /usr/lib /opt -name "$lib" -printf '%h\n' 2>/dev/null | head -1)
+    if [ -n "$d" ]; then LD_LIBRARY_PATH=${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$d; fi
+  done
+  export LD_LIBRARY_PATH
+fi
+
+build=build-gpu
+if [ -n "$prebuilt" ]; then
+  if "$prebuilt/bin/txl" info --system > /dev/null 2> "$out/prebuilt.err"; then
+    build=$prebuilt
+    # A bundle from scripts/gpu_bundle.sh: its ctest files name the build it came from.
+    if [ -f "$build/ORIGIN" ]; then
+      sed -i "s|$(cat "$build/ORIGIN")|$PWD/$build|g" "$build"/CTestTestfile.cmake "$build"/tests/*.cmake
+    fi
+  else
+    echo "gpu_check.sh: the build in $prebuilt does not run here; building build-gpu/ instead:" >&2
+    head -5 "$out/prebuilt.err" >&2
+  fi
+fi
+echo "== 1. build with CUDA ($build)"
 t0=$(date +%s)
-cmake -S . -B build-gpu -G "Unix Makefiles" -DCMAKE_BUILD_TYPE=Release -DTXL_CUDA=ON ${TXL_CMAKE_ARGS:-} \
+[ "$build" != build-gpu ] || cmake -S . -B build-gpu -G "Unix Makefiles" -DCMAKE_BUILD_TYPE=Release -DTXL_CUDA=ON ${TXL_CMAKE_ARGS:-} \
   > "$out/configure.log" 2>&1 || { tail -40 "$out/configure.log"; exit 1; }
 # -k: one run on a lent machine should show every compile error, not the first.
-if ! cmake --build build-gpu -j"$(nproc)" -- -k > "$out/build.log" 2>&1; then
+if [ "$build" = build-gpu ] && ! cmake --build build-gpu -j"$(nproc)" -- -k > "$out/build.log" 2>&1; then
   grep -E "error|Error" "$out/build.log" | head -60
   exit 1
 fi
 echo "built in $(( $(date +%s) - t0 )) s"
-txl=build-gpu/bin/txl
+txl=$build/bin/txl
 "$txl" info --system | tee "$out/info.txt"
 
 echo "== 2. gpu tests"
 # Several test processes share the GPU; each one's CPU reference gets its share of cores.
 jobs=4
 OMP_NUM_THREADS=$(( $(nproc) / jobs > 0 ? $(nproc) / jobs : 1 )) \
-  ctest --test-dir build-gpu -L gpu -j "$jobs" --timeout 240 --output-on-failure > "$out/gpu_tests.txt" 2>&1 \
+  ctest --test-dir "$build" -L gpu -j "$jobs" --timeout 240 --output-on-failure > "$out/gpu_tests.txt" 2>&1 \
   || stage_failed "gpu tests"
 tail -25 "$out/gpu_tests.txt"
 if grep -q "Skipped" "$out/gpu_tests.txt"; then
@@ -112,13 +142,13 @@ bench() {  # name config overrides
 bench default configs/shakespeare_txl.yaml
 bench enwik8_base configs/enwik8_txl_base.yaml train.batch_size=22 model.dropout=0.0
 ref=scripts/reference/mem_transformer_ref.py
-torch_ok=$(python3 -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null || echo 0)
+torch_ok=$(LD_LIBRARY_PATH=$orig_ld python3 -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null || echo 0)
 ref_bench() {  # name flags
   local name=$1 flags=$2
   for p in fp32 bf16; do
     extra=""
     [ "$p" = bf16 ] && extra="--bf16"
-    python3 "$ref" bench-step $flags $extra --device cuda --vocab 256 --repeats 20 2> "$out/$name.torch.$p.err" \
+    LD_LIBRARY_PATH=$orig_ld python3 "$ref" bench-step $flags $extra --device cuda --vocab 256 --repeats 20 2> "$out/$name.torch.$p.err" \
       | tail -n 1 > "$out/$name.torch.$p.json" || { tail -5 "$out/$name.torch.$p.err"; rm -f "$out/$name.torch.$p.json"
       stage_failed "PyTorch bench $name $p"; }
   done

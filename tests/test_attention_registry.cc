@@ -4,6 +4,8 @@
 // (here: one defined in this test) is picked up by the loader and the model unchanged.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include "gradcheck.h"
 #include "txl/attention/attention.h"
 #include "txl/config/load.h"

@@ -4,6 +4,8 @@
 
 #include <nccl.h>
 
+#include <algorithm>
+
 #include "backend/cuda/cuda_context.h"
 #include "txl/core/error.h"
 

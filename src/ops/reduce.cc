@@ -2,6 +2,8 @@
 // axes; max routes it to the maxima).
 #include "txl/ops/reduce.h"
 
+#include <algorithm>
+
 #include "txl/autograd/node.h"
 #include "txl/backend/backend.h"
 #include "txl/ops/elementwise.h"
