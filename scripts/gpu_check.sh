@@ -67,8 +67,10 @@ if [ -n "$prebuilt" ]; then
   if "$prebuilt/bin/txl" info --system > /dev/null 2> "$out/prebuilt.err"; then
     build=$prebuilt
     # A bundle from scripts/gpu_bundle.sh: its ctest files name the build it came from.
+    # Its tests find this checkout and the bundle's txl through the environment.
     if [ -f "$build/ORIGIN" ]; then
       sed -i "s|$(cat "$build/ORIGIN")|$PWD/$build|g" "$build"/CTestTestfile.cmake "$build"/tests/*.cmake
+      export TXL_SOURCE_DIR=$PWD TXL_BINARY_DIR=$PWD/$build
     fi
   else
     echo "gpu_check.sh: the build in $prebuilt does not run here; building build-gpu/ instead:" >&2

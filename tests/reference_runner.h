@@ -27,7 +27,18 @@ inline bool torch_available() {
     }                                                                                        \
   } while (0)
 
-inline std::string source_path(const std::string& rel) { return std::string(TXL_SOURCE_DIR) + "/" + rel; }
+// The checkout and the build the tests came from; the environment's TXL_SOURCE_DIR and
+// TXL_BINARY_DIR name them instead where the tests run elsewhere (scripts/gpu_check.sh
+// with a bundle built on another machine).
+inline std::string source_dir() {
+  const char* env = std::getenv("TXL_SOURCE_DIR");
+  return env && *env ? env : TXL_SOURCE_DIR;
+}
+inline std::string binary_dir() {
+  const char* env = std::getenv("TXL_BINARY_DIR");
+  return env && *env ? env : TXL_BINARY_DIR;
+}
+inline std::string source_path(const std::string& rel) { return source_dir() + "/" + rel; }
 
 // A fresh directory under the temp dir, unique per process and name.
 inline std::string scratch_dir(const std::string& name) {

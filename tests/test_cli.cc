@@ -89,6 +89,18 @@ TEST_CASE("eval, generate and info work on a trained run", "[cli][slow]") {
   json all = json::parse(run_command(kTxl + " eval " + dir + "/run --data " + dir + "/data.txt --split all "
                                      "--batch-size 3 --tgt-len 5 --mem-len 11 --json"));
   REQUIRE(all["tokens"].get<int64_t>() == (20000 / 3 - 1) * 3);
+  // Scored on the run's device and precision (this run: cpu, fp32) unless told otherwise;
+  // bf16 products move the score by rounding only.
+  REQUIRE(e["device"] == "cpu");
+  REQUIRE(e["precision"] == "fp32");
+  json bf16 = json::parse(run_command(kTxl + " eval " + dir + "/run --precision bf16 --json"));
+  REQUIRE(bf16["precision"] == "bf16");
+  REQUIRE(bf16["nll"].get<double>() != e["nll"].get<double>());
+  REQUIRE(bf16["nll"].get<double>() == Approx(e["nll"].get<double>()).epsilon(1e-2));
+  REQUIRE(run_failing(kTxl + " eval " + dir + "/run --precision fp16").find("--precision: expected fp32, bf16 or auto") !=
+          std::string::npos);
+  REQUIRE(run_failing(kTxl + " eval " + dir + "/run --device tpu").find("--device: expected cpu or cuda") !=
+          std::string::npos);
 
   std::string text = run_command(kTxl + " generate " + dir + "/run --prompt \"ROMEO:\" --tokens 40 --seed 1");
   REQUIRE(text.rfind("ROMEO:", 0) == 0);

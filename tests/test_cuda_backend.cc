@@ -9,6 +9,8 @@
 #include "gradcheck.h"
 #include "txl/backend/backend.h"
 #include "txl/backend/precision.h"
+#include "txl/bench/train_bench.h"
+#include "txl/config/config.h"
 #include "txl/models/language_model.h"
 #include "txl/ops/attention.h"
 #include "txl/train/optimizer.h"
@@ -408,12 +410,51 @@ GPU_CASE(gpu_case_10, "cuda: a training step of every family matches the CPU") {
   }
 }
 
+GPU_CASE(gpu_case_11, "cuda: a profiled training step times each kernel on the device") {
+  // A GPU runs kernels asynchronously: unless the profiler waits for the device around
+  // each one, a product's row times its launch, and its rate comes out above the
+  // device's own peak many times over.
+  Config cfg;
+  cfg.model.n_layer = 2;
+  cfg.model.n_head = 4;
+  cfg.model.d_model = 256;
+  cfg.model.d_head = 64;
+  cfg.model.d_inner = 2048;
+  cfg.model.tgt_len = 128;
+  cfg.model.mem_len = 128;
+  cfg.model.dropout = 0.0;
+  cfg.train.device = kGpu.is_cpu() ? "cpu" : "cuda";
+  cfg.train.precision = "fp32";
+  cfg.train.batch_size = 8;
+  const nlohmann::json r = run_train_bench(cfg, 64, 1, 3, /*profile=*/true);
+  const nlohmann::json& p = r["profile"];
+  REQUIRE(p["peak_gflops"].get<double>() > 0);
+  int products = 0;
+  for (const auto& k : p["kernels"]) {
+    if (!k.contains("frac_peak")) continue;
+    INFO(k.dump());
+    CHECK(k["frac_peak"].get<double>() <= 1.25);
+    ++products;
+  }
+  REQUIRE(products > 0);
+  // Exclusive rows: the categories add up to the mean step, and what no row claims
+  // ("other") is not negative beyond timer noise.
+  double sum = 0, other = 0;
+  for (const auto& c : p["categories"]) {
+    sum += c["ms_per_step"].get<double>();
+    if (c["name"].get<std::string>().rfind("other", 0) == 0) other = c["share"].get<double>();
+  }
+  const double mean_ms = p["mean_ms_per_step"].get<double>();
+  REQUIRE(std::abs(sum - mean_ms) <= 1e-6 * mean_ms);
+  REQUIRE(other >= -0.02);
+}
+
 TEST_CASE("the gpu test cases run with the CPU as the device under test", "[cuda]") {
   // CPU against CPU: this checks the cases' own code (their CPU half, shapes, gradients
   // asked of differentiable ops), not CUDA. Two cases once failed on the first GPU run
   // for reasons this would have caught.
   TargetScope on_cpu(cpu_device());
-  REQUIRE(gpu_cases().size() >= 10);
+  REQUIRE(gpu_cases().size() >= 11);
   for (const auto& [name, body] : gpu_cases()) {
     INFO(name);
     body();

@@ -8,6 +8,7 @@
 
 #include "gradcheck.h"
 #include "reference_runner.h"
+#include "txl/backend/backend.h"
 #include "txl/io/safetensors.h"
 #include "txl/models/language_model.h"
 
@@ -18,7 +19,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kTxl = std::string(TXL_BINARY_DIR) + "/bin/txl --threads 2";
+const std::string kTxl = binary_dir() + "/bin/txl --threads 2";
 
 struct Family {
   const char* name;
@@ -61,14 +62,14 @@ std::string family_setup(const Family& f) {
   return dir;
 }
 
-}  // namespace
-
-TEST_CASE("every family: a resumed run continues bit for bit and eval, generate, info work", "[families][slow]") {
+// `device` holds the overrides that place the runs (the CPU when empty); a resumed run
+// takes them from its saved config.
+void check_families(const std::string& device) {
   for (const Family& f : kFamilies) {
-    INFO("family " << f.name);
+    INFO("family " << f.name << device);
     const std::string dir = family_setup(f);
-    run_command(kTxl + " train " + dir + "/tiny.yaml run.dir=" + dir + "/full");
-    run_command(kTxl + " train " + dir + "/tiny.yaml run.dir=" + dir + "/split train.steps=10");
+    run_command(kTxl + " train " + dir + "/tiny.yaml run.dir=" + dir + "/full" + device);
+    run_command(kTxl + " train " + dir + "/tiny.yaml run.dir=" + dir + "/split train.steps=10" + device);
     run_command(kTxl + " train --resume " + dir + "/split train.steps=20");
     auto full = metrics_events(dir + "/full", "train"), split = metrics_events(dir + "/split", "train");
     REQUIRE(full.size() == 20);
@@ -106,6 +107,30 @@ TEST_CASE("every family: a resumed run continues bit for bit and eval, generate,
     REQUIRE(info.find("match") != std::string::npos);
     REQUIRE(info.find(f.info_line) != std::string::npos);
   }
+}
+
+}  // namespace
+
+TEST_CASE("every family: a resumed run continues bit for bit and eval, generate, info work", "[families][slow]") {
+  check_families("");
+}
+
+// The same on a GPU: its kernels must be deterministic (no float atomics whose order
+// varies) for a resumed run to continue bit for bit.
+TEST_CASE("cuda: every family resumes bit for bit, evaluates and generates on the GPU (fp32)", "[gpu]") {
+  if (device_count(DeviceType::cuda) == 0) {
+    WARN("no CUDA device: skipped");
+    return;
+  }
+  check_families(" train.device=cuda train.precision=fp32");
+}
+
+TEST_CASE("cuda: every family resumes bit for bit, evaluates and generates on the GPU (bf16)", "[gpu]") {
+  if (device_count(DeviceType::cuda) == 0) {
+    WARN("no CUDA device: skipped");
+    return;
+  }
+  check_families(" train.device=cuda train.precision=bf16");
 }
 
 TEST_CASE("adaptive span: incremental decoding with the cache equals a full forward", "[adaptive_span]") {

@@ -13,6 +13,7 @@ namespace txl::profiler {
 
 namespace {
 bool g_enabled = false;
+Device g_sync_device{};  // the CPU: nothing to wait for
 thread_local bool t_in_backward = false;
 std::mutex g_mu;
 std::map<std::string, Entry> g_table;
@@ -36,6 +37,7 @@ void add(const char* name, int64_t ns, double flops) {
 void set_enabled(bool on) { g_enabled = on; }
 bool enabled() { return g_enabled; }
 void set_in_backward(bool on) { t_in_backward = on; }
+void set_sync_device(Device device) { g_sync_device = device; }
 
 void reset() {
   std::lock_guard<std::mutex> lock(g_mu);
@@ -57,6 +59,7 @@ thread_local int64_t t_nested_ns = 0;
 
 Scope::Scope(const char* name, double flops) : name_(name), flops_(flops) {
   if (g_enabled) {
+    if (!g_sync_device.is_cpu()) synchronize(g_sync_device);
     outer_nested_ns_ = t_nested_ns;
     t_nested_ns = 0;
     start_ns_ = now_ns();
@@ -64,6 +67,7 @@ Scope::Scope(const char* name, double flops) : name_(name), flops_(flops) {
 }
 Scope::~Scope() {
   if (start_ns_ < 0) return;
+  if (!g_sync_device.is_cpu()) synchronize(g_sync_device);
   const int64_t total = now_ns() - start_ns_;
   add(name_, total - t_nested_ns, flops_);
   t_nested_ns = outer_nested_ns_ + total;
@@ -241,8 +245,8 @@ class ProfilingBackend final : public Backend {
 
 }  // namespace
 
-// Profiles time the CPU kernels; GPU kernels run asynchronously, so their host-side
-// times would measure launches, and device backends are not wrapped.
+// A profiled device backend waits for its device around every kernel
+// (profiler::set_sync_device), since GPU kernels run asynchronously.
 Backend& backend_for(Device device) {
   static cpu::CpuBackend cpu_backend;
   static ProfilingBackend profiled_cpu(cpu_backend);
@@ -251,7 +255,9 @@ Backend& backend_for(Device device) {
   TXL_CHECK(b != nullptr, "no backend for device {} in this build (configure with -DTXL_CUDA=ON)", device.str());
   TXL_CHECK(device.index >= 0 && device.index < device_count(device.type),
             "device {} is not present: this machine has {} CUDA device(s)", device.str(), device_count(device.type));
-  return *b;
+  if (!profiler::enabled()) return *b;
+  static ProfilingBackend profiled_device(*b);
+  return profiled_device;
 }
 
 }  // namespace txl

@@ -156,6 +156,23 @@ double dnnl_peak_gflops(int repeats, int n, MatmulPrecision precision) {
   return 2.0 * n * n * n / (ms * 1e6);
 }
 
+double device_peak_gflops(Device device, int repeats, int n, MatmulPrecision precision) {
+  if (device.is_cpu()) return dnnl_peak_gflops(repeats, n, precision);
+  Backend& be = backend_for(device);
+  // Random operands: a GPU multiplies zeros measurably faster (it draws less power).
+  Generator gen(11);
+  Tensor a = Tensor::randn({n, n}, gen).to(device), b = Tensor::randn({n, n}, gen).to(device);
+  if (precision == MatmulPrecision::bf16) {  // bf16 inputs, fp32 output, as the engine's products
+    a = be.to_bf16(a);
+    b = be.to_bf16(b);
+  }
+  const double ms = median_ms(repeats, [&] {
+    be.matmul(a, b, Tensor(), false);
+    synchronize(device);
+  });
+  return 2.0 * n * n * n / (ms * 1e6);
+}
+
 json run_ops_bench(const OpsBenchOptions& opt) {
   NoGradGuard no_grad;
   const int reps = opt.repeats;

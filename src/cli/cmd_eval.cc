@@ -1,11 +1,17 @@
 // `txl eval CHECKPOINT_OR_RUN_DIR [--data FILE] [--split train|valid|test|all] [--batch-size B]
-//  [--tgt-len T] [--mem-len M] [--clamp-len C] [--same-length] [--json] [model.KEY=VALUE ...]`
+//  [--tgt-len T] [--mem-len M] [--clamp-len C] [--same-length] [--device cpu|cuda]
+//  [--precision fp32|bf16|auto] [--json] [model.KEY=VALUE ...]`
 // The model.* overrides may change what does not define the weights: lengths and the
 // variant's runtime keys (a longer compressed memory at test time, as the paper does).
+// It scores on the run's train.device and train.precision, as the run's own
+// evaluations did, unless told otherwise; a GPU run is scored on the CPU, with a note,
+// where no GPU is visible.
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "txl/backend/backend.h"
+#include "txl/backend/precision.h"
 #include "txl/config/load.h"
 #include "txl/core/threads.h"
 #include "txl/data/corpus.h"
@@ -24,7 +30,7 @@ int64_t parse_int(const std::string& s, const std::string& what, int64_t min) {
 }  // namespace
 
 int eval(const Context& ctx, const std::vector<std::string>& args) {
-  std::string path, data, split;
+  std::string path, data, split, device_name, precision_name_arg;
   int64_t batch = -1, tgt = -1, mem = -2, clamp = -2;
   bool same_length = false, json = false;
   std::vector<std::string> overrides;
@@ -41,6 +47,8 @@ int eval(const Context& ctx, const std::vector<std::string>& args) {
     else if (a == "--mem-len") mem = parse_int(value(), a, 0);
     else if (a == "--clamp-len") clamp = parse_int(value(), a, -1);
     else if (a == "--same-length") same_length = true;
+    else if (a == "--device") device_name = value();
+    else if (a == "--precision") precision_name_arg = value();
     else if (a == "--json") json = true;
     else if (a.rfind("--", 0) == 0) TXL_FAIL("eval: unknown option '{}'", a);
     else if (a.find('=') != std::string::npos) overrides.push_back(a);
@@ -54,6 +62,12 @@ int eval(const Context& ctx, const std::vector<std::string>& args) {
   TXL_CHECK(split == "train" || split == "valid" || split == "test" || split == "all",
             "--split: expected train, valid, test or all, got '{}'", split);
   configure_threads(ctx.threads);
+
+  TXL_CHECK(device_name.empty() || device_name == "cpu" || device_name == "cuda",
+            "--device: expected cpu or cuda, got '{}'", device_name);
+  TXL_CHECK(precision_name_arg.empty() || precision_name_arg == "fp32" || precision_name_arg == "bf16" ||
+                precision_name_arg == "auto",
+            "--precision: expected fp32, bf16 or auto, got '{}'", precision_name_arg);
 
   Checkpoint ck = load_checkpoint(path);
   if (!overrides.empty()) {
@@ -90,12 +104,26 @@ int eval(const Context& ctx, const std::vector<std::string>& args) {
   same_length = same_length || cfg.model.same_length;
   ck.model->set_lengths(mem, same_length, clamp);
 
+  if (device_name.empty()) {
+    device_name = cfg.train.device;
+    if (device_name == "cuda" && device_count(DeviceType::cuda) == 0) {
+      std::cerr << "eval: the run trained on cuda; no CUDA device is visible here, so it is scored on the cpu\n";
+      device_name = "cpu";
+    }
+  }
+  TXL_CHECK(device_name != "cuda" || device_count(DeviceType::cuda) > 0,
+            "--device cuda: no CUDA device is visible (no driver or no GPU on this host, or a txl built without CUDA)");
+  const Device device = training_device(device_name, 0);
+  PrecisionScope precision(
+      resolve_precision(precision_name_arg.empty() ? cfg.train.precision : precision_name_arg, device));
+  ck.model->to(device);
   EvalResult r = evaluate(*ck.model, tokens, batch, tgt);
   if (json) {
     nlohmann::json j = {{"nll", r.nll},         {"bpc", r.bpc()},      {"ppl", r.ppl()},   {"tokens", r.tokens},
                         {"tokens_per_s", r.tokens_per_s()}, {"split", split}, {"batch_size", batch},
                         {"tgt_len", tgt},       {"mem_len", mem},      {"clamp_len", clamp}, {"same_length", same_length},
-                        {"attention", cfg.model.attention.type}, {"checkpoint", ck.dir}};
+                        {"attention", cfg.model.attention.type}, {"checkpoint", ck.dir},
+                        {"device", device.str()}, {"precision", precision_name(matmul_precision())}};
     std::cout << j.dump() << "\n";
   } else {
     std::cout << fmt::format("{} split of {}: nll {:.6f} nats/token | bpc {:.6f} | ppl {:.4f} | {} tokens | {:.0f} tok/s\n",

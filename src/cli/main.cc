@@ -25,10 +25,11 @@ commands:
                   continue a run from its last checkpoint
   eval CHECKPOINT_OR_RUN_DIR [--data FILE] [--split train|valid|test|all]
        [--batch-size B] [--tgt-len T] [--mem-len M] [--clamp-len C] [--same-length] [--json]
-       [model.KEY=VALUE ...]
+       [--device cpu|cuda] [--precision fp32|bf16|auto] [model.KEY=VALUE ...]
                   NLL, bits per character and perplexity, scored as the model's
-                  reference does; overrides may change lengths and runtime
-                  attention keys (model.attention.cmem_len=3072)
+                  reference does, on the run's device and precision unless told;
+                  overrides may change lengths and runtime attention keys
+                  (model.attention.cmem_len=3072)
   generate CHECKPOINT [--prompt TEXT] [--tokens N] [--temperature X] [--top-k K] [--seed S]
                   stream sampled text, carrying the memory
   attention list | show NAME

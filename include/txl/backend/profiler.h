@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "txl/core/device.h"
+
 namespace txl::profiler {
 
 struct Entry {
@@ -22,6 +24,11 @@ std::vector<Entry> snapshot();  // sorted by time, largest first
 
 // Marks the current thread as running a backward pass (set by the tape).
 void set_in_backward(bool on);
+
+// The device whose kernels the profiled backend launches. A GPU runs them
+// asynchronously, so each scope waits for the device at both ends: its row is then the
+// kernel's own time (plus one launch), not the time to enqueue it.
+void set_sync_device(Device device);
 
 // Times one named region when profiling is on (used for the optimizer and clipping).
 // Times are exclusive: a region's row leaves out the regions profiled inside it.

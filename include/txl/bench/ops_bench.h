@@ -18,6 +18,9 @@ nlohmann::json run_ops_bench(const OpsBenchOptions& opt);
 // oneDNN's own matmul on an n x n x n problem, in GFLOP/s: the GEMM ceiling for that
 // precision (bf16: bf16 inputs, fp32 output).
 double dnnl_peak_gflops(int repeats, int n, MatmulPrecision precision = MatmulPrecision::fp32);
+// The same ceiling on any device: oneDNN's on the CPU, the device backend's own product
+// (cuBLAS) on random operands on a GPU.
+double device_peak_gflops(Device device, int repeats, int n, MatmulPrecision precision);
 
 // The human-readable table of a run_ops_bench result.
 std::string format_ops_bench(const nlohmann::json& result);

@@ -20,17 +20,38 @@ inline unsigned grid_for(int64_t n) {
   return static_cast<unsigned>(blocks < 1 ? 1 : (blocks > 65535 * 8 ? 65535 * 8 : blocks));
 }
 
-// The offset of linear element i in operand k.
+// The offsets of linear element i in every operand of g, from one decomposition of i.
+// Geometries of fewer than 2^32 elements divide in 32 bits: the GPU emulates 64-bit
+// division, which made strided copies several times slower than memory allows.
 template <int N>
-__device__ inline int64_t offset_of(const Geometry<N>& g, int k, int64_t i) {
-  if (g.flat) return i;
-  int64_t off = 0;
+struct Offsets {
+  int64_t at[N];
+};
+
+template <int N>
+__device__ inline Offsets<N> offsets_of(const Geometry<N>& g, int64_t i) {
+  Offsets<N> o;
+#pragma unroll
+  for (int k = 0; k < N; ++k) o.at[k] = g.flat ? i : 0;
+  if (g.flat) return o;
+  if (g.numel <= 0xffffffffLL) {
+    uint32_t j = static_cast<uint32_t>(i);
+    for (int d = g.nd - 1; d >= 0; --d) {
+      const uint32_t size = static_cast<uint32_t>(g.sizes[d]);
+      const int64_t idx = j % size;
+      j /= size;
+#pragma unroll
+      for (int k = 0; k < N; ++k) o.at[k] += idx * g.strides[k][d];
+    }
+    return o;
+  }
   for (int d = g.nd - 1; d >= 0; --d) {
     const int64_t idx = i % g.sizes[d];
     i /= g.sizes[d];
-    off += idx * g.strides[k][d];
+#pragma unroll
+    for (int k = 0; k < N; ++k) o.at[k] += idx * g.strides[k][d];
   }
-  return off;
+  return o;
 }
 
 #define TXL_GRID_STRIDE(i, n) \

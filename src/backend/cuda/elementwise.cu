@@ -19,40 +19,54 @@ __host__ __device__ inline TD convert(TS v) {
 
 template <class TS, class TD>
 __global__ void copy_kernel(const TS* src, TD* dst, Geometry<2> g) {
-  TXL_GRID_STRIDE(i, g.numel) dst[offset_of(g, 0, i)] = convert<TD>(src[offset_of(g, 1, i)]);
+  TXL_GRID_STRIDE(i, g.numel) {
+    const auto o = offsets_of(g, i);
+    dst[o.at[0]] = convert<TD>(src[o.at[1]]);
+  }
 }
 
 template <class T>
 __global__ void fill_kernel(T* dst, T v, Geometry<1> g) {
-  TXL_GRID_STRIDE(i, g.numel) dst[offset_of(g, 0, i)] = v;
+  TXL_GRID_STRIDE(i, g.numel) dst[offsets_of(g, i).at[0]] = v;
 }
 
 template <UnaryOp Op, class T>
 __global__ void unary_kernel(const T* x, T* y, T a, T b, Geometry<2> g) {
-  TXL_GRID_STRIDE(i, g.numel) y[offset_of(g, 0, i)] = unary_value<Op>(x[offset_of(g, 1, i)], a, b);
+  TXL_GRID_STRIDE(i, g.numel) {
+    const auto o = offsets_of(g, i);
+    y[o.at[0]] = unary_value<Op>(x[o.at[1]], a, b);
+  }
 }
 
 template <UnaryOp Op, class T>
 __global__ void unary_backward_kernel(const T* x, const T* y, const T* gy, T* gx, T a, T b, Geometry<4> g) {
   TXL_GRID_STRIDE(i, g.numel) {
-    gx[offset_of(g, 0, i)] = gy[offset_of(g, 3, i)] * unary_slope<Op>(x[offset_of(g, 1, i)], y[offset_of(g, 2, i)], a, b);
+    const auto o = offsets_of(g, i);
+    gx[o.at[0]] = gy[o.at[3]] * unary_slope<Op>(x[o.at[1]], y[o.at[2]], a, b);
   }
 }
 
 template <BinaryOp Op, class T>
 __global__ void binary_kernel(const T* a, const T* b, T* out, Geometry<3> g) {
-  TXL_GRID_STRIDE(i, g.numel) out[offset_of(g, 0, i)] = binary_value<Op>(a[offset_of(g, 1, i)], b[offset_of(g, 2, i)]);
+  TXL_GRID_STRIDE(i, g.numel) {
+    const auto o = offsets_of(g, i);
+    out[o.at[0]] = binary_value<Op>(a[o.at[1]], b[o.at[2]]);
+  }
 }
 
 template <class T>
 __global__ void equal_kernel(const T* a, const T* b, uint8_t* out, Geometry<3> g) {
-  TXL_GRID_STRIDE(i, g.numel) out[offset_of(g, 0, i)] = a[offset_of(g, 1, i)] == b[offset_of(g, 2, i)];
+  TXL_GRID_STRIDE(i, g.numel) {
+    const auto o = offsets_of(g, i);
+    out[o.at[0]] = a[o.at[1]] == b[o.at[2]];
+  }
 }
 
 template <class T>
 __global__ void where_kernel(const uint8_t* m, const T* a, const T* b, T* out, Geometry<4> g) {
   TXL_GRID_STRIDE(i, g.numel) {
-    out[offset_of(g, 0, i)] = m[offset_of(g, 1, i)] ? a[offset_of(g, 2, i)] : b[offset_of(g, 3, i)];
+    const auto o = offsets_of(g, i);
+    out[o.at[0]] = m[o.at[1]] ? a[o.at[2]] : b[o.at[3]];
   }
 }
 
