@@ -52,12 +52,40 @@ __global__ void index_select_kernel(const E* x, const I* index, E* out, int64_t 
   }
 }
 
-template <class T, class I>
-__global__ void index_add_kernel(T* dst, const I* index, const T* src, int64_t A, int64_t K, int64_t inner,
-                                 int64_t total) {
+// index_add is deterministic: each destination row sums its source rows in index
+// order. (Float atomics add them in whatever order threads happen to run, so two
+// identical GPU runs drifted apart and a resumed run could not continue bit for bit.)
+// A counting sort of the K indices by value gives each destination its source list.
+template <class I>
+__global__ void index_count_kernel(const I* index, int64_t K, unsigned long long* starts) {
+  TXL_GRID_STRIDE(k, K) atomicAdd(&starts[index[k] + 1], 1ull);  // integer sums: order-free
+}
+
+__global__ void index_scan_kernel(unsigned long long* starts, int64_t A) {
+  for (int64_t a = 1; a <= A; ++a) starts[a] += starts[a - 1];
+}
+
+template <class I>
+__global__ void index_order_kernel(const I* index, int64_t K, int64_t A, const unsigned long long* starts,
+                                   int64_t* order) {
+  TXL_GRID_STRIDE(a, A) {
+    unsigned long long at = starts[a];
+    if (at == starts[a + 1]) continue;
+    for (int64_t k = 0; k < K; ++k)
+      if (static_cast<int64_t>(index[k]) == a) order[at++] = k;
+  }
+}
+
+template <class T>
+__global__ void index_add_kernel(T* dst, const T* src, const unsigned long long* starts, const int64_t* order,
+                                 int64_t A, int64_t K, int64_t inner, int64_t total) {
   TXL_GRID_STRIDE(e, total) {
-    const int64_t c = e % inner, k = (e / inner) % K, o = e / (inner * K);
-    atomicAdd(&dst[(o * A + static_cast<int64_t>(index[k])) * inner + c], src[e]);
+    const int64_t c = e % inner, a = (e / inner) % A, o = e / (inner * A);
+    const unsigned long long begin = starts[a], end = starts[a + 1];
+    if (begin == end) continue;
+    T acc = 0;
+    for (unsigned long long p = begin; p < end; ++p) acc += src[(o * K + order[p]) * inner + c];
+    dst[e] += acc;
   }
 }
 
@@ -180,16 +208,22 @@ void launch_index_select(size_t element_bytes, Scalar index_type, const void* x,
 }
 
 void launch_index_add(Scalar type, Scalar index_type, void* dst, const void* index, const void* src, int64_t outer,
-                      int64_t A, int64_t K, int64_t inner, cudaStream_t s) {
-  const int64_t total = outer * K * inner;
-  if (total == 0) return;
+                      int64_t A, int64_t K, int64_t inner, int64_t* starts, int64_t* order, cudaStream_t s) {
+  if (outer * K * inner == 0) return;
+  auto* st = reinterpret_cast<unsigned long long*>(starts);
+  cudaMemsetAsync(st, 0, static_cast<size_t>(A + 1) * sizeof(unsigned long long), s);
+  with_index(index_type, [&](auto itag) {
+    using I = decltype(itag);
+    const I* idx = static_cast<const I*>(index);
+    index_count_kernel<I><<<grid_for(K), kThreads, 0, s>>>(idx, K, st);
+    index_scan_kernel<<<1, 1, 0, s>>>(st, A);
+    index_order_kernel<I><<<grid_for(A), kThreads, 0, s>>>(idx, K, A, st, order);
+  });
+  const int64_t total = outer * A * inner;
   with_float(type, [&](auto tag) {
     using T = decltype(tag);
-    with_index(index_type, [&](auto itag) {
-      using I = decltype(itag);
-      index_add_kernel<T, I><<<grid_for(total), kThreads, 0, s>>>(
-          static_cast<T*>(dst), static_cast<const I*>(index), static_cast<const T*>(src), A, K, inner, total);
-    });
+    index_add_kernel<T><<<grid_for(total), kThreads, 0, s>>>(static_cast<T*>(dst), static_cast<const T*>(src), st,
+                                                             order, A, K, inner, total);
   });
 }
 
