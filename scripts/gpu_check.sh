@@ -173,20 +173,23 @@ def load(name):
     p = os.path.join(out, name)
     return json.load(open(p)) if os.path.exists(p) else None
 print(f"GPU: {gpu}; peaks used for MFU: {peak} (fp32, bf16 TFLOP/s)\n")
-print("| shape | precision | txl tokens/s | txl MFU | PyTorch tokens/s | txl / PyTorch |")
-print("|---|---|---|---|---|---|")
+print("| shape | precision | txl tokens/s | txl MFU | PyTorch tokens/s | txl / PyTorch | txl / PyTorch peak GiB |")
+print("|---|---|---|---|---|---|---|")
+def gib(j):
+    return f"{j['peak_bytes'] / 2**30:.2f}" if j and j.get("peak_bytes") else "-"
 ok = True
 for shape in ("default", "enwik8_base"):
     for i, p in enumerate(("fp32", "bf16")):
         t, r = load(f"{shape}.txl.{p}.json"), load(f"{shape}.torch.{p}.json")
         if t is None:
-            print(f"| {shape} | {p} | failed | - | {r['tokens_per_s']:,.0f} | - |" if r else f"| {shape} | {p} | failed | - | - | - |")
+            print(f"| {shape} | {p} | failed | - | {r['tokens_per_s']:,.0f} | - | - / {gib(r)} |" if r
+                  else f"| {shape} | {p} | failed | - | - | - | - |")
             continue
         flops = t["train_flops_per_token"] * t["tokens_per_s"]
         mfu = f"{100 * flops / (peak[i] * 1e12):.1f}%" if peak else "?"
         rt = f"{r['tokens_per_s']:,.0f}" if r else "-"
         ratio = f"{t['tokens_per_s'] / r['tokens_per_s']:.2f}x" if r else "-"
-        print(f"| {shape} | {p} | {t['tokens_per_s']:,.0f} | {mfu} | {rt} | {ratio} |")
+        print(f"| {shape} | {p} | {t['tokens_per_s']:,.0f} | {mfu} | {rt} | {ratio} | {gib(t)} / {gib(r)} |")
 PY
 if [ ${#failed[@]} -gt 0 ]; then
   echo "gpu_check.sh: FAILED stages: ${failed[*]}; outputs in $out/" >&2

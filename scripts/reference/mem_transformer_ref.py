@@ -643,7 +643,9 @@ def cmd_bench_step(a):
                       "repeats": a.repeats, "bf16": a.bf16, "threads": torch.get_num_threads(),
                       "device": str(dev),
                       "mem_len": int(mems[0].shape[0]), "tgt_len": T, "batch": B,
-                      "params": count_params(model)}))
+                      "params": count_params(model),
+                      # tensor memory at its peak (as txl's peak_bytes); CUDA only
+                      "peak_bytes": torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None}))
 
 
 # ----------------------------------------------------------------------------- selftest
