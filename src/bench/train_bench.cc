@@ -76,6 +76,8 @@ nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup
   const int64_t fill = cfg.model.mem_len > 0 ? (cfg.model.mem_len + T - 1) / T : 0;
   for (int64_t i = 0; i < std::max<int64_t>(warmup, fill + 1); ++i) step(i);
   HostAllocator::instance().reset_counters();
+  const AllocatorStats device_before =
+      device.is_cpu() ? AllocatorStats{} : device_memory(device.type)->stats(device.index);
   const uint64_t primitives_before = cpu::matmul_cache_stats().created;
   profiler::reset();
   // A GPU's product rate holds still between steps: measured once, before profiling.
@@ -105,9 +107,12 @@ nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup
   for (double m : ms) total_ms += m;
   std::sort(ms.begin(), ms.end());
   const double med = ms[ms.size() / 2];
-  // Host allocator counts the timed steps; a device's counts run from process start.
+  // Hits and misses of the timed steps (a device's counters run from process start, so
+  // the warm-up's are taken off); the peak is the whole run's.
   AllocatorStats st =
       device.is_cpu() ? HostAllocator::instance().stats() : device_memory(device.type)->stats(device.index);
+  st.hits -= device_before.hits;
+  st.misses -= device_before.misses;
   nlohmann::json prof = nlohmann::json::array();
   if (profile) {
     if (peaks.empty()) peaks.push_back(device_peak);
