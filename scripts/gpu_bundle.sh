@@ -14,7 +14,8 @@ cd "$(dirname "$0")/.."
 arch=90
 while [ $# -gt 0 ]; do
   case "$1" in
-    --arch) arch=$2; shift 2 ;;
+    --arch) [ $# -ge 2 ] || { echo "gpu_bundle.sh: --arch needs a value (e.g. 90)" >&2; exit 2; }
+      arch=$2; shift 2 ;;
     *) echo "gpu_bundle.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done

@@ -51,12 +51,12 @@ if [ -d .gpu-debs ] && ! [ -e /usr/include/dnnl.hpp ]; then
 fi
 
 # A build made elsewhere may need libraries that this image keeps outside the loader's
-# path (NCCL and cuBLAS come with the toolkit or with PyTorch's wheels). Only txl gets
-# them: PyTorch keeps its own.
+# path (NCCL and cuBLAS come with the toolkit or with PyTorch's wheels). txl and its
+# tests get them; this script's own PyTorch runs get the original path back (orig_ld).
 orig_ld=${LD_LIBRARY_PATH-}
 if [ -n "$prebuilt" ] && [ -x "$prebuilt/bin/txl" ]; then
   for lib in $(ldd "$prebuilt/bin/txl" | awk '/not found/ {print $1}'); do
-    d=$(find /usr/local/cuda/ /usr/local/lib /usr/lib /opt -name "$lib" -printf '%h\n' 2>/dev/null | head -1)
+    d=$(find /usr/local/cuda/ /usr/local/lib /usr/lib /opt -name "$lib" -printf '%h\n' 2>/dev/null | head -1 || true)
     if [ -n "$d" ]; then LD_LIBRARY_PATH=${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$d; fi
   done
   export LD_LIBRARY_PATH
@@ -65,12 +65,12 @@ fi
 build=build-gpu
 if [ -n "$prebuilt" ]; then
   if "$prebuilt/bin/txl" info --system > /dev/null 2> "$out/prebuilt.err"; then
-    build=$prebuilt
+    build=$(cd "$prebuilt" && pwd)
     # A bundle from scripts/gpu_bundle.sh: its ctest files name the build it came from.
     # Its tests find this checkout and the bundle's txl through the environment.
     if [ -f "$build/ORIGIN" ]; then
-      sed -i "s|$(cat "$build/ORIGIN")|$PWD/$build|g" "$build"/CTestTestfile.cmake "$build"/tests/*.cmake
-      export TXL_SOURCE_DIR=$PWD TXL_BINARY_DIR=$PWD/$build
+      sed -i "s|$(cat "$build/ORIGIN")|$build|g" "$build"/CTestTestfile.cmake "$build"/tests/*.cmake
+      export TXL_SOURCE_DIR=$PWD TXL_BINARY_DIR=$build
     fi
   else
     echo "gpu_check.sh: the build in $prebuilt does not run here; building build-gpu/ instead:" >&2
@@ -86,7 +86,7 @@ if [ "$build" = build-gpu ] && ! cmake --build build-gpu -j"$(nproc)" -- -k > "$
   grep -E "error|Error" "$out/build.log" | head -60
   exit 1
 fi
-echo "built in $(( $(date +%s) - t0 )) s"
+[ "$build" != build-gpu ] || echo "built in $(( $(date +%s) - t0 )) s"
 txl=$build/bin/txl
 "$txl" info --system | tee "$out/info.txt"
 

@@ -63,8 +63,8 @@ std::string family_setup(const Family& f) {
 }
 
 // `device` holds the overrides that place the runs (the CPU when empty); a resumed run
-// takes them from its saved config.
-void check_families(const std::string& device) {
+// takes them from its saved config, and eval scores on the run's device (`eval_device`).
+void check_families(const std::string& device, const std::string& eval_device) {
   for (const Family& f : kFamilies) {
     INFO("family " << f.name << device);
     const std::string dir = family_setup(f);
@@ -88,6 +88,7 @@ void check_families(const std::string& device) {
 
     json e = json::parse(run_command(kTxl + " eval " + dir + "/full --json"));
     REQUIRE(e["attention"] == f.attention);
+    REQUIRE(e["device"] == eval_device);
     auto evals = metrics_events(dir + "/full", "eval");
     REQUIRE(e["nll"].get<double>() == Approx(evals.back()["loss"].get<double>()).epsilon(1e-9));
     // 2 streams of the 2000-char split: full_eval scores whole blocks of 8 only, eval.py
@@ -112,25 +113,25 @@ void check_families(const std::string& device) {
 }  // namespace
 
 TEST_CASE("every family: a resumed run continues bit for bit and eval, generate, info work", "[families][slow]") {
-  check_families("");
+  check_families("", "cpu");
 }
 
 // The same on a GPU: its kernels must be deterministic (no float atomics whose order
 // varies) for a resumed run to continue bit for bit.
-TEST_CASE("cuda: every family resumes bit for bit, evaluates and generates on the GPU (fp32)", "[gpu]") {
+TEST_CASE("cuda: every family resumes bit for bit and evaluates on the GPU (fp32)", "[gpu]") {
   if (device_count(DeviceType::cuda) == 0) {
     WARN("no CUDA device: skipped");
     return;
   }
-  check_families(" train.device=cuda train.precision=fp32");
+  check_families(" train.device=cuda train.precision=fp32", "cuda:0");
 }
 
-TEST_CASE("cuda: every family resumes bit for bit, evaluates and generates on the GPU (bf16)", "[gpu]") {
+TEST_CASE("cuda: every family resumes bit for bit and evaluates on the GPU (bf16)", "[gpu]") {
   if (device_count(DeviceType::cuda) == 0) {
     WARN("no CUDA device: skipped");
     return;
   }
-  check_families(" train.device=cuda train.precision=bf16");
+  check_families(" train.device=cuda train.precision=bf16", "cuda:0");
 }
 
 TEST_CASE("adaptive span: incremental decoding with the cache equals a full forward", "[adaptive_span]") {

@@ -257,6 +257,7 @@ Backend& backend_for(Device device) {
             "device {} is not present: this machine has {} CUDA device(s)", device.str(), device_count(device.type));
   if (!profiler::enabled()) return *b;
   static ProfilingBackend profiled_device(*b);
+  profiler::set_sync_device(device);
   return profiled_device;
 }
 

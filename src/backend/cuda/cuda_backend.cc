@@ -454,6 +454,7 @@ void CudaBackend::index_add(Tensor& dst, int64_t axis, const Tensor& index_in, c
   check_indices(index, A, "index_add", false, 0);
   const AxisSplit split = split_at_axis(dst.shape(), axis);
   const int64_t outer = split.outer, inner = split.inner;
+  if (outer * K * inner == 0) return;
   Tensor starts = Tensor::empty({A + 1}, DType::i64, dst.device()), order = Tensor::empty({K}, DType::i64, dst.device());
   launch_index_add(scalar_of(dst.dtype()), scalar_of(index.dtype()), dst.raw_data(), index.raw_data(),
                    src.raw_data(), outer, A, K, inner, static_cast<int64_t*>(starts.raw_data()),

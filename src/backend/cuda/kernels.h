@@ -77,8 +77,9 @@ void launch_cross_entropy_backward(Scalar type, Scalar index_type, const void* l
 // x viewed as [outer, A, inner] (contiguous), index [K]: out [outer, K, inner].
 void launch_index_select(size_t element_bytes, Scalar index_type, const void* x, const void* index, void* out,
                          int64_t outer, int64_t A, int64_t K, int64_t inner, cudaStream_t s);
-// dst [outer, A, inner] += src [outer, K, inner] at rows index[k] (atomic adds).
-// Deterministic (no float atomics): scratch holds starts[A + 1] and order[K].
+// dst [outer, A, inner] += src [outer, K, inner] at rows index[k], deterministically
+// (no float atomics; O(A * K) index reads, fine for character vocabularies): scratch
+// holds starts[A + 1] and order[K].
 void launch_index_add(Scalar type, Scalar index_type, void* dst, const void* index, const void* src, int64_t outer,
                       int64_t A, int64_t K, int64_t inner, int64_t* starts, int64_t* order, cudaStream_t s);
 
