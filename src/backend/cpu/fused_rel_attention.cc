@@ -29,10 +29,6 @@ namespace {
 
 constexpr int64_t kBlockRows = 64;
 
-// Rows a multiple of 4 KB apart (1,024 floats) share their L1 sets, and a 16-row AMX
-// tile load or store over them thrashes: such rows get 16 elements of padding.
-int64_t transposed_ld(int64_t K) { return K % 1024 == 0 ? K + 16 : K; }
-
 // Geometry of the operands: row strides (between positions) and the offsets of batch
 // b / head h, in elements.
 struct Layout {

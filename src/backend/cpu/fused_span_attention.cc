@@ -68,6 +68,10 @@ Geometry geometry_of(SpanAttentionInputs& in, const char* op) {
 template <class T>
 struct SpanScratch {
   std::vector<T> full, pos, pers, grad_full, qc, kt, kc, vt, vc, pkt, pvt, goc, gpers, ds_pos;
+  // The backward's dk and dv of one task, transposed ([Dh, LK], leading dimension
+  // transposed_ld(LK)): each block adds q^T ds and go^T a, whose transposed operand is
+  // the small [n, Dh] one rather than the [n, Kb] scores.
+  std::vector<T> dkt, dvt;
   // In bf16 runs, the packed copies of the panels the block products read (BlockGemm).
   PackedOperand kt_p, kc_p, vt_p, vc_p, pe_p, pet_p;
   void size_for(const Geometry& g) {
@@ -87,6 +91,11 @@ struct SpanScratch {
     pkt.resize(std::max<size_t>(N, 1) * dh);
     pvt.resize(std::max<size_t>(N, 1) * dh);
     goc.resize(static_cast<size_t>(g.M) * dh);
+  }
+  void size_accumulators(const Geometry& g) {  // the backward's only
+    const size_t acc = static_cast<size_t>(g.Dh * transposed_ld(g.LK));
+    dkt.resize(acc);
+    dvt.resize(acc);
   }
 };
 
@@ -210,11 +219,12 @@ void backward_kernel(const BlockGemm& bg, const Geometry& g, const SpanAttention
   T* gramp = pramp ? parts.ramp.data<T>() : nullptr;
   T* gpk = ppk ? parts.pk.data<T>() : nullptr;
   T* gpv = ppv ? parts.pv.data<T>() : nullptr;
-  const int64_t tasks = g.B * g.H, Dh = g.Dh, N = g.N, L = g.L, row = g.B * g.H * Dh;
+  const int64_t tasks = g.B * g.H, Dh = g.Dh, N = g.N, L = g.L, row = g.B * g.H * Dh, ldt = transposed_ld(g.LK);
 #pragma omp parallel
   {
     thread_local SpanScratch<T> sc;
     sc.size_for(g);
+    sc.size_accumulators(g);
     std::vector<T>& gpers = sc.gpers;
     std::vector<T>& ds_pos = sc.ds_pos;
     bg.pack(sc.pe_p, ppe, g.pe_row, Dh, L);  // shared by every task
@@ -242,6 +252,8 @@ void backward_kernel(const BlockGemm& bg, const Geometry& g, const SpanAttention
       T* dramp = gramp ? gramp + t * L : nullptr;
       T* dpk = gpk ? gpk + t * Dh * N : nullptr;
       T* dpv = gpv ? gpv + t * N * Dh : nullptr;
+      std::fill(sc.dkt.begin(), sc.dkt.end(), T(0));
+      std::fill(sc.dvt.begin(), sc.dvt.end(), T(0));
       for (int64_t i0 = 0; i0 < g.M; i0 += g.block) {
         const int64_t n = std::min(g.block, g.M - i0), Kb = n + L - 1;
         block_probs(bg, g, q, ppe, ramp, pkh, scale, i0, n, sc, pl + t * g.M, pd + t * g.M, false);
@@ -249,7 +261,7 @@ void backward_kernel(const BlockGemm& bg, const Geometry& g, const SpanAttention
         // Gradients of the weights: u (window, full layout) and w (persistent).
         // grad_full's band holds p; read it out before the product overwrites it.
         for (int64_t r = 0; r < n; ++r) std::copy_n(sc.grad_full.data() + r * Kb + r, L, ds_pos.data() + r * L);
-        bg.mul<true>(Kb, Dh, n, sc.full.data(), Kb, go, Dh, dv + i0 * row, row, true);
+        bg.mul<true>(Dh, Kb, n, go, Dh, sc.full.data(), Kb, sc.dvt.data() + i0, ldt, true);
         if (N > 0) bg.mul<true>(N, Dh, n, sc.pers.data(), N, go, Dh, dpv, Dh, true);
         bg.mul<false>(n, Kb, Dh, go, Dh, sc.vt.data() + i0, g.LK, sc.vt_p, 0, i0, sc.grad_full.data(), Kb, false);
         if (N > 0) bg.mul<false>(n, N, Dh, go, Dh, sc.pvt.data(), N, gpers.data(), N, false);
@@ -306,11 +318,13 @@ void backward_kernel(const BlockGemm& bg, const Geometry& g, const SpanAttention
                       false);
         bg.mul<false>(n, Dh, L, ds_pos.data(), L, pet, Dh, sc.pet_p, 0, 0, dq_rows, row, true);
         if (N > 0) bg.mul<false>(n, Dh, N, gpers.data(), N, sc.pkt.data(), Dh, dq_rows, row, true);
-        // dk += ds_full^T q; dpe += q^T ds_pos; dpk += q^T ds_pers
-        bg.mul<true>(Kb, Dh, n, sc.grad_full.data(), Kb, sc.qc.data(), Dh, dk + i0 * row, row, true);
+        // dk += ds_full^T q (as dk^T += q^T ds_full); dpe += q^T ds_pos; dpk += q^T ds_pers
+        bg.mul<true>(Dh, Kb, n, sc.qc.data(), Dh, sc.grad_full.data(), Kb, sc.dkt.data() + i0, ldt, true);
         bg.mul<true>(Dh, L, n, sc.qc.data(), Dh, ds_pos.data(), L, dpe, L, true);
         if (N > 0) bg.mul<true>(Dh, N, n, sc.qc.data(), Dh, gpers.data(), N, dpk, N, true);
       }
+      untranspose_panel(sc.dkt.data(), ldt, Dh, g.LK, dk, row);
+      untranspose_panel(sc.dvt.data(), ldt, Dh, g.LK, dv, row);
     }
   }
 }
@@ -346,8 +360,10 @@ SpanAttentionGrads CpuBackend::fused_span_attention_backward(const SpanAttention
   const int64_t tasks = g.B * g.H;
   SpanAttentionGrads gr;
   gr.q = Tensor::empty(in.q.shape(), dt, dev);
-  gr.k = Tensor::zeros(in.k.shape(), dt, dev);
-  gr.v = Tensor::zeros(in.v.shape(), dt, dev);
+  // Every element of k's and v's gradients is written (untranspose_panel) when there
+  // are queries; with none they are zero.
+  gr.k = g.M > 0 ? Tensor::empty(in.k.shape(), dt, dev) : Tensor::zeros(in.k.shape(), dt, dev);
+  gr.v = g.M > 0 ? Tensor::empty(in.v.shape(), dt, dev) : Tensor::zeros(in.v.shape(), dt, dev);
   // pe is shared by every task, the ramp and persistent vectors by the batch: each task
   // accumulates its own part, summed below.
   SpanParts parts;

@@ -70,6 +70,11 @@ inline void transpose16(const uint32_t* src, int64_t ls, uint32_t* dst, int64_t 
 
 #endif
 
+// The leading dimension of a [Dh, K] accumulator read back by untranspose_panel. Rows
+// a multiple of 4 KB apart (1,024 floats) share their L1 sets, and a 16-row AMX tile
+// load or store over them thrashes: such rows get 16 elements of padding.
+inline int64_t transposed_ld(int64_t K) { return K % 1024 == 0 ? K + 16 : K; }
+
 // dst[j * row + d] = src[d * ld + j]: a [Dh, K] panel (leading dimension ld) back into K
 // rows of Dh, the inverse of transpose_panel.
 template <class T>
