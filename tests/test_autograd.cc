@@ -86,6 +86,31 @@ TEST_CASE("gradient shape mismatches are reported", "[autograd]") {
                                               Catch::Contains("[2, 2]"));
 }
 
+TEST_CASE("an intermediate that no backward reads is freed after the forward", "[autograd]") {
+  // The tape keeps what the backward closures save, not every op's inputs: the scores
+  // of the unfused attention before their softmax are such intermediates (they doubled
+  // its memory on a GPU while the tape held them).
+  Tensor x = Tensor::from_vector<double>({3}, {1, 2, 3}).set_requires_grad();
+  std::weak_ptr<Storage> seen;  // the memory, whichever tensors share it
+  Tensor y;
+  {
+    Tensor a = add(x, x);  // its node saves nothing, nor does sum's
+    seen = a.impl().storage;
+    y = sum(a);
+  }
+  REQUIRE(seen.expired());
+  backward(y);
+  REQUIRE(x.grad().to_doubles() == std::vector<double>{2, 2, 2});
+  // What a backward does read stays: exp saves its output.
+  Tensor z;
+  {
+    Tensor e = exp(x);
+    seen = e.impl().storage;
+    z = sum(e);
+  }
+  REQUIRE_FALSE(seen.expired());
+}
+
 TEST_CASE("freeing the graph releases saved tensors", "[autograd]") {
   Tensor x = randn64({64, 64}, 3).set_requires_grad();
   Tensor y = sum(tanh(mul(x, x)));

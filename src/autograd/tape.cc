@@ -19,8 +19,15 @@ std::shared_ptr<Node> make_node(Tensor& out, const char* op, const std::vector<c
   if (!any) return nullptr;
   auto node = std::make_shared<Node>();
   node->op = op;
-  for (const Tensor* t : inputs)
-    node->inputs.push_back(t->defined() && t->requires_grad() ? t->impl_ptr() : nullptr);
+  for (const Tensor* t : inputs) {
+    Edge e;
+    if (t->defined() && t->requires_grad()) {
+      e.shape = t->shape();
+      if (t->impl().grad_fn) e.fn = t->impl().grad_fn;
+      else e.leaf = t->impl_ptr();
+    }
+    node->inputs.push_back(std::move(e));
+  }
   node->backward = std::move(fn);
   node->out_shape = out.shape();
   node->out_dtype = out.dtype();
@@ -97,7 +104,7 @@ void backward(const Tensor& root, const Tensor& grad, bool retain_graph, const L
     return;
   }
   // Shared ownership while walking: releasing a node may drop the last reference to
-  // intermediate tensors and, through them, to nodes still to be visited.
+  // nodes still to be visited.
   std::shared_ptr<Node> start = root.grad_fn();
   TXL_CHECK(!start->released,
             "backward: the graph of this tensor was already freed by an earlier backward() "
@@ -111,8 +118,8 @@ void backward(const Tensor& root, const Tensor& grad, bool retain_graph, const L
   while (!stack.empty()) {
     auto& [node, next] = stack.back();
     if (next < node->inputs.size()) {
-      const auto& in = node->inputs[next++];
-      if (in && in->grad_fn && seen.insert(in->grad_fn.get()).second) stack.push_back({in->grad_fn, 0});
+      const Edge& in = node->inputs[next++];
+      if (in.fn && seen.insert(in.fn.get()).second) stack.push_back({in.fn, 0});
     } else {
       order.push_back(node);
       stack.pop_back();
@@ -123,12 +130,12 @@ void backward(const Tensor& root, const Tensor& grad, bool retain_graph, const L
   std::unordered_map<const TensorImpl*, int> pending_edges;
   if (on_leaf_ready)
     for (const auto& node : order)
-      for (const auto& in : node->inputs)
-        if (in && !in->grad_fn) pending_edges[in.get()]++;
-  auto edges_done = [&](const std::vector<std::shared_ptr<TensorImpl>>& inputs) {
+      for (const Edge& in : node->inputs)
+        if (in.leaf) pending_edges[in.leaf.get()]++;
+  auto edges_done = [&](const std::vector<Edge>& inputs) {
     if (!on_leaf_ready) return;
-    for (const auto& in : inputs)
-      if (in && !in->grad_fn && --pending_edges[in.get()] == 0) on_leaf_ready(*in);
+    for (const Edge& in : inputs)
+      if (in.leaf && --pending_edges[in.leaf.get()] == 0) on_leaf_ready(*in.leaf);
   };
 
   // Kernels run from here on are attributed to the backward pass in profiles.
@@ -152,14 +159,17 @@ void backward(const Tensor& root, const Tensor& grad, bool retain_graph, const L
     TXL_CHECK(gin.size() == node->inputs.size(), "backward of '{}' returned {} gradients for {} inputs",
               node->op, gin.size(), node->inputs.size());
     for (size_t i = 0; i < gin.size(); ++i) {
-      const auto& in = node->inputs[i];
-      if (!in || !gin[i].defined()) continue;
-      TXL_CHECK(gin[i].shape() == in->shape,
+      const Edge& edge = node->inputs[i];
+      if (!edge || !gin[i].defined()) continue;
+      TXL_CHECK(gin[i].shape() == edge.shape,
                 "backward of '{}': gradient for input {} has shape {}, expected {}", node->op, i,
-                shape_str(gin[i].shape()), shape_str(in->shape));
-      if (in->grad_fn) {
-        accumulate_node(grads[in->grad_fn.get()], gin[i]);
-      } else if (in->grad_pending_zero && in->grad) {
+                shape_str(gin[i].shape()), shape_str(edge.shape));
+      if (edge.fn) {
+        accumulate_node(grads[edge.fn.get()], gin[i]);
+        continue;
+      }
+      TensorImpl* in = edge.leaf.get();
+      if (in->grad_pending_zero && in->grad) {
         Tensor slot(in->grad);  // stale values that count as zero: overwrite them
         copy_(slot, gin[i]);
         in->grad_pending_zero = false;

@@ -1,6 +1,9 @@
 // The tape. Each op that produced a tensor needing gradients leaves one Node holding
-// its inputs and a backward closure; backward() walks the nodes in reverse topological
-// order. Closures capture only what their backward reads (the op's "saved" tensors).
+// an edge per input and a backward closure; backward() walks the nodes in reverse
+// topological order. Closures capture only what their backward reads (the op's "saved"
+// tensors), and an edge holds a non-leaf input's producer, not the input: an
+// intermediate no backward reads (attention scores before their softmax) is freed as
+// soon as the forward is done with it.
 #pragma once
 #include <functional>
 #include <memory>
@@ -15,15 +18,26 @@ namespace txl {
 // "no gradient flows to this input".
 using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_out)>;
 
+struct Node;
+
+// Where an input's gradient goes: the node that produced it, or the leaf that
+// accumulates it. Neither where the input needs no grad.
+struct Edge {
+  std::shared_ptr<Node> fn;          // producer of a non-leaf input (as at record time)
+  std::shared_ptr<TensorImpl> leaf;  // a leaf input, whose gradient slot it is
+  Shape shape;                       // the input's shape: its gradient must match
+  explicit operator bool() const { return fn || leaf; }
+};
+
 struct Node {
   const char* op = "";
-  std::vector<std::shared_ptr<TensorImpl>> inputs;  // null where the input needs no grad
+  std::vector<Edge> inputs;
   BackwardFn backward;
   Shape out_shape;
   DType out_dtype = DType::f32;
   bool released = false;  // the closure and inputs were freed by a backward pass
 
-  bool input_needs_grad(size_t i) const { return i < inputs.size() && inputs[i] != nullptr; }
+  bool input_needs_grad(size_t i) const { return i < inputs.size() && static_cast<bool>(inputs[i]); }
 };
 
 // Gradient recording switch (thread-local). Backward passes run with it off.
