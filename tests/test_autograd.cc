@@ -109,6 +109,18 @@ TEST_CASE("an intermediate that no backward reads is freed after the forward", "
     z = sum(e);
   }
   REQUIRE_FALSE(seen.expired());
+  // A diamond (one intermediate read twice by an op that saves neither input) routes
+  // both gradients to the intermediate's producer through the edges alone, also when
+  // the graph is kept for a second backward.
+  x.zero_grad();
+  Tensor w;
+  {
+    Tensor a = mul_scalar(x, 3.0);
+    w = sum(add(a, a));
+  }
+  backward(w, Tensor(), /*retain_graph=*/true);
+  backward(w);
+  REQUIRE(x.grad().to_doubles() == std::vector<double>{12, 12, 12});
 }
 
 TEST_CASE("freeing the graph releases saved tensors", "[autograd]") {
