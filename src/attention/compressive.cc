@@ -91,7 +91,9 @@ class CompressivePass : public AttentionPass {
         segment_rows({C_ > 0 ? cms_[l] : Tensor(), M_ > 0 ? mems_[l] : Tensor()}, w, norm, cfg_.pre_lnorm);
     RelativeAttentionOutput a = relative_attention(cfg_, params_, l, rows.cat, rows.segment, T_, r_, mask_, ctx,
                                                    E_ > 0 && o_.fn == Compression::most_used);
-    if (E_ > 0) compress(l, leading_rows(M_ > 0 ? mems_[l] : Tensor(), w, E_ + o_.lookahead()), a, ctx);
+    // f_c reads the first E rows of [memory; segment] (and the dilated convolution's
+    // lookahead): the attention has already built its own [cm; m; x].
+    if (E_ > 0) compress(l, stacked_rows(M_ > 0 ? mems_[l] : Tensor(), w, 0, E_ + o_.lookahead()), a, ctx);
     return a.out;
   }
 
@@ -124,16 +126,6 @@ class CompressivePass : public AttentionPass {
 
  private:
   const Tensor& p(const std::string& name) const { return params_.get(name); }
-
-  // The first n rows of [memory; segment] (stop-gradient), all that f_c reads: a view
-  // when one of the two holds them, else one concatenation of n rows rather than of
-  // all M + T (the attention has already built its own [cm; m; x]).
-  static Tensor leading_rows(const Tensor& mem, const Tensor& w, int64_t n) {
-    const int64_t m = mem.defined() ? mem.shape()[0] : 0;
-    if (n <= m) return narrow(mem, 0, 0, n);
-    if (m == 0) return narrow(w.detach(), 0, 0, n);
-    return concat({mem, narrow(w.detach(), 0, 0, n - m)}, 0);
-  }
 
   // old_mem = the first E rows of [memory; segment] (stop-gradient; mx holds them and,
   // for the dilated convolution, its lookahead rows after them). Its compression

@@ -120,15 +120,22 @@ SegmentRows segment_rows(const std::vector<Tensor>& parts, const Tensor& w,
   return {concat(rows, 0), w};
 }
 
-Tensor memory_window(const Tensor& mem, const Tensor& h, int64_t beg, int64_t len) {
+Tensor stacked_rows(const Tensor& mem, const Tensor& h, int64_t beg, int64_t len) {
   NoGradGuard no_grad;
   const int64_t m = mem.defined() ? mem.shape()[0] : 0;
-  // Rows [beg, beg + len) of [mem; h], copied once: straight from h or mem when the
-  // window lies in one of them (with mem_len = tgt_len it is all of h), else one
-  // concatenation of the two parts.
-  if (beg >= m) return contiguous_copy(narrow(h.detach(), 0, beg - m, len));
-  if (beg + len <= m) return contiguous_copy(narrow(mem, 0, beg, len));
-  return concat({narrow(mem, 0, beg, m - beg), narrow(h.detach(), 0, 0, beg + len - m)}, 0);
+  if (beg >= m) return narrow(h.detach(), 0, beg - m, len);
+  if (beg + len <= m) return narrow(mem.detach(), 0, beg, len);
+  return concat({narrow(mem.detach(), 0, beg, m - beg), narrow(h.detach(), 0, 0, beg + len - m)}, 0);
+}
+
+Tensor memory_window(const Tensor& mem, const Tensor& h, int64_t beg, int64_t len) {
+  // Copied once: straight from h or mem when the window lies in one of them (with
+  // mem_len = tgt_len it is all of h); a concatenation is already fresh.
+  Tensor rows = stacked_rows(mem, h, beg, len);
+  const bool view = rows.same_storage(h) || (mem.defined() && rows.same_storage(mem));
+  if (!view) return rows;
+  NoGradGuard no_grad;
+  return contiguous_copy(rows);
 }
 
 }  // namespace txl

@@ -69,8 +69,11 @@ SegmentRows segment_rows(const std::vector<Tensor>& parts, const Tensor& w,
 // runs unfused), and the activations are on the CPU (the fused kernels are CPU-only).
 bool use_fused_attention(const ModelConfig& cfg, bool need_prob, const ForwardContext& ctx, Device device);
 
-// Rows [beg, beg + len) of concat(mem, h.detach()) along axis 0, as a fresh detached
-// tensor; mem may be undefined or empty (the first segment).
+// Rows [beg, beg + len) of concat(mem, h.detach()) along axis 0, detached: a view of
+// mem or h when one of them holds them all, else one concatenation of just those rows;
+// mem may be undefined or empty (the first segment).
+Tensor stacked_rows(const Tensor& mem, const Tensor& h, int64_t beg, int64_t len);
+// The same rows as a fresh tensor (a memory state must not alias the layer input).
 Tensor memory_window(const Tensor& mem, const Tensor& h, int64_t beg, int64_t len);
 
 }  // namespace txl
