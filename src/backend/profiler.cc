@@ -34,10 +34,12 @@ void add(const char* name, int64_t ns, double flops) {
 }
 }  // namespace
 
-void set_enabled(bool on) { g_enabled = on; }
+void set_enabled(bool on, Device device) {
+  g_enabled = on;
+  g_sync_device = on ? device : Device{};
+}
 bool enabled() { return g_enabled; }
 void set_in_backward(bool on) { t_in_backward = on; }
-void set_sync_device(Device device) { g_sync_device = device; }
 
 void reset() {
   std::lock_guard<std::mutex> lock(g_mu);
@@ -245,8 +247,8 @@ class ProfilingBackend final : public Backend {
 
 }  // namespace
 
-// A profiled device backend waits for its device around every kernel
-// (profiler::set_sync_device), since GPU kernels run asynchronously.
+// A profiled device backend's scopes wait for the device that profiling was enabled
+// for (profiler::set_enabled), since GPU kernels run asynchronously.
 Backend& backend_for(Device device) {
   static cpu::CpuBackend cpu_backend;
   static ProfilingBackend profiled_cpu(cpu_backend);
@@ -257,7 +259,6 @@ Backend& backend_for(Device device) {
             "device {} is not present: this machine has {} CUDA device(s)", device.str(), device_count(device.type));
   if (!profiler::enabled()) return *b;
   static ProfilingBackend profiled_device(*b);
-  profiler::set_sync_device(device);
   return profiled_device;
 }
 

@@ -76,12 +76,10 @@ nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup
   const int64_t fill = cfg.model.mem_len > 0 ? (cfg.model.mem_len + T - 1) / T : 0;
   for (int64_t i = 0; i < std::max<int64_t>(warmup, fill + 1); ++i) step(i);
   HostAllocator::instance().reset_counters();
-  const AllocatorStats device_before =
-      device.is_cpu() ? AllocatorStats{} : device_memory(device.type)->stats(device.index);
+  const AllocatorStats before = memory_stats(device);
   const uint64_t primitives_before = cpu::matmul_cache_stats().created;
   profiler::reset();
-  profiler::set_sync_device(profile ? device : cpu_device());
-  profiler::set_enabled(profile);
+  profiler::set_enabled(profile, device);
   std::vector<double> ms;
   // The ceiling for "% of peak": oneDNN's own product rate, measured before and after
   // every timed step (outside its timing), and its median taken. This CPU's matrix
@@ -99,18 +97,16 @@ nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup
     measure_peak();
   }
   profiler::set_enabled(false);
-  profiler::set_sync_device(cpu_device());
   const uint64_t primitives_created = cpu::matmul_cache_stats().created - primitives_before;
   double total_ms = 0;
   for (double m : ms) total_ms += m;
   std::sort(ms.begin(), ms.end());
   const double med = ms[ms.size() / 2];
   // Hits and misses of the timed steps (a device's counters run from process start, so
-  // the warm-up's are taken off); the peak is the whole run's.
-  AllocatorStats st =
-      device.is_cpu() ? HostAllocator::instance().stats() : device_memory(device.type)->stats(device.index);
-  st.hits -= device_before.hits;
-  st.misses -= device_before.misses;
+  // the warm-up's are taken off; the host's were reset); a device's peak is the run's.
+  AllocatorStats st = memory_stats(device);
+  st.hits -= before.hits;
+  st.misses -= before.misses;
   nlohmann::json prof = nlohmann::json::array();
   if (profile) {
     // A GPU's product rate holds still between steps: measured once, after the steps

@@ -15,4 +15,8 @@ void register_device_memory(DeviceType type, DeviceMemory& memory) {
 
 DeviceMemory* device_memory(DeviceType type) { return type == DeviceType::cuda ? cuda_memory() : nullptr; }
 
+AllocatorStats memory_stats(Device device) {
+  return device.is_cpu() ? HostAllocator::instance().stats() : device_memory(device.type)->stats(device.index);
+}
+
 }  // namespace txl

@@ -25,7 +25,6 @@
 #include "txl/backend/backend.h"
 #include "txl/backend/precision.h"
 #include "txl/config/load.h"
-#include "txl/core/allocator.h"
 #include "txl/core/device_memory.h"
 #include "txl/core/threads.h"
 #include "txl/data/batcher.h"
@@ -570,9 +569,7 @@ int run_training(const TrainOptions& opt) {
                               {"tokens_per_s", st.elapsed_s > 0 ? st.tokens_seen / st.elapsed_s : 0.0},
                               {"elapsed_s", st.elapsed_s},
                               // The training device's tensors at their peak.
-                              {"peak_bytes", device.is_cpu()
-                                                 ? HostAllocator::instance().stats().peak_bytes_in_use
-                                                 : device_memory(device.type)->stats(device.index).peak_bytes_in_use},
+                              {"peak_bytes", memory_stats(device).peak_bytes_in_use},
                               {"max_rss_bytes", max_rss_bytes()},
                               {"attention_flops_per_token", model->attention().attention_flops_per_token(params)},
                               {"best_val_bpc", st.best_val_bpc}};

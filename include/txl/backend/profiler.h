@@ -17,18 +17,16 @@ struct Entry {
   double flops = 0.0;  // for matrix products
 };
 
-void set_enabled(bool on);
+// Profiling of the kernels that run on `device`. A GPU runs them asynchronously, so
+// then each scope waits for the device at both ends: its row is the kernel's own time
+// (plus one launch), not the time to enqueue it.
+void set_enabled(bool on, Device device = {});
 bool enabled();
 void reset();
 std::vector<Entry> snapshot();  // sorted by time, largest first
 
 // Marks the current thread as running a backward pass (set by the tape).
 void set_in_backward(bool on);
-
-// The device whose kernels the profiled backend launches. A GPU runs them
-// asynchronously, so each scope waits for the device at both ends: its row is then the
-// kernel's own time (plus one launch), not the time to enqueue it.
-void set_sync_device(Device device);
 
 // Times one named region when profiling is on (used for the optimizer and clipping).
 // Times are exclusive: a region's row leaves out the regions profiled inside it.

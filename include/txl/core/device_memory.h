@@ -21,5 +21,8 @@ class DeviceMemory {
 void register_device_memory(DeviceType type, DeviceMemory& memory);
 // The registered allocator, or null when this build has none for the type.
 DeviceMemory* device_memory(DeviceType type);
+// The statistics of the allocator that holds a device's tensors: the host allocator's
+// for the CPU (the device must have one).
+AllocatorStats memory_stats(Device device);
 
 }  // namespace txl
