@@ -28,29 +28,28 @@ struct Offsets {
   int64_t at[N];
 };
 
+// Adds the offsets of linear element i, split over g's sizes in index type I.
+template <class I, int N>
+__device__ inline void add_offsets(const Geometry<N>& g, I i, Offsets<N>& o) {
+  for (int d = g.nd - 1; d >= 0; --d) {
+    const I size = static_cast<I>(g.sizes[d]);
+    const int64_t idx = i % size;
+    i /= size;
+#pragma unroll
+    for (int k = 0; k < N; ++k) o.at[k] += idx * g.strides[k][d];
+  }
+}
+
 template <int N>
 __device__ inline Offsets<N> offsets_of(const Geometry<N>& g, int64_t i) {
   Offsets<N> o;
 #pragma unroll
   for (int k = 0; k < N; ++k) o.at[k] = g.flat ? i : 0;
   if (g.flat) return o;
-  if (g.numel <= 0xffffffffLL) {
-    uint32_t j = static_cast<uint32_t>(i);
-    for (int d = g.nd - 1; d >= 0; --d) {
-      const uint32_t size = static_cast<uint32_t>(g.sizes[d]);
-      const int64_t idx = j % size;
-      j /= size;
-#pragma unroll
-      for (int k = 0; k < N; ++k) o.at[k] += idx * g.strides[k][d];
-    }
-    return o;
-  }
-  for (int d = g.nd - 1; d >= 0; --d) {
-    const int64_t idx = i % g.sizes[d];
-    i /= g.sizes[d];
-#pragma unroll
-    for (int k = 0; k < N; ++k) o.at[k] += idx * g.strides[k][d];
-  }
+  if (g.numel <= 0xffffffffLL)
+    add_offsets<uint32_t>(g, static_cast<uint32_t>(i), o);
+  else
+    add_offsets<int64_t>(g, i, o);
   return o;
 }
 
