@@ -6,6 +6,7 @@
 #include <cmath>
 #include <functional>
 
+#include "gpu_skip.h"
 #include "gradcheck.h"
 #include "txl/backend/backend.h"
 #include "txl/backend/precision.h"
@@ -19,16 +20,6 @@ using namespace txl;
 using namespace txl::testing;
 
 namespace {
-
-bool have_gpu() { return device_count(DeviceType::cuda) > 0; }
-
-#define REQUIRE_GPU_OR_SKIP()          \
-  do {                                 \
-    if (!have_gpu()) {                 \
-      WARN("no CUDA device: skipped"); \
-      return;                          \
-    }                                  \
-  } while (0)
 
 // The device under test: cuda:0, except while the CPU run of the cases below swaps in
 // the CPU (TargetScope).
@@ -112,7 +103,7 @@ Tensor positive(const Shape& s, uint64_t seed, DType dt) {
   static void fn();                               \
   static const RegisterCase fn##_case{name, &fn}; \
   TEST_CASE(name, "[gpu]") {                      \
-    REQUIRE_GPU_OR_SKIP();                        \
+    TXL_REQUIRE_GPU();                            \
     fn();                                         \
   }                                               \
   static void fn()
@@ -306,7 +297,7 @@ GPU_CASE(gpu_case_9, "cuda: Transformer-XL attention probabilities match the CPU
 }
 
 TEST_CASE("cuda: operands on different devices and CPU-only kernels are clear errors", "[gpu]") {
-  REQUIRE_GPU_OR_SKIP();
+  TXL_REQUIRE_GPU();
   Tensor a = randn({2, 2}, 33, DType::f32).to(kGpu), b = randn({2, 2}, 34, DType::f32);
   REQUIRE_THROWS_WITH(add(a, b), Catch::Matchers::Contains("cpu"));
   RelAttentionInputs in{a, a, a, a, a, a};

@@ -6,9 +6,9 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "gpu_skip.h"
 #include "gradcheck.h"
 #include "reference_runner.h"
-#include "txl/backend/backend.h"
 #include "txl/io/safetensors.h"
 #include "txl/models/language_model.h"
 
@@ -119,18 +119,12 @@ TEST_CASE("every family: a resumed run continues bit for bit and eval, generate,
 // The same on a GPU: its kernels must be deterministic (no float atomics whose order
 // varies) for a resumed run to continue bit for bit.
 TEST_CASE("cuda: every family resumes bit for bit and evaluates on the GPU (fp32)", "[gpu]") {
-  if (device_count(DeviceType::cuda) == 0) {
-    WARN("no CUDA device: skipped");
-    return;
-  }
+  TXL_REQUIRE_GPU();
   check_families(" train.device=cuda train.precision=fp32", "cuda:0");
 }
 
 TEST_CASE("cuda: every family resumes bit for bit and evaluates on the GPU (bf16)", "[gpu]") {
-  if (device_count(DeviceType::cuda) == 0) {
-    WARN("no CUDA device: skipped");
-    return;
-  }
+  TXL_REQUIRE_GPU();
   check_families(" train.device=cuda train.precision=bf16", "cuda:0");
 }
 
