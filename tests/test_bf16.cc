@@ -203,4 +203,16 @@ TEST_CASE("txl bench train in bf16: no allocation and no oneDNN primitive after 
   CHECK(p["peak_gflops"].get<double>() > 0);
   for (const auto& k : p["kernels"])
     if (k["name"].get<std::string>().rfind("matmul", 0) == 0) CHECK(k["frac_peak"].get<double>() < 1.5);
+  // The products by geometry: the library's own time, inside the GEMM rows, and the
+  // largest of them measured alone as well.
+  double gemm = 0, products = 0;
+  for (const auto& c : p["categories"])
+    if (c["name"] == "GEMM") gemm = c["ms_per_step"].get<double>();
+  REQUIRE(!p["products"].empty());
+  for (const auto& k : p["products"]) {
+    products += k["ms_per_step"].get<double>();
+    CHECK(k["gflops"].get<double>() > 0);
+  }
+  CHECK(products <= gemm);
+  CHECK(p["products"][0]["alone_gflops"].get<double>() > 0);
 }

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <tuple>
 
 #include "cpu/cpu_backend.h"
 #include "device_registry.h"
@@ -17,6 +18,7 @@ Device g_sync_device{};  // the CPU: nothing to wait for
 thread_local bool t_in_backward = false;
 std::mutex g_mu;
 std::map<std::string, Entry> g_table;
+std::map<std::pair<ProductShape, bool>, ProductEntry> g_products;
 
 int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
@@ -44,6 +46,39 @@ void set_in_backward(bool on) { t_in_backward = on; }
 void reset() {
   std::lock_guard<std::mutex> lock(g_mu);
   g_table.clear();
+  g_products.clear();
+}
+
+bool ProductShape::operator<(const ProductShape& o) const {
+  return std::tie(batch, m, k, n, a_transposed, b_transposed, bias, relu) <
+         std::tie(o.batch, o.m, o.k, o.n, o.a_transposed, o.b_transposed, o.bias, o.relu);
+}
+
+std::string ProductShape::str() const {
+  std::string s = batch > 1 ? std::to_string(batch) + " x " : "";
+  s += std::to_string(m) + "x" + std::to_string(k) + "x" + std::to_string(n);
+  if (a_transposed) s += " A^T";
+  if (b_transposed) s += " B^T";
+  if (bias) s += " +bias";
+  if (relu) s += " +relu";
+  return s;
+}
+
+void add_product(const ProductShape& shape, double seconds) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  ProductEntry& e = g_products[{shape, t_in_backward}];
+  e.shape = shape;
+  e.backward = t_in_backward;
+  e.calls++;
+  e.seconds += seconds;
+}
+
+std::vector<ProductEntry> product_snapshot() {
+  std::lock_guard<std::mutex> lock(g_mu);
+  std::vector<ProductEntry> out;
+  for (const auto& [k, e] : g_products) out.push_back(e);
+  std::sort(out.begin(), out.end(), [](const ProductEntry& a, const ProductEntry& b) { return a.seconds > b.seconds; });
+  return out;
 }
 
 std::vector<Entry> snapshot() {

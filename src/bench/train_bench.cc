@@ -33,6 +33,59 @@ const char* profile_category(std::string name) {
   return "elementwise/norm/copies";
 }
 
+// The rate of one product alone on the CPU, operands in cache: random operands in the
+// step's layout, repeated, timed by the same profiler hook as the step's products. What
+// oneDNN reaches on that shape by itself, against which the step's rate can be read.
+double alone_gflops(const profiler::ProductShape& s) {
+  NoGradGuard no_grad;
+  Generator gen(5);
+  auto operand = [&](int64_t rows, int64_t cols, bool transposed) {
+    Shape stored = transposed ? Shape{cols, rows} : Shape{rows, cols};
+    if (s.batch > 1) stored.insert(stored.begin(), s.batch);
+    Tensor t = Tensor::randn(stored, gen);
+    return transposed ? transpose(t, -1, -2) : t;
+  };
+  const Tensor a = operand(s.m, s.k, s.a_transposed), b = operand(s.k, s.n, s.b_transposed);
+  const Tensor bias = s.bias ? Tensor::randn({s.n}, gen) : Tensor();
+  auto run = [&] { backend_of(a).matmul(a, b, bias, s.relu); };
+  for (int i = 0; i < 3; ++i) run();  // primitive creation, first touch
+  profiler::reset();
+  profiler::set_enabled(true);
+  for (int i = 0; i < 10; ++i) run();
+  profiler::set_enabled(false);
+  const auto rows = profiler::product_snapshot();
+  profiler::reset();
+  if (rows.empty() || rows.front().seconds <= 0) return 0.0;
+  const auto& e = rows.front();
+  return 2.0 * static_cast<double>(s.batch * s.m * s.k * s.n) * e.calls / e.seconds * 1e-9;
+}
+
+// The step's products by geometry, largest first, each with its rate alone (the first
+// `alone` rows only: each is a separate measurement).
+nlohmann::json product_table(const std::vector<profiler::ProductEntry>& rows, int repeats, double peak, size_t alone) {
+  nlohmann::json out = nlohmann::json::array();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const auto& e = rows[i];
+    const auto& s = e.shape;
+    const double flops = 2.0 * static_cast<double>(s.batch * s.m * s.k * s.n) * e.calls;
+    nlohmann::json row = {{"product", s.str()},
+                          {"batch", s.batch},
+                          {"m", s.m},
+                          {"k", s.k},
+                          {"n", s.n},
+                          {"a_transposed", s.a_transposed},
+                          {"b_transposed", s.b_transposed},
+                          {"backward", e.backward},
+                          {"calls_per_step", static_cast<double>(e.calls) / repeats},
+                          {"ms_per_step", e.seconds * 1e3 / repeats},
+                          {"gflops", flops / e.seconds * 1e-9},
+                          {"frac_peak", flops / e.seconds * 1e-9 / peak}};
+    if (i < alone) row["alone_gflops"] = alone_gflops(s);
+    out.push_back(row);
+  }
+  return out;
+}
+
 }  // namespace
 
 nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup, int repeats, bool profile) {
@@ -144,7 +197,10 @@ nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup
       categories.push_back({{"name", name}, {"ms_per_step", ms_step}, {"share", ms_step / mean_ms}});
     std::sort(categories.begin(), categories.end(),
               [](const nlohmann::json& a, const nlohmann::json& b) { return a["ms_per_step"] > b["ms_per_step"]; });
+    // Taken before product_table's own measurements reset the profiler.
+    const auto products = profiler::product_snapshot();
     prof = {{"kernels", prof},
+            {"products", product_table(products, repeats, peak, 12)},
             {"categories", categories},
             {"peak_gflops", peak},
             {"peak_gflops_min", peaks.front()},
@@ -199,6 +255,20 @@ std::string format_train_profile(const nlohmann::json& r) {
     if (k.contains("gflops"))
       s += fmt::format(" {:>9.1f} {:>6.1f}%", k["gflops"].get<double>(), 100 * k["frac_peak"].get<double>());
     s += "\n";
+  }
+  if (p.contains("products") && !p["products"].empty()) {
+    s += fmt::format("\n{:<40} {:>8} {:>10} {:>9} {:>7} {:>9} {:>7}\n", "product m x k x n (CPU, own time)", "calls",
+                     "ms/step", "GFLOP/s", "%peak", "alone", "ratio");
+    for (const auto& k : p["products"]) {
+      const std::string name = k["product"].get<std::string>() + (k["backward"].get<bool>() ? " (bwd)" : "");
+      s += fmt::format("{:<40} {:>8.1f} {:>10.3f} {:>9.1f} {:>6.1f}%", name, k["calls_per_step"].get<double>(),
+                       k["ms_per_step"].get<double>(), k["gflops"].get<double>(), 100 * k["frac_peak"].get<double>());
+      if (k.contains("alone_gflops") && k["alone_gflops"].get<double>() > 0)
+        s += fmt::format(" {:>9.1f} {:>6.2f}", k["alone_gflops"].get<double>(),
+                         k["gflops"].get<double>() / k["alone_gflops"].get<double>());
+      s += "\n";
+    }
+    s += "alone: the same product by itself, random operands in cache; ratio: the step's rate / alone\n";
   }
   return s;
 }

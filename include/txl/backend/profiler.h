@@ -25,6 +25,27 @@ bool enabled();
 void reset();
 std::vector<Entry> snapshot();  // sorted by time, largest first
 
+// A matrix product's geometry: C[m, n] = op(A) op(B), op(A) [m, k], op(B) [k, n], over
+// `batch` matrices; an operand stored column-major is read transposed.
+struct ProductShape {
+  int64_t batch = 1, m = 0, k = 0, n = 0;
+  bool a_transposed = false, b_transposed = false, bias = false, relu = false;
+  bool operator<(const ProductShape& o) const;
+  std::string str() const;  // "512x512x2048 B^T +bias +relu" (m x k x n)
+};
+
+struct ProductEntry {
+  ProductShape shape;
+  bool backward = false;
+  int64_t calls = 0;
+  double seconds = 0.0;  // the library's execution only, without operand conversions
+};
+
+// The CPU products record each call's geometry and execution time here when profiling
+// is on, so a profile can say which products fall short and by how much.
+void add_product(const ProductShape& shape, double seconds);
+std::vector<ProductEntry> product_snapshot();  // sorted by time, largest first
+
 // Marks the current thread as running a backward pass (set by the tape).
 void set_in_backward(bool on);
 

@@ -6,6 +6,7 @@
 // fp32 accumulation into the fp32 output. float64 is a plain-loop reference.
 #include <dnnl.hpp>
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <mutex>
 #include <unordered_map>
@@ -166,6 +167,23 @@ Tensor scoped_weight_bf16(const Tensor& w) {
   return Tensor::view_of(ctx.arena_bf16, w.shape(), w.strides(), w.offset());
 }
 
+// Whether a matrix operand is stored column-major (its last dim strided).
+bool column_major(const Tensor& t) { return t.shape().back() > 1 && t.strides().back() != 1; }
+
+profiler::ProductShape product_shape(const Tensor& a, const Tensor& b, const Tensor& out, bool bias, bool relu) {
+  const size_t nd = out.shape().size();
+  profiler::ProductShape s;
+  s.m = out.shape()[nd - 2];
+  s.n = out.shape()[nd - 1];
+  s.k = a.shape().back();
+  s.batch = out.numel() / std::max<int64_t>(1, s.m * s.n);
+  s.a_transposed = column_major(a);
+  s.b_transposed = column_major(b);
+  s.bias = bias;
+  s.relu = relu;
+  return s;
+}
+
 void matmul_f32(const Tensor& a_in, const Tensor& b_in, const Tensor& bias, bool relu, Tensor& out) {
   const bool bf16_products = matmul_precision() == MatmulPrecision::bf16;
   const Tensor a = bf16_products && is_scoped_weight(a_in) ? scoped_weight_bf16(a_in) : a_in;
@@ -236,8 +254,13 @@ void matmul_f32(const Tensor& a_in, const Tensor& b_in, const Tensor& bias, bool
   dnnl::memory am(a_md, ctx.engine, bf16 ? a16.raw_data() : a.raw_data()), cm(c_md, ctx.engine, out.raw_data());
   std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}};
   if (bias.defined()) args.emplace(DNNL_ARG_BIAS, dnnl::memory(bias_md, ctx.engine, bias.raw_data()));
+  const bool profiled = profiler::enabled();
+  const auto start = profiled ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
   prim.execute(ctx.stream, args);
   ctx.stream.wait();
+  if (profiled)
+    profiler::add_product(product_shape(a, b, out, bias.defined(), relu),
+                          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
 }
 
 template <class T>
