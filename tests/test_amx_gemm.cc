@@ -159,3 +159,70 @@ TEST_CASE("a packed transposed operand equals the packed transpose", "[bf16][att
     REQUIRE(std::memcmp(a.words(), b.words(), static_cast<size_t>(words) * 4) == 0);
   }
 }
+
+TEST_CASE("a block written row by row multiplies as the same block packed from fp32", "[bf16][attention]") {
+  if (!amx_bf16_available()) {
+    WARN("skipped: this CPU has no AMX-BF16 (oneDNN ISA below avx512_core_amx)");
+    return;
+  }
+  // Rows are set as the fused backward sets them: values at [c0, c0 + n) of each row,
+  // causal tails and shifted heads left zero. The same block as an fp32 matrix, packed
+  // by the products themselves, must give bit-identical results: the rounding is the
+  // same and so is the order of accumulation (with no lead column).
+  std::mt19937 rng(13);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  BlockOperand blk;
+  for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{64, 1024}, {37, 100}, {1, 17}, {64, 33}}) {
+    for (int64_t lead : {0, 1}) {
+      // Reused across shapes, as a thread's scratch is: stale words from a larger block
+      // must not leak into a smaller one.
+      blk.reset(rows, cols, true, true, lead);
+      std::vector<float> dense(rows * cols, 0.f), row(cols);
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t c0 = (r * 7) % 5, n = std::max<int64_t>(0, cols - c0 - (rows - 1 - r) % 9);
+        for (int64_t j = 0; j < n; ++j) row[j] = dense[r * cols + c0 + j] = nd(rng);
+        blk.set_row(r, c0, row.data(), n);
+      }
+      INFO("rows " << rows << " cols " << cols << " lead " << lead);
+      // As operand B: C = A^T blk, A stored [rows, M] as the kernels' small operands are.
+      const int64_t M = 64;
+      std::vector<float> A(rows * M), c1(M * cols, 0.25f), c2(M * cols, 0.25f);
+      for (float& x : A) x = nd(rng);
+      amx_gemm<true>(M, cols, rows, A.data(), M, blk, c1.data(), cols, true);
+      amx_gemm<true>(M, cols, rows, A.data(), M, dense.data(), cols, c2.data(), cols, true);
+      CHECK(c1 == c2);
+      // As operand A, against a packed B read from row k0 (k0 - lead even).
+      const int64_t N = 48, k0 = 2 + lead, Kt = cols + k0 + 3;
+      std::vector<float> Bf(Kt * N);
+      for (float& x : Bf) x = nd(rng);
+      PackedOperand packed;
+      packed.pack(Bf.data(), N, Kt, N);
+      std::vector<float> d1(rows * N), d2(rows * N);
+      amx_gemm(rows, N, cols, blk, packed, k0, 0, d1.data(), N, false);
+      if (lead == 0) {
+        amx_gemm<false>(rows, N, cols, dense.data(), cols, packed, k0, 0, d2.data(), N, false);
+        CHECK(d1 == d2);
+      } else {
+        int64_t bad = 0;  // the pairs of K fall differently: the float64 bound instead
+        for (int64_t m = 0; m < rows; ++m)
+          for (int64_t c = 0; c < N; ++c) {
+            double ref = 0, mag = 0;
+            for (int64_t k = 0; k < cols; ++k) {
+              const double a = round_bf16(dense[m * cols + k]), b = round_bf16(Bf[(k0 + k) * N + c]);
+              ref += a * b;
+              mag += std::abs(a * b);
+            }
+            bad += std::abs(d1[m * N + c] - ref) > (cols + 2) * 0x1p-23 * mag + 1e-6;
+          }
+        CHECK(bad == 0);
+      }
+    }
+  }
+  std::vector<float> C(64 * 64);
+  PackedOperand packed;
+  std::vector<float> Bf(70 * 64, 1.f);
+  packed.pack(Bf.data(), 64, 70, 64);
+  blk.reset(8, 16, true, false, 1);
+  REQUIRE_THROWS(amx_gemm(8, 64, 16, blk, packed, 2, 0, C.data(), 64, false));       // k0 - lead odd
+  REQUIRE_THROWS(amx_gemm<false>(8, 16, 8, C.data(), 8, blk, C.data(), 16, false));  // no B form
+}
