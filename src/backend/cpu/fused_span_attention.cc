@@ -72,11 +72,8 @@ struct SpanScratch {
   // transposed_ld(LK)): each block adds q^T ds and go^T a, whose transposed operand is
   // the small [n, Dh] one rather than the [n, Kb] scores.
   std::vector<T> dkt, dvt;
-  // In bf16 runs, the packed copies of the panels the block products read (BlockGemm),
-  // and the block's weights (full layout), its band gradient ds (full layout) and ds
-  // over the positions, written row by row in the bf16 forms the block products read.
+  // In bf16 runs, the packed copies of the panels the block products read (BlockGemm).
   PackedOperand kt_p, kc_p, vt_p, vc_p, pe_p, pet_p;
-  BlockOperand full_blk, gf_blk, ds_pos_blk;
   void size_for(const Geometry& g) {
     const size_t n = static_cast<size_t>(g.block), kb = static_cast<size_t>(g.block + g.L - 1);
     const size_t lk = static_cast<size_t>(g.LK), dh = static_cast<size_t>(g.Dh), N = static_cast<size_t>(g.N);
@@ -109,17 +106,12 @@ struct SpanScratch {
 // sc.grad_full's band when keep_p is set (the backward needs it for the ramp's gradient).
 template <class T>
 void block_probs(const BlockGemm& bg, const Geometry& g, const T* q, const T* pe, const T* ramp, const T* pk, T scale,
-                 int64_t i0, int64_t n, SpanScratch<T>& sc, T* lse, T* denom, bool stats, bool full_as_a) {
+                 int64_t i0, int64_t n, SpanScratch<T>& sc, T* lse, T* denom, bool stats) {
   const int64_t L = g.L, Kb = n + L - 1, Dh = g.Dh, N = g.N;
   pack_rows(q + i0 * g.q_row, g.q_row, n, Dh, sc.qc.data());
   bg.mul<false>(n, Kb, Dh, sc.qc.data(), Dh, sc.kt.data() + i0, g.LK, sc.kt_p, 0, i0, sc.full.data(), Kb, false);
   bg.mul<false>(n, L, Dh, sc.qc.data(), Dh, pe, g.pe_row, sc.pe_p, 0, 0, sc.pos.data(), L, false);
   if (N > 0) bg.mul<false>(n, N, Dh, sc.qc.data(), Dh, pk, N, sc.pers.data(), N, false);
-  // In bf16 runs the weights in the full layout go straight into the bf16 form their
-  // product reads: A of the forward's a v, B of the backward's go^T a.
-  const bool packed = bg.packs<T>();
-  if constexpr (std::is_same_v<T, float>)
-    if (packed) sc.full_blk.reset(n, Kb, full_as_a, !full_as_a);
   for (int64_t r = 0; r < n; ++r) {
     T* s = sc.pos.data() + r * L;  // becomes the window's weights
     T* f = sc.full.data() + r * Kb;
@@ -161,23 +153,14 @@ void block_probs(const BlockGemm& bg, const Geometry& g, const T* q, const T* pe
     }
     // The band of grad_full keeps p (pre-ramp) for the backward's ramp gradient.
     T* pkeep = sc.grad_full.data() + r * Kb + r;
+    std::fill(f, f + Kb, T(0));
     const T inv = T(1) / dr;
-    if (packed) {
 #pragma omp simd
-      for (int64_t j = 0; j < L; ++j) {
-        pkeep[j] = s[j];
-        s[j] = (ramp ? s[j] * ramp[j] : s[j]) * inv;
-      }
-      if constexpr (std::is_same_v<T, float>) sc.full_blk.set_row(r, r, s, L);
-    } else {
-      std::fill(f, f + Kb, T(0));
-#pragma omp simd
-      for (int64_t j = 0; j < L; ++j) {
-        pkeep[j] = s[j];
-        const T a = (ramp ? s[j] * ramp[j] : s[j]) * inv;
-        s[j] = a;
-        f[r + j] = a;
-      }
+    for (int64_t j = 0; j < L; ++j) {
+      pkeep[j] = s[j];
+      const T a = (ramp ? s[j] * ramp[j] : s[j]) * inv;
+      s[j] = a;
+      f[r + j] = a;
     }
     for (int64_t m = 0; m < N; ++m) sp[m] *= inv;
   }
@@ -207,15 +190,9 @@ void forward_kernel(const BlockGemm& bg, const Geometry& g, const SpanAttentionI
       for (int64_t i0 = 0; i0 < g.M; i0 += g.block) {
         const int64_t n = std::min(g.block, g.M - i0), Kb = n + g.L - 1;
         block_probs(bg, g, q, ppe, pramp ? pramp + h * g.L : nullptr, ppk ? ppk + h * Dh * N : nullptr, scale, i0, n,
-                    sc, pl + t * g.M, pd + t * g.M, true, true);
-        bool packed = false;
-        if constexpr (std::is_same_v<T, float>) {
-          packed = bg.packs<T>();
-          if (packed) amx_gemm(n, Dh, Kb, sc.full_blk, sc.vc_p, i0, 0, o + i0 * o_row, o_row, false);
-        }
-        if (!packed)
-          bg.mul<false>(n, Dh, Kb, sc.full.data(), Kb, sc.vc.data() + i0 * Dh, Dh, sc.vc_p, i0, 0, o + i0 * o_row,
-                        o_row, false);
+                    sc, pl + t * g.M, pd + t * g.M, true);
+        bg.mul<false>(n, Dh, Kb, sc.full.data(), Kb, sc.vc.data() + i0 * Dh, Dh, sc.vc_p, i0, 0, o + i0 * o_row, o_row,
+                      false);
         if (N > 0) bg.mul<false>(n, Dh, N, sc.pers.data(), N, ppv + h * N * Dh, Dh, o + i0 * o_row, o_row, true);
       }
     }
@@ -279,21 +256,12 @@ void backward_kernel(const BlockGemm& bg, const Geometry& g, const SpanAttention
       std::fill(sc.dvt.begin(), sc.dvt.end(), T(0));
       for (int64_t i0 = 0; i0 < g.M; i0 += g.block) {
         const int64_t n = std::min(g.block, g.M - i0), Kb = n + L - 1;
-        block_probs(bg, g, q, ppe, ramp, pkh, scale, i0, n, sc, pl + t * g.M, pd + t * g.M, false, false);
+        block_probs(bg, g, q, ppe, ramp, pkh, scale, i0, n, sc, pl + t * g.M, pd + t * g.M, false);
         const T* go = sc.goc.data() + i0 * Dh;
         // Gradients of the weights: u (window, full layout) and w (persistent).
         // grad_full's band holds p; read it out before the product overwrites it.
         for (int64_t r = 0; r < n; ++r) std::copy_n(sc.grad_full.data() + r * Kb + r, L, ds_pos.data() + r * L);
-        bool packed = false;
-        if constexpr (std::is_same_v<T, float>) {
-          packed = bg.packs<T>();
-          if (packed) {
-            amx_gemm<true>(Dh, Kb, n, go, Dh, sc.full_blk, sc.dvt.data() + i0, ldt, true);
-            sc.gf_blk.reset(n, Kb, true, true, i0 % 2);
-            sc.ds_pos_blk.reset(n, L, true, true);
-          }
-        }
-        if (!packed) bg.mul<true>(Dh, Kb, n, go, Dh, sc.full.data(), Kb, sc.dvt.data() + i0, ldt, true);
+        bg.mul<true>(Dh, Kb, n, go, Dh, sc.full.data(), Kb, sc.dvt.data() + i0, ldt, true);
         if (N > 0) bg.mul<true>(N, Dh, n, sc.pers.data(), N, go, Dh, dpv, Dh, true);
         bg.mul<false>(n, Kb, Dh, go, Dh, sc.vt.data() + i0, g.LK, sc.vt_p, 0, i0, sc.grad_full.data(), Kb, false);
         if (N > 0) bg.mul<false>(n, N, Dh, go, Dh, sc.pvt.data(), N, gpers.data(), N, false);
@@ -339,13 +307,6 @@ void backward_kernel(const BlockGemm& bg, const Geometry& g, const SpanAttention
             const T pp = ramp ? ap[m] * dr : ap[m];
             w[m] = pp * (w[m] - dot) * scale;
           }
-          if constexpr (std::is_same_v<T, float>) {
-            if (packed) {  // ds straight into the bf16 blocks: the band at column r, and by position
-              sc.gf_blk.set_row(r, r, p, L);
-              sc.ds_pos_blk.set_row(r, 0, p, L);
-              continue;
-            }
-          }
           // Only the band of grad_full carries ds; the rest must be zero for the products.
           T* f = sc.grad_full.data() + r * Kb;
           std::fill(f, f + r, T(0));
@@ -353,29 +314,13 @@ void backward_kernel(const BlockGemm& bg, const Geometry& g, const SpanAttention
         }
         // dq = ds_full k + ds_pos pe^T + ds_pers pk^T
         T* dq_rows = dq + i0 * row;
-        if constexpr (std::is_same_v<T, float>) {
-          if (packed) {
-            amx_gemm(n, Dh, Kb, sc.gf_blk, sc.kc_p, i0, 0, dq_rows, row, false);
-            amx_gemm(n, Dh, L, sc.ds_pos_blk, sc.pet_p, 0, 0, dq_rows, row, true);
-          }
-        }
-        if (!packed) {
-          bg.mul<false>(n, Dh, Kb, sc.grad_full.data(), Kb, sc.kc.data() + i0 * Dh, Dh, sc.kc_p, i0, 0, dq_rows, row,
-                        false);
-          bg.mul<false>(n, Dh, L, ds_pos.data(), L, pet, Dh, sc.pet_p, 0, 0, dq_rows, row, true);
-        }
+        bg.mul<false>(n, Dh, Kb, sc.grad_full.data(), Kb, sc.kc.data() + i0 * Dh, Dh, sc.kc_p, i0, 0, dq_rows, row,
+                      false);
+        bg.mul<false>(n, Dh, L, ds_pos.data(), L, pet, Dh, sc.pet_p, 0, 0, dq_rows, row, true);
         if (N > 0) bg.mul<false>(n, Dh, N, gpers.data(), N, sc.pkt.data(), Dh, dq_rows, row, true);
         // dk += ds_full^T q (as dk^T += q^T ds_full); dpe += q^T ds_pos; dpk += q^T ds_pers
-        if constexpr (std::is_same_v<T, float>) {
-          if (packed) {
-            amx_gemm<true>(Dh, Kb, n, sc.qc.data(), Dh, sc.gf_blk, sc.dkt.data() + i0, ldt, true);
-            amx_gemm<true>(Dh, L, n, sc.qc.data(), Dh, sc.ds_pos_blk, dpe, L, true);
-          }
-        }
-        if (!packed) {
-          bg.mul<true>(Dh, Kb, n, sc.qc.data(), Dh, sc.grad_full.data(), Kb, sc.dkt.data() + i0, ldt, true);
-          bg.mul<true>(Dh, L, n, sc.qc.data(), Dh, ds_pos.data(), L, dpe, L, true);
-        }
+        bg.mul<true>(Dh, Kb, n, sc.qc.data(), Dh, sc.grad_full.data(), Kb, sc.dkt.data() + i0, ldt, true);
+        bg.mul<true>(Dh, L, n, sc.qc.data(), Dh, ds_pos.data(), L, dpe, L, true);
         if (N > 0) bg.mul<true>(Dh, N, n, sc.qc.data(), Dh, gpers.data(), N, dpk, N, true);
       }
       untranspose_panel(sc.dkt.data(), ldt, Dh, g.LK, dk, row);
