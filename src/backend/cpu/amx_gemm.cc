@@ -110,12 +110,11 @@ const uint32_t* pack_a(int64_t M, int64_t K, const float* A, int64_t lda, Packs&
   return pa;
 }
 
-// C[M, N] (= or +=) A B from packed words: pa with a_row words per row, covering at
-// least Mp rows and Kp / 2 words; pb with b_row words per pair-row, covering at least
-// Kp / 2 pair-rows and Np columns.
-void tile_products(int64_t M, int64_t N, int64_t K, const uint32_t* pa, int64_t a_row, const uint32_t* pb,
-                   int64_t b_row, float* C, int64_t ldc, bool accumulate) {
-  const int64_t Kp = round32(K), Kw = a_row;
+// C[M, N] (= or +=) A B from packed words: pa [Mp, Kp / 2], pb with b_row words per
+// pair-row, covering at least Kp / 2 pair-rows and Np columns.
+void tile_products(int64_t M, int64_t N, int64_t K, const uint32_t* pa, const uint32_t* pb, int64_t b_row, float* C,
+                   int64_t ldc, bool accumulate) {
+  const int64_t Kp = round32(K), Kw = Kp / 2;
   TileConfig cfg;
   for (int t = 0; t < 8; ++t) cfg.rows[t] = 16, cfg.colsb[t] = 64;
   _tile_loadconfig(&cfg);
@@ -206,7 +205,7 @@ void amx_gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, cons
   const int64_t Np = round32(N), Kp = round32(K);
   uint32_t* pb = sized(packs.b, Kp / 2 * Np);
   pack_pairs(B, ldb, K, N, Kp, Np, pb);
-  tile_products(M, N, K, pa, round32(K) / 2, pb, Np, C, ldc, accumulate);
+  tile_products(M, N, K, pa, pb, Np, C, ldc, accumulate);
 }
 
 void PackedOperand::pack(const float* B, int64_t ldb, int64_t K, int64_t N) {
@@ -253,82 +252,7 @@ void amx_gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, cons
   if (trivial_product(M, N, K, C, ldc, accumulate)) return;
   thread_local Packs packs;
   const uint32_t* pa = pack_a<TA>(M, K, A, lda, packs);
-  tile_products(M, N, K, pa, round32(K) / 2, B.words() + (k0 / 2) * B.row_words() + n0, B.row_words(), C, ldc,
-                accumulate);
-}
-
-void BlockOperand::reset(int64_t rows, int64_t cols, bool as_a, bool as_b, int64_t a_lead) {
-  TXL_CHECK(rows >= 0 && cols >= 0 && (a_lead == 0 || a_lead == 1), "BlockOperand: {} x {} with lead {}", rows, cols,
-            a_lead);
-  rows_ = rows;
-  cols_ = cols;
-  a_lead_ = a_lead;
-  as_a_ = as_a;
-  as_b_ = as_b;
-  const int64_t Mp = round32(rows);
-  a_row_words_ = round32(cols + a_lead) / 2;
-  b_row_words_ = round32(cols);
-  // The A form's padding rows only reach rows of C that are never stored; the B form's
-  // meet A's zero columns, and must be finite: zeroed from the last row's pair-row on
-  // (an odd last row leaves its pair's other half zero).
-  if (as_a) sized(a_, Mp * a_row_words_);
-  if (as_b) {
-    uint32_t* b = sized(b_, Mp / 2 * b_row_words_);
-    std::memset(b + rows / 2 * b_row_words_, 0, sizeof(uint32_t) * (Mp / 2 - rows / 2) * b_row_words_);
-  }
-}
-
-void BlockOperand::set_row(int64_t r, int64_t c0, const float* v, int64_t n) {
-  // Chunk j of 16 columns takes v's lanes inside [c0, c0 + n), zero elsewhere; the
-  // load's address is formed as an integer, since it may lie before v for the lanes left out.
-  auto chunk = [&](int64_t j) {
-    const int64_t from = std::max<int64_t>(j, c0), to = std::min<int64_t>(j + 16, c0 + n);
-    if (to <= from) return _mm256_setzero_si256();
-    const __mmask16 m = static_cast<__mmask16>(lanes(to - j) & ~lanes(from - j));
-    const float* at = reinterpret_cast<const float*>(reinterpret_cast<uintptr_t>(v) + (j - c0) * sizeof(float));
-    return reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, at)));
-  };
-  if (as_a_) {
-    // Columns shifted by a_lead: position p holds column p - a_lead.
-    auto* row = reinterpret_cast<uint16_t*>(a_.data() + r * a_row_words_);
-    for (int64_t p = 0; p < 2 * a_row_words_; p += 16)
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + p), chunk(p - a_lead_));
-  }
-  if (as_b_) {
-    // Each column's word holds rows (2i, 2i + 1): this row fills its half of 16 words at a time.
-    uint32_t* words = b_.data() + (r / 2) * b_row_words_;
-    const bool odd = r % 2 != 0;
-    const __mmask32 half = odd ? 0xAAAAAAAAu : 0x55555555u;
-    for (int64_t j = 0; j < b_row_words_; j += 16) {
-      __m512i w = _mm512_maskz_cvtepu16_epi32(kAllLanes, chunk(j));
-      if (odd) w = _mm512_maskz_slli_epi32(kAllLanes, w, 16);
-      _mm512_mask_storeu_epi16(words + j, half, w);
-    }
-  }
-}
-
-template <bool TA>
-void amx_gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const BlockOperand& B, float* C,
-              int64_t ldc, bool accumulate) {
-  TXL_CHECK(K == B.rows() && N == B.cols() && B.has_b(), "amx_gemm: a {} x {} product of a {} x {} block (B form: {})",
-            K, N, B.rows(), B.cols(), B.has_b());
-  if (trivial_product(M, N, K, C, ldc, accumulate)) return;
-  thread_local Packs packs;
-  const uint32_t* pa = pack_a<TA>(M, K, A, lda, packs);
-  tile_products(M, N, K, pa, round32(K) / 2, B.b_words(), B.b_row_words(), C, ldc, accumulate);
-}
-
-void amx_gemm(int64_t M, int64_t N, int64_t K, const BlockOperand& A, const PackedOperand& B, int64_t k0, int64_t n0,
-              float* C, int64_t ldc, bool accumulate) {
-  const int64_t lead = A.a_lead(), kb = k0 - lead;
-  TXL_CHECK(A.has_a() && M == A.rows() && K == A.cols() && kb % 2 == 0 && kb >= 0 && n0 >= 0 && k0 + K <= B.rows() &&
-                n0 + N <= B.cols(),
-            "amx_gemm: a {} x {} block against rows [{}, {}) / columns [{}, {}) of a packed {} x {} operand", A.rows(),
-            A.cols(), k0, k0 + K, n0, n0 + N, B.rows(), B.cols());
-  if (trivial_product(M, N, K, C, ldc, accumulate)) return;
-  // The lead column is zero: the product starts one row of B early, at an even row.
-  tile_products(M, N, K + lead, A.a_words(), A.a_row_words(), B.words() + (kb / 2) * B.row_words() + n0, B.row_words(),
-                C, ldc, accumulate);
+  tile_products(M, N, K, pa, B.words() + (k0 / 2) * B.row_words() + n0, B.row_words(), C, ldc, accumulate);
 }
 
 #else
@@ -354,24 +278,6 @@ void amx_gemm(int64_t, int64_t, int64_t, const float*, int64_t, const PackedOper
   TXL_FAIL("amx_gemm: this build has no AMX-BF16 support");
 }
 
-void BlockOperand::reset(int64_t, int64_t, bool, bool, int64_t) {
-  TXL_FAIL("amx_gemm: this build has no AMX-BF16 support");
-}
-
-void BlockOperand::set_row(int64_t, int64_t, const float*, int64_t) {
-  TXL_FAIL("amx_gemm: this build has no AMX-BF16 support");
-}
-
-template <bool TA>
-void amx_gemm(int64_t, int64_t, int64_t, const float*, int64_t, const BlockOperand&, float*, int64_t, bool) {
-  TXL_FAIL("amx_gemm: this build has no AMX-BF16 support");
-}
-
-void amx_gemm(int64_t, int64_t, int64_t, const BlockOperand&, const PackedOperand&, int64_t, int64_t, float*, int64_t,
-              bool) {
-  TXL_FAIL("amx_gemm: this build has no AMX-BF16 support");
-}
-
 #endif
 
 template void amx_gemm<false>(int64_t, int64_t, int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t,
@@ -382,10 +288,6 @@ template void amx_gemm<false>(int64_t, int64_t, int64_t, const float*, int64_t, 
                               float*, int64_t, bool);
 template void amx_gemm<true>(int64_t, int64_t, int64_t, const float*, int64_t, const PackedOperand&, int64_t, int64_t,
                              float*, int64_t, bool);
-template void amx_gemm<false>(int64_t, int64_t, int64_t, const float*, int64_t, const BlockOperand&, float*, int64_t,
-                              bool);
-template void amx_gemm<true>(int64_t, int64_t, int64_t, const float*, int64_t, const BlockOperand&, float*, int64_t,
-                             bool);
 
 BlockGemm BlockGemm::for_run() {
   static const bool disabled = [] {

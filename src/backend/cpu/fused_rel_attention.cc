@@ -81,11 +81,8 @@ struct Scratch {
   std::vector<T> dkt, dvt, drkt;
   // Per row of the block: the forward's score maximum, the backward's sum_j p dp.
   std::vector<T> row_max, row_dot;
-  // In bf16 runs, the packed copies of the panels the block products read (BlockGemm),
-  // and a block's probabilities p, their gradient ds and its shifted copy bd, written
-  // row by row in the bf16 forms the block products read.
+  // In bf16 runs, the packed copies of the panels the block products read (BlockGemm).
   PackedOperand kt_p, vt_p, kc_p, vc_p;
-  BlockOperand p_blk, s_blk, bd_blk;
   void size_for(const Layout& g) {
     const size_t n = static_cast<size_t>(kBlockRows * g.K), d = static_cast<size_t>(kBlockRows * g.Dh);
     const size_t panel = static_cast<size_t>(g.Dh * g.K);
@@ -192,69 +189,30 @@ void forward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInpu
                        sc.row_max[r] = masked_scores_row(s, b, m, visible, scale);
                        std::fill(s + visible, s + Kv, neg_inf);
                      });
-        const bool packed = bg.packs<T>();
-        if constexpr (std::is_same_v<T, float>)
-          if (packed) sc.p_blk.reset(n, Kv, true, false);
         for (int64_t r = 0; r < n; ++r) {
           T* s = sc.s.data() + r * Kv;
           const T mx = sc.row_max[r];
           if (mx == neg_inf) {  // every key masked: the row attends to nothing
             std::fill(s, s + Kv, T(0));
             l[i0 + r] = mx;
-          } else {
-            T sum = 0;
-#pragma omp simd reduction(+ : sum)
-            for (int64_t j = 0; j < Kv; ++j) {
-              const T e = fast_exp(s[j] - mx);  // exp(-inf) = 0 for the masked keys
-              s[j] = e;
-              sum += e;
-            }
-            const T inv = T(1) / sum;
-#pragma omp simd
-            for (int64_t j = 0; j < Kv; ++j) s[j] *= inv;
-            l[i0 + r] = mx + std::log(sum);
-          }
-          if constexpr (std::is_same_v<T, float>)
-            if (packed) sc.p_blk.set_row(r, 0, s, Kv);
-        }
-        if constexpr (std::is_same_v<T, float>) {
-          if (packed) {
-            amx_gemm(n, g.Dh, Kv, sc.p_blk, sc.vc_p, 0, 0, o + i0 * o_row, o_row, false);
             continue;
           }
+          T sum = 0;
+#pragma omp simd reduction(+ : sum)
+          for (int64_t j = 0; j < Kv; ++j) {
+            const T e = fast_exp(s[j] - mx);  // exp(-inf) = 0 for the masked keys
+            s[j] = e;
+            sum += e;
+          }
+          const T inv = T(1) / sum;
+#pragma omp simd
+          for (int64_t j = 0; j < Kv; ++j) s[j] *= inv;
+          l[i0 + r] = mx + std::log(sum);
         }
         bg.mul<false>(n, g.Dh, Kv, sc.s.data(), Kv, sc.vc.data(), g.Dh, sc.vc_p, 0, 0, o + i0 * o_row, o_row, false);
       }
     }
   }
-}
-
-// A block's gradient products in a bf16 run: each row of p, of ds = p * (dp - sum_j p
-// dp) * scale and of its shifted copy bd is written once, straight into the bf16 forms the
-// products read (the fp32 path below packs each of them again for every product). Adds
-// the block's terms to dv^T, dk^T and drk^T, and writes ds k into dqu and bd rk into tmp.
-void packed_block_grads(const Layout& g, Scratch<float>& sc, const PackedOperand& kc_p, const PackedOperand& rk_p,
-                        int64_t i0, int64_t i1, float scale, int64_t ldt) {
-  const int64_t n = i1 - i0, Kv = g.K - g.T + i1, Dh = g.Dh, k0 = g.T - i1;
-  sc.p_blk.reset(n, Kv, false, true);
-  sc.s_blk.reset(n, Kv, true, true);
-  sc.bd_blk.reset(n, Kv, true, true, k0 % 2);  // rk's packed rows are read from an even one
-  for (int64_t r = 0; r < n; ++r) {
-    const int64_t i = i0 + r, visible = g.K - g.T + i + 1, shift = i1 - 1 - i;
-    float* p = sc.s.data() + r * Kv;
-    const float* d = sc.dp.data() + r * Kv;
-    const float dot = sc.row_dot[r];
-    sc.p_blk.set_row(r, 0, p, Kv);
-#pragma omp simd
-    for (int64_t j = 0; j < visible; ++j) p[j] = p[j] * (d[j] - dot) * scale;
-    sc.s_blk.set_row(r, 0, p, visible);
-    sc.bd_blk.set_row(r, shift, p, visible);
-  }
-  amx_gemm<true>(Dh, Kv, n, sc.goc.data() + i0 * Dh, Dh, sc.p_blk, sc.dvt.data(), ldt, true);  // dv^T += gout^T p
-  amx_gemm(n, Dh, Kv, sc.s_blk, kc_p, 0, 0, sc.dqu.data(), Dh, false);
-  amx_gemm(n, Dh, Kv, sc.bd_blk, rk_p, k0, 0, sc.tmp.data(), Dh, false);
-  amx_gemm<true>(Dh, Kv, n, sc.qu.data(), Dh, sc.s_blk, sc.dkt.data(), ldt, true);
-  amx_gemm<true>(Dh, Kv, n, sc.qw.data(), Dh, sc.bd_blk, sc.drkt.data() + k0, ldt, true);
 }
 
 template <class T>
@@ -319,35 +277,28 @@ void backward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInp
                        sc.row_dot[r] = masked_probs_row(s, b, m, dp.data() + r * Kv, live, scale, lr);
                        std::fill(s + live, s + Kv, T(0));
                      });
-        bool packed = false;
-        if constexpr (std::is_same_v<T, float>) {
-          packed = bg.packs<T>();
-          if (packed) packed_block_grads(g, sc, sc.kc_p, rk_p, i0, i1, scale, ldt);
-        }
-        if (!packed) {
-          // dv^T += gout^T p
-          bg.mul<true>(Dh, Kv, n, sc.goc.data() + i0 * Dh, Dh, sc.s.data(), Kv, sc.dvt.data(), ldt, true);
-          // ds = p * (dp - sum_j p dp) * scale: the gradient of the content term; the
-          // position term's is the same values shifted back into bd_blk's columns.
-          std::fill(sc.bd.begin(), sc.bd.begin() + n * Kv, T(0));
-          for (int64_t r = 0; r < n; ++r) {
-            const int64_t i = i0 + r, visible = g.K - g.T + i + 1, shift = i1 - 1 - i;
-            T* p = sc.s.data() + r * Kv;
-            const T* d = dp.data() + r * Kv;
-            const T dot = sc.row_dot[r];
-            T* bd = sc.bd.data() + r * Kv + shift;
+        // dv^T += gout^T p
+        bg.mul<true>(Dh, Kv, n, sc.goc.data() + i0 * Dh, Dh, sc.s.data(), Kv, sc.dvt.data(), ldt, true);
+        // ds = p * (dp - sum_j p dp) * scale: the gradient of the content term; the
+        // position term's is the same values shifted back into bd_blk's columns.
+        std::fill(sc.bd.begin(), sc.bd.begin() + n * Kv, T(0));
+        for (int64_t r = 0; r < n; ++r) {
+          const int64_t i = i0 + r, visible = g.K - g.T + i + 1, shift = i1 - 1 - i;
+          T* p = sc.s.data() + r * Kv;
+          const T* d = dp.data() + r * Kv;
+          const T dot = sc.row_dot[r];
+          T* bd = sc.bd.data() + r * Kv + shift;
 #pragma omp simd
-            for (int64_t j = 0; j < visible; ++j) {
-              const T ds = p[j] * (d[j] - dot) * scale;
-              p[j] = ds;
-              bd[j] = ds;
-            }
+          for (int64_t j = 0; j < visible; ++j) {
+            const T ds = p[j] * (d[j] - dot) * scale;
+            p[j] = ds;
+            bd[j] = ds;
           }
-          bg.mul<false>(n, Dh, Kv, sc.s.data(), Kv, sc.kc.data(), Dh, sc.kc_p, 0, 0, sc.dqu.data(), Dh, false);
-          bg.mul<false>(n, Dh, Kv, sc.bd.data(), Kv, rk + (g.T - i1) * g.r_row, g.r_row, rk_p, g.T - i1, 0,
-                        sc.tmp.data(), Dh, false);
         }
         // dq = ds k + dbd rk; du, dw are their row sums.
+        bg.mul<false>(n, Dh, Kv, sc.s.data(), Kv, sc.kc.data(), Dh, sc.kc_p, 0, 0, sc.dqu.data(), Dh, false);
+        bg.mul<false>(n, Dh, Kv, sc.bd.data(), Kv, rk + (g.T - i1) * g.r_row, g.r_row, rk_p, g.T - i1, 0, sc.tmp.data(),
+                      Dh, false);
         for (int64_t r = 0; r < n; ++r) {
           const T* a = sc.dqu.data() + r * Dh;
           const T* c = sc.tmp.data() + r * Dh;
@@ -361,10 +312,8 @@ void backward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInp
         }
         // dk^T += (q + u)^T ds; drk^T[:, T - i1 ..] += (q + w)^T dbd, with the q + u and
         // q + w that block_scores left in qu / qw.
-        if (!packed) {
-          bg.mul<true>(Dh, Kv, n, sc.qu.data(), Dh, sc.s.data(), Kv, sc.dkt.data(), ldt, true);
-          bg.mul<true>(Dh, Kv, n, sc.qw.data(), Dh, sc.bd.data(), Kv, sc.drkt.data() + (g.T - i1), ldt, true);
-        }
+        bg.mul<true>(Dh, Kv, n, sc.qu.data(), Dh, sc.s.data(), Kv, sc.dkt.data(), ldt, true);
+        bg.mul<true>(Dh, Kv, n, sc.qw.data(), Dh, sc.bd.data(), Kv, sc.drkt.data() + (g.T - i1), ldt, true);
       }
       untranspose_panel(sc.dkt.data(), ldt, Dh, g.K, dk, row);
       untranspose_panel(sc.dvt.data(), ldt, Dh, g.K, dv, row);
