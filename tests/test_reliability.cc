@@ -192,3 +192,105 @@ TEST_CASE("an unwritable run directory fails with one line and keeps the last go
   run_command(as_nobody + " train --resume " + run + " train.steps=4");
   REQUIRE(fs::read_symlink(run + "/checkpoints/last").string() == "step_00000004");
 }
+
+namespace {
+
+// A command that must fail with one error line naming `what`; returns that line.
+std::string refused(const std::string& cmd, const std::string& what) {
+  std::string out;
+  const int rc = run_status(cmd, &out);
+  INFO("command: " << cmd << "\noutput:\n" << out);
+  CHECK(rc == 1);
+  CHECK(out.rfind("error: ", 0) == 0);
+  CHECK(std::count(out.begin(), out.end(), '\n') == 1);
+  CHECK(out.find(what) != std::string::npos);
+  return out;
+}
+
+std::string file_bytes(const std::string& path) { return read_file(path, "test"); }
+
+}  // namespace
+
+TEST_CASE("train --overwrite replaces txl runs only: never a plain directory, a file or the working directory",
+          "[reliability]") {
+  const std::string dir = tiny("overwrite_guard", 2);
+  const std::string train = kTxl + " train " + dir + "/tiny.yaml";
+  // A directory of someone's files, and the working directory with a run in it.
+  fs::create_directories(dir + "/notes");
+  std::ofstream(dir + "/notes/thesis.tex") << "years of work\n";
+  refused(train + " run.dir=" + dir + "/notes --overwrite", "not a txl run");
+  REQUIRE(file_bytes(dir + "/notes/thesis.tex") == "years of work\n");
+  refused("cd " + dir + " && " + train + " run.dir=. --overwrite", "working directory");
+  refused("cd " + dir + "/notes && " + train + " run.dir=.. --overwrite", "working directory");
+  REQUIRE(fs::exists(dir + "/tiny.yaml"));
+  // run.name is a name under runs/, not a path out of it.
+  for (const char* name : {"..", ".", "../escaped", "a/b"})
+    refused("cd " + dir + " && " + train + " run.name=" + name + " --overwrite", "run.name");
+  REQUIRE(file_bytes(dir + "/notes/thesis.tex") == "years of work\n");
+  std::ofstream(dir + "/plain_file") << "x";
+  refused(train + " run.dir=" + dir + "/plain_file", "is not a directory");
+  // A real run is replaced.
+  run_command(train + " run.dir=" + dir + "/run");
+  run_command(train + " run.dir=" + dir + "/run --overwrite");
+}
+
+TEST_CASE("a resume that fails leaves the run as it was", "[reliability]") {
+  const std::string dir = tiny("resume_guard", 4);
+  const std::string run = dir + "/run";
+  run_command(kTxl + " train " + dir + "/tiny.yaml run.dir=" + run);
+  const std::string config = file_bytes(run + "/config.yaml"), metrics = file_bytes(run + "/metrics.jsonl");
+  // The optimizer state does not fit the new optimizer: refused after config.yaml would
+  // have been rewritten with the new name.
+  refused(kTxl + " train --resume " + run + " train.steps=6 train.optimizer.name=adagrad", "adagrad");
+  // Nothing left to train, and two contradicting options.
+  refused(kTxl + " train --resume " + run + " train.steps=4", "not beyond the checkpoint's step 4");
+  refused(kTxl + " train --resume " + run + " train.steps=6 --overwrite", "--overwrite");
+  REQUIRE(file_bytes(run + "/config.yaml") == config);
+  REQUIRE(file_bytes(run + "/metrics.jsonl") == metrics);
+  // The checkpoint's config.yaml is covered by a checksum in model.safetensors: cut in
+  // half (its later keys would load as defaults and train on with another recipe), it
+  // is refused by resume, eval and generate alike.
+  const std::string ck_config = run + "/checkpoints/last/config.yaml", text = file_bytes(ck_config);
+  std::ofstream(ck_config, std::ios::trunc) << text.substr(0, text.size() / 2);
+  refused(kTxl + " train --resume " + run + " train.steps=6", "checksum mismatch");
+  refused(kTxl + " eval " + run + "/checkpoints/last", "checksum mismatch");
+  refused(kTxl + " generate " + run + "/checkpoints/last --tokens 5", "checksum mismatch");
+  std::ofstream(ck_config, std::ios::trunc) << text;
+  run_command(kTxl + " train --resume " + run + " train.steps=6");
+}
+
+TEST_CASE("one process trains in a run directory at a time", "[reliability]") {
+  const std::string dir = tiny("run_lock", 100000);
+  const std::string run = dir + "/run";
+  // A long run in the background; a resume of it while it trains is refused.
+  const std::string pid_file = dir + "/pid";
+  REQUIRE(
+      std::system((kTxl + " train " + dir + "/tiny.yaml run.dir=" + run + " > /dev/null 2>&1 & echo $! > " + pid_file)
+                      .c_str()) == 0);
+  for (int i = 0; i < 600 && !fs::exists(run + "/checkpoints/last/trainer_state.json"); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  REQUIRE(fs::exists(run + "/checkpoints/last/trainer_state.json"));
+  refused(kTxl + " train --resume " + run + " train.steps=200000", "another txl process");
+  refused(kTxl + " train " + dir + "/tiny.yaml run.dir=" + run + " --overwrite", "another txl process");
+  REQUIRE(std::system(("kill $(cat " + pid_file + ")").c_str()) == 0);
+  for (int i = 0; i < 600 && std::system(("kill -0 $(cat " + pid_file + ") 2> /dev/null").c_str()) == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+}
+
+TEST_CASE("sizes that cannot run are refused up front with one line", "[reliability]") {
+  const std::string dir = tiny("sizes", 2);
+  const std::string train = kTxl + " train " + dir + "/tiny.yaml run.dir=" + dir + "/run";
+  refused(train + " model.d_inner=1000000000", "model.d_inner");
+  refused(train + " model.n_layer=100000000", "model.n_layer");
+  refused(std::string(TXL_BINARY_DIR) + "/bin/txl --threads 100000 train " + dir + "/tiny.yaml", "--threads");
+  refused("TXL_NUM_THREADS=100000 " + std::string(TXL_BINARY_DIR) + "/bin/txl train " + dir + "/tiny.yaml",
+          "TXL_NUM_THREADS");
+  refused(kTxl + " generate " + dir + "/nothing --seed abc", "--seed");
+  // Adaptive span scores whole blocks of tgt_len: a split shorter than one block per
+  // stream would score nothing (a NaN loss), in training and in txl eval.
+  const std::string span = std::string(" model.mem_len=0 model.attention.type=adaptive_span") +
+                           " model.attention.span=16 train.optimizer.name=adagrad train.optimizer.lr=0.07 run.dir=";
+  refused(kTxl + " train " + dir + "/tiny.yaml" + span + dir + "/span_short eval.tgt_len=5000", "eval.batch_size");
+  run_command(kTxl + " train " + dir + "/tiny.yaml" + span + dir + "/span");
+  refused(kTxl + " eval " + dir + "/span --tgt-len 5000", "--tgt-len 5000");
+}

@@ -82,9 +82,11 @@ int eval(const Context& ctx, const std::vector<std::string>& args) {
   }
   const Config& cfg = ck.config;
   std::vector<int32_t> tokens;
+  std::string tokens_source;  // what the tokens are, for errors
   if (split == "all") {
     TXL_CHECK(!data.empty() || !cfg.data.path.empty(), "--split all needs --data FILE or a checkpoint with data.path");
-    tokens = load_tokens_file(data.empty() ? cfg.data.path : data, ck.vocab);
+    tokens_source = data.empty() ? cfg.data.path : data;
+    tokens = load_tokens_file(tokens_source, ck.vocab);
   } else {
     DataConfig dc = cfg.data;
     if (!data.empty()) {
@@ -96,6 +98,11 @@ int eval(const Context& ctx, const std::vector<std::string>& args) {
     Corpus corpus = load_corpus(dc, ck.vocab);
     tokens = split == "train" ? corpus.train : split == "valid" ? corpus.valid : corpus.test;
     TXL_CHECK(!tokens.empty(), "eval: the {} split of {} is empty", split, dc.path.empty() ? dc.train : dc.path);
+    tokens_source = fmt::format("the {} split of {}", split,
+                                !dc.path.empty()   ? dc.path
+                                : split == "train" ? dc.train
+                                : split == "valid" ? dc.valid
+                                                   : dc.test);
   }
   if (batch < 0) batch = cfg.eval.batch_size;
   if (tgt < 0) tgt = cfg.eval.tgt_len > 0 ? cfg.eval.tgt_len : cfg.model.tgt_len;
@@ -117,7 +124,8 @@ int eval(const Context& ctx, const std::vector<std::string>& args) {
   PrecisionScope precision(
       resolve_precision(precision_name_arg.empty() ? cfg.train.precision : precision_name_arg, device));
   ck.model->to(device);
-  EvalResult r = evaluate(*ck.model, tokens, batch, tgt);
+  EvalResult r = evaluate(*ck.model, tokens, batch, tgt, 0,
+                          fmt::format("eval: {} (--batch-size {}, --tgt-len {})", tokens_source, batch, tgt));
   if (json) {
     nlohmann::json j = {{"nll", r.nll},         {"bpc", r.bpc()},      {"ppl", r.ppl()},   {"tokens", r.tokens},
                         {"tokens_per_s", r.tokens_per_s()}, {"split", split}, {"batch_size", batch},

@@ -2,6 +2,7 @@
 // The prompt runs as segments of tgt_len; afterwards each new token is one position
 // of compute attending to the carried memory.
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <iostream>
 
@@ -26,15 +27,21 @@ int generate(const Context& ctx, const std::vector<std::string>& args) {
     if (a == "--prompt") prompt = value();
     else if (a == "--tokens") n_tokens = parse_positive_int(value(), a);
     else if (a == "--top-k") top_k = parse_positive_int(value(), a);
-    else if (a == "--seed") seed = static_cast<uint64_t>(std::stoull(value()));
-    else if (a == "--temperature") {
+    else if (a == "--seed") {
+      const std::string& v = value();
+      const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), seed);
+      TXL_CHECK(!v.empty() && ec == std::errc() && end == v.data() + v.size(),
+                "--seed: expected an integer from 0 to 18446744073709551615, got '{}'", v);
+    } else if (a == "--temperature") {
       const std::string& v = value();
       char* end = nullptr;
       temperature = std::strtod(v.c_str(), &end);
-      TXL_CHECK(end && *end == '\0' && temperature > 0, "--temperature: expected a positive number, got '{}'", v);
+      TXL_CHECK(end && *end == '\0' && temperature > 0 && std::isfinite(temperature),
+                "--temperature: expected a positive finite number, got '{}'", v);
     } else if (a.rfind("--", 0) == 0) {
       TXL_FAIL("generate: unknown option '{}'", a);
     } else {
+      TXL_CHECK(path.empty(), "generate: two checkpoints given ('{}' and '{}'); generate takes one", path, a);
       path = a;
     }
   }

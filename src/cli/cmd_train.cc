@@ -29,6 +29,8 @@ int train(const Context& ctx, const std::vector<std::string>& args) {
   }
   TXL_CHECK(opt.resume_dir.empty() || (opt.config_path.empty() && opt.init_checkpoint.empty()),
             "train: --resume continues a run from its own config; give no CONFIG or --init with it");
+  TXL_CHECK(opt.resume_dir.empty() || !opt.overwrite,
+            "train: --resume continues a run and --overwrite replaces one; give one of them");
   TXL_CHECK(!opt.resume_dir.empty() || !opt.config_path.empty(),
             "train: missing CONFIG (usage: txl train CONFIG.yaml [key.path=value ...] | txl train --resume RUN_DIR)");
   return run_training(opt);

@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <iostream>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -93,6 +94,12 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const txl::Error& e) {
     std::cerr << "error: " << e.what() << std::endl;
+    txl::abort_world(1);
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "error: out of memory: the model, batch or data does not fit in this machine's memory (lower "
+                 "model.* sizes, train.batch_size or model.tgt_len / mem_len)"
+              << std::endl;
     txl::abort_world(1);
     return 1;
   } catch (const std::exception& e) {

@@ -30,7 +30,9 @@ namespace txl {
 
 ConfigError::ConfigError(const std::string& source, std::vector<std::string> problems)
     : Error([&] {
+        // One problem, one line; several are listed a line each under the heading.
         std::string msg = "config error in " + source + ":";
+        if (problems.size() == 1) return msg + " " + problems.front();
         for (const auto& p : problems) msg += "\n  " + p;
         return msg;
       }()),
@@ -252,23 +254,43 @@ std::string format_list(const std::array<double, N>& a) {
 
 std::string quote_text(const std::string& s) { return "\"" + s + "\""; }
 
-void set_flow_style(YAML::Node n) {
-  n.SetStyle(YAML::EmitterStyle::Flow);
-  if (n.IsSequence())
-    for (auto child : n) set_flow_style(child);
-  if (n.IsMap())
-    for (auto kv : n) set_flow_style(kv.second);
+// Appends n in flow style to out, stopping once out passes `budget` characters: a value
+// built from nested aliases can stand for billions of elements.
+void flow_text(const YAML::Node& n, std::string& out, size_t budget) {
+  if (out.size() > budget) return;
+  if (!n.IsDefined() || n.IsNull()) {
+    out += "null";
+  } else if (n.IsScalar()) {
+    out += n.Tag() == "!" ? quote_text(n.Scalar()) : n.Scalar();
+  } else {
+    const bool seq = n.IsSequence();
+    out += seq ? "[" : "{";
+    bool first = true;
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      if (out.size() > budget) break;
+      if (!first) out += ", ";
+      first = false;
+      if (seq) {
+        flow_text(*it, out, budget);
+      } else {
+        flow_text(it->first, out, budget);
+        out += ": ";
+        flow_text(it->second, out, budget);
+      }
+    }
+    out += seq ? "]" : "}";
+  }
 }
 
-// A YAML node as the user wrote it, for "got ..." in messages.
+// A YAML node as the user wrote it, for "got ..." in messages (long values cut short).
 std::string describe(const YAML::Node& n) {
   if (!n.IsDefined() || n.IsNull()) return "nothing (null)";
-  if (n.IsScalar()) return n.Tag() == "!" ? quote_text(n.Scalar()) : n.Scalar();
-  YAML::Node flow = YAML::Clone(n);
-  set_flow_style(flow);
-  YAML::Emitter out;
-  out << flow;
-  return (n.IsSequence() ? "a list " : "a mapping ") + std::string(out.c_str());
+  constexpr size_t kMaxShown = 120;
+  std::string text;
+  flow_text(n, text, kMaxShown);
+  if (text.size() > kMaxShown) text = text.substr(0, kMaxShown) + " ...";
+  if (n.IsScalar()) return text;
+  return (n.IsSequence() ? "a list " : "a mapping ") + text;
 }
 
 bool is_plain_scalar(const YAML::Node& n) { return n.IsScalar() && n.Tag() != "!"; }
@@ -552,6 +574,13 @@ class Loader {
       report(key, fmt::format("expected at most {}, got {}", kMaxModelSize, v));
       model_ok = false;
     }
+    // A name, not a path: runs/NAME must stay a directory of its own under runs/, since
+    // --overwrite deletes it.
+    const std::string& name = cfg_.run.name;
+    if (!bad_.count("run.name") && (name == "." || name == ".." || name.find_first_of("/\\") != std::string::npos))
+      report("run.name", fmt::format("expected a plain directory name (the run goes to runs/NAME), got \"{}\"; "
+                                     "give a path as run.dir",
+                                     name));
     validate_data();
     validate_train();
     validate_attention(model_ok);
@@ -751,6 +780,8 @@ std::string read_file(const std::string& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) throw ConfigError(path, {"cannot read " + path + ": no such file"});
   if (fs::is_directory(path, ec)) throw ConfigError(path, {"cannot read " + path + ": it is a directory"});
+  // A FIFO or device would block or never end.
+  if (!fs::is_regular_file(path, ec)) throw ConfigError(path, {"cannot read " + path + ": not a regular file"});
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ConfigError(path, {"cannot read " + path + ": " + std::strerror(errno)});
   std::ostringstream text;

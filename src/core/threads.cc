@@ -2,7 +2,9 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <limits>
 #include <string>
 
 #include "txl/core/error.h"
@@ -10,17 +12,24 @@
 namespace txl {
 
 int configure_threads(int requested) {
+  // Beyond a few threads per core OpenMP only adds waiting, and thousands of threads fail
+  // to start (or crash the runtime) instead of running slower.
+  const int most = std::max(16, 4 * omp_get_num_procs());
+  const char* source = "--threads / run.threads";
   int n = requested;
   if (n <= 0) {
     if (const char* env = std::getenv("TXL_NUM_THREADS"); env && *env) {
       char* end = nullptr;
       long v = std::strtol(env, &end, 10);
       TXL_CHECK(end && *end == '\0' && v > 0, "TXL_NUM_THREADS: expected a positive integer, got '{}'", env);
-      n = static_cast<int>(v);
+      n = static_cast<int>(std::min<long>(v, std::numeric_limits<int>::max()));
+      source = "TXL_NUM_THREADS";
     } else {
       n = omp_get_num_procs();
     }
   }
+  TXL_CHECK(n <= most, "{}: expected 1 to {} threads (4 per core of the {} here), got {}", source, most,
+            omp_get_num_procs(), n);
   omp_set_num_threads(n);
   omp_set_max_active_levels(1);
   return n;

@@ -43,7 +43,19 @@ bool parse_dtype(const std::string& s, DType* out) {
   return false;
 }
 
-// CRC-32 (IEEE 802.3, as zlib): each tensor's bytes carry one in the metadata.
+constexpr const char* kFormatKey = "txl_format_version";
+constexpr const char* kFormatVersion = "1";
+
+void fsync_path(const std::string& path, int flags) {
+  int fd = ::open(path.c_str(), flags);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+}  // namespace
+
 uint32_t crc32(const char* data, size_t n) {
   static const auto table = [] {
     std::array<uint32_t, 256> t{};
@@ -58,19 +70,6 @@ uint32_t crc32(const char* data, size_t n) {
   for (size_t i = 0; i < n; ++i) c = table[(c ^ static_cast<unsigned char>(data[i])) & 0xFF] ^ (c >> 8);
   return c ^ 0xFFFFFFFFu;
 }
-
-constexpr const char* kFormatKey = "txl_format_version";
-constexpr const char* kFormatVersion = "1";
-
-void fsync_path(const std::string& path, int flags) {
-  int fd = ::open(path.c_str(), flags);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-}
-
-}  // namespace
 
 void write_file_atomic(const std::string& path, const std::string& bytes) {
   namespace fs = std::filesystem;

@@ -6,7 +6,9 @@ namespace txl {
 
 void ParameterSet::declare(const std::string& name, const Shape& shape) {
   TXL_CHECK(!finalized(), "parameters: '{}' declared after finalize()", name);
-  for (const auto& [n, s] : declared_) TXL_CHECK(n != name, "parameters: '{}' declared twice", name);
+  // Indexed: a deep model declares thousands of parameters, and every forward looks
+  // each one up by name.
+  TXL_CHECK(index_.emplace(name, declared_.size()).second, "parameters: '{}' declared twice", name);
   declared_.emplace_back(name, shape);
   total_ += numel_of(shape);
 }
@@ -41,15 +43,14 @@ void ParameterSet::make_views() {
 }
 
 const Tensor& ParameterSet::get(const std::string& name) const {
-  for (const auto& [n, t] : params_)
-    if (n == name) return t;
-  TXL_FAIL("parameters: no parameter named '{}'", name);
+  const auto it = index_.find(name);
+  TXL_CHECK(it != index_.end() && it->second < params_.size(), "parameters: no parameter named '{}'", name);
+  return params_[it->second].second;
 }
 
 bool ParameterSet::contains(const std::string& name) const {
-  for (const auto& [n, t] : params_)
-    if (n == name) return true;
-  return false;
+  const auto it = index_.find(name);
+  return it != index_.end() && it->second < params_.size();
 }
 
 void ParameterSet::zero_grad() {

@@ -35,6 +35,9 @@ std::optional<std::pair<size_t, size_t>> mem_indices(const std::string& name) {
   return std::make_pair(c, l);
 }
 
+// The metadata key of model.safetensors that holds config.yaml's CRC-32.
+constexpr const char* kConfigChecksumKey = "config_crc32";
+
 // Whether config.yaml describes the model model.safetensors holds, checked before that
 // model is built: a corrupt or foreign config must not make the loader allocate a huge
 // model, or loop over a huge n_layer, only to find that the shapes differ.
@@ -115,8 +118,13 @@ void save_checkpoint(const std::string& dir, const Config& cfg, const Vocab& voc
               "checkpoint: parameter {} holds a non-finite value; refusing to write {}", name, dir);
     weights.emplace_back(name, t.detach());
   }
-  save_safetensors((tmp / "model.safetensors").string(), weights, {{"format", "txl-transformer-xl-1"}});
-  write_file_atomic((tmp / "config.yaml").string(), config_to_yaml(cfg));
+  // The weights carry config.yaml's checksum: a truncated or edited config would load
+  // as defaults for its missing keys and train on with another recipe.
+  const std::string config_text = config_to_yaml(cfg);
+  save_safetensors((tmp / "model.safetensors").string(), weights,
+                   {{"format", "txl-transformer-xl-1"},
+                    {kConfigChecksumKey, fmt::format("{:08x}", crc32(config_text.data(), config_text.size()))}});
+  write_file_atomic((tmp / "config.yaml").string(), config_text);
   write_file_atomic((tmp / "vocab.json").string(), vocab.to_json().dump(1) + "\n");
   if (training.state) {
     save_safetensors((tmp / "optimizer.safetensors").string(), training.optimizer->state());
@@ -221,11 +229,19 @@ Checkpoint load_checkpoint(const std::string& path, DType dtype) {
   Checkpoint ck;
   ck.dir = resolve_checkpoint_dir(path);
   const fs::path d(ck.dir);
-  ck.config = config_from_yaml_string(read_file((d / "config.yaml").string(), "checkpoint config"),
-                                      (d / "config.yaml").string(), {}, /*require_data_source=*/false);
+  const std::string config_path = (d / "config.yaml").string(), weights_path = (d / "model.safetensors").string();
+  const std::string config_text = read_file(config_path, "checkpoint config");
+  std::map<std::string, std::string> meta;
+  const auto weights = load_safetensors(weights_path, &meta);
+  if (auto it = meta.find(kConfigChecksumKey); it != meta.end()) {  // checkpoints written before it have none
+    const std::string actual = fmt::format("{:08x}", crc32(config_text.data(), config_text.size()));
+    TXL_CHECK(it->second == actual,
+              "{}: checksum mismatch with the one {} holds (stored {}, computed {}): the file is truncated, corrupt "
+              "or edited; give changes as key=value overrides instead",
+              config_path, weights_path, it->second, actual);
+  }
+  ck.config = config_from_yaml_string(config_text, config_path, {}, /*require_data_source=*/false);
   ck.vocab = Vocab::load((d / "vocab.json").string());
-  const std::string weights_path = (d / "model.safetensors").string();
-  const auto weights = load_safetensors(weights_path);
   check_config_matches_weights(ck.config.model, ck.vocab.size(), weights, (d / "config.yaml").string(), weights_path);
   ck.model = std::make_unique<LanguageModel>(ck.config.model, ck.vocab.size(), dtype);
   load_weights(*ck.model, weights, weights_path);

@@ -8,20 +8,27 @@
 
 namespace txl {
 
-EvalResult evaluate(const LanguageModel& model, const std::vector<int32_t>& tokens, int64_t batch_size,
-                    int64_t tgt_len, int64_t max_tokens) {
+EvalResult evaluate(const LanguageModel& model, const std::vector<int32_t>& tokens, int64_t batch_size, int64_t tgt_len,
+                    int64_t max_tokens, const std::string& what) {
   NoGradGuard no_grad;
   Bf16WeightScope weights_hold_still(model.params().flat_data());
   const auto t0 = std::chrono::steady_clock::now();
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  TXL_CHECK(n >= 2 * batch_size, "{}: {} tokens are too few for batch size {} (each stream needs at least 2)", what, n,
+            batch_size);
+  // The reference full_eval of adaptive span scores whole blocks of tgt_len only: a
+  // stream shorter than one block would score nothing.
+  const bool whole_blocks = model.attention_spec().eval_whole_blocks;
+  TXL_CHECK(!whole_blocks || n / batch_size > tgt_len,
+            "{}: {} tokens are too few for batch size {} streams of whole tgt_len {} blocks (needs more than {}); "
+            "lower the batch size or tgt_len",
+            what, n, batch_size, tgt_len, batch_size * (tgt_len + 1));
   StreamBatcher batches(tokens, batch_size, tgt_len);
-  TXL_CHECK(batches.n_step() >= 2, "eval: {} tokens are too few for {} streams (need at least 2 per stream)",
-            tokens.size(), batch_size);
   std::vector<Tensor> mems;
   Tensor input, target;
   double total = 0.0;
   EvalResult r;
   ForwardOptions opt;
-  const bool whole_blocks = model.attention_spec().eval_whole_blocks;
   while (batches.next(input, target)) {
     // The reference full_eval of adaptive span stops before a block shorter than tgt_len.
     if (whole_blocks && input.shape()[0] < tgt_len) break;

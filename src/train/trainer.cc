@@ -3,15 +3,18 @@
 // clip, optimizer step with the scheduled learning rate.
 #include "txl/train/trainer.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <atomic>
-#include <csignal>
-
 #include <chrono>
 #include <cmath>
+#include <csignal>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -28,9 +31,9 @@
 #include "txl/core/device_memory.h"
 #include "txl/core/threads.h"
 #include "txl/data/batcher.h"
+#include "txl/data/corpus.h"
 #include "txl/dist/communicator.h"
 #include "txl/dist/gradient_buckets.h"
-#include "txl/data/corpus.h"
 #include "txl/io/safetensors.h"
 #include "txl/ops/ops.h"
 #include "txl/train/checkpoint.h"
@@ -222,6 +225,57 @@ struct FaultInjection {
   bool nan_at(int64_t step) { return pending.erase(step) > 0; }
 };
 
+// Refuses, before allocating anything, a model whose weights, gradients and Adam state
+// (16 bytes a parameter) alone exceed this machine's memory: the allocation would
+// exhaust it or take minutes to fail. The count is the Transformer-XL layer's (the
+// variants add little to it): projections, feed-forward, embedding and softmax.
+void check_model_fits(const ModelConfig& m, int64_t vocab) {
+  const double hd = static_cast<double>(m.n_head) * static_cast<double>(m.d_head), d = static_cast<double>(m.d_model);
+  const double per_layer = 4.0 * d * hd + 2.0 * d * static_cast<double>(m.d_inner);
+  const double params = static_cast<double>(m.n_layer) * per_layer + 2.0 * d * static_cast<double>(vocab);
+  const double bytes = 16.0 * params;
+  const double memory = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGE_SIZE));
+  TXL_CHECK(memory <= 0 || bytes <= memory,
+            "model: about {:.3g} parameters ({:.1f} GiB with gradients and optimizer state) do not fit in this "
+            "machine's {:.1f} GiB; lower model.n_layer ({}), model.d_model ({}), model.n_head x model.d_head ({} x "
+            "{}) or model.d_inner ({})",
+            params, bytes / (1 << 30), memory / (1 << 30), m.n_layer, m.d_model, m.n_head, m.d_head, m.d_inner);
+}
+
+// An exclusive lock on a run directory (flock on RUN/.lock) for the life of the object.
+class RunLock {
+ public:
+  explicit RunLock(const std::string& run_dir) {
+    const std::string path = (fs::path(run_dir) / ".lock").string();
+    fd_ = ::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+    TXL_CHECK(fd_ >= 0, "{}: cannot open the run's lock file ({})", path, std::strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd_);
+      TXL_FAIL("{}: another txl process is training in this run directory; wait for it or stop it first", run_dir);
+    }
+  }
+  ~RunLock() { ::close(fd_); }
+  RunLock(const RunLock&) = delete;
+  RunLock& operator=(const RunLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+// --overwrite deletes the directory: only a txl run's (its config.yaml and checkpoints/
+// are there), and never one that holds the working directory.
+void check_replaceable_run(const std::string& run_dir) {
+  std::error_code ec;
+  const fs::path dir = fs::weakly_canonical(run_dir, ec), cwd = fs::current_path(ec);
+  const auto [end, _] = std::mismatch(dir.begin(), dir.end(), cwd.begin(), cwd.end());
+  TXL_CHECK(end != dir.end(), "{}: --overwrite would delete the working directory or one that holds it", run_dir);
+  TXL_CHECK(
+      fs::is_regular_file(fs::path(run_dir) / "config.yaml") && fs::is_directory(fs::path(run_dir) / "checkpoints"),
+      "{}: not a txl run (no config.yaml and checkpoints/), so --overwrite will not delete it; choose another "
+      "run.dir",
+      run_dir);
+}
+
 uint64_t dropout_seed(int64_t run_seed, int64_t step, int64_t chunk) {
   return counter_hash(static_cast<uint64_t>(run_seed), 7, static_cast<uint64_t>(step) * 1024 + chunk);
 }
@@ -257,6 +311,10 @@ int run_training(const TrainOptions& opt) {
     vocab = ck.vocab;
     model = rebuild_model(cfg.model, *ck.model, ck.dir);
     st = ck.state;
+    TXL_CHECK(
+        cfg.train.steps > st.step,
+        "--resume {}: train.steps {} is not beyond the checkpoint's step {}; nothing to train (raise train.steps)",
+        run_dir, cfg.train.steps, st.step);
     optimizer_state = std::move(ck.optimizer_state);
     mems = std::move(ck.mems);
   } else {
@@ -271,10 +329,15 @@ int run_training(const TrainOptions& opt) {
       model = rebuild_model(cfg.model, *ck.model, ck.dir);
     }
     run_dir = cfg.run.dir.empty() ? default_run_dir(cfg) : cfg.run.dir;
-    if (fs::exists(run_dir) && !fs::is_empty(run_dir)) {
-      TXL_CHECK(opt.overwrite, "{}: run directory exists; use --resume {} to continue it or --overwrite to replace it",
-                run_dir, run_dir);
-      replace_run_dir = true;  // only once the data and model have loaded
+    if (fs::exists(run_dir)) {
+      TXL_CHECK(fs::is_directory(run_dir), "{}: exists and is not a directory; choose another run.dir", run_dir);
+      if (!fs::is_empty(run_dir)) {
+        TXL_CHECK(opt.overwrite,
+                  "{}: run directory exists; use --resume {} to continue it or --overwrite to replace it", run_dir,
+                  run_dir);
+        check_replaceable_run(run_dir);
+        replace_run_dir = true;  // only once the data and model have loaded
+      }
     }
   }
   // Ranks share the host's cores unless told otherwise.
@@ -289,6 +352,7 @@ int run_training(const TrainOptions& opt) {
   Corpus corpus = vocab.size() > 0 ? load_corpus(cfg.data, vocab) : load_corpus(cfg.data);
   if (vocab.size() == 0) vocab = corpus.vocab;
   if (!model) {
+    check_model_fits(cfg.model, vocab.size());
     model = std::make_unique<LanguageModel>(cfg.model, vocab.size());
     model->init_weights(static_cast<uint64_t>(cfg.train.seed));
   }
@@ -314,16 +378,31 @@ int run_training(const TrainOptions& opt) {
   TXL_CHECK(corpus.valid.empty() || static_cast<int64_t>(corpus.valid.size()) >= 2 * cfg.eval.batch_size,
             "data: {} has {} tokens, too few for eval.batch_size {} streams (needs at least {})",
             split_of("validation", cfg.data.valid), corpus.valid.size(), cfg.eval.batch_size, 2 * cfg.eval.batch_size);
+  // Adaptive span evaluates whole blocks of tgt_len only (its reference's full_eval).
+  const int64_t eval_tgt = cfg.eval.tgt_len > 0 ? cfg.eval.tgt_len : cfg.model.tgt_len;
+  TXL_CHECK(corpus.valid.empty() || !model->attention_spec().eval_whole_blocks ||
+                static_cast<int64_t>(corpus.valid.size()) / cfg.eval.batch_size > eval_tgt,
+            "data: {} has {} tokens, too few for eval.batch_size {} streams of whole eval blocks of {} (needs more "
+            "than {})",
+            split_of("validation", cfg.data.valid), corpus.valid.size(), cfg.eval.batch_size, eval_tgt,
+            cfg.eval.batch_size * (eval_tgt + 1));
   // Every rank has looked at the run directory before the root creates or replaces it
   // (a rank that looked later would find the root's new directory and refuse it).
   comm.barrier();
-  if (replace_run_dir && root) fs::remove_all(run_dir);
+  // One process trains in a run directory at a time: a second one (a resume of a run
+  // still going, or an --overwrite of it) stops here. The lock lives as long as the process.
+  std::unique_ptr<RunLock> lock;
+  if (root && (replace_run_dir || !opt.resume_dir.empty())) lock = std::make_unique<RunLock>(run_dir);
+  if (replace_run_dir && root) {
+    lock.reset();
+    fs::remove_all(run_dir);
+  }
 
   if (root) {
     std::error_code ec;
     fs::create_directories(fs::path(run_dir) / "checkpoints", ec);
     TXL_CHECK(!ec, "{}: cannot create the run directory ({})", run_dir, ec.message());
-    write_file_atomic((fs::path(run_dir) / "config.yaml").string(), config_to_yaml(cfg));
+    if (!lock) lock = std::make_unique<RunLock>(run_dir);
   }
   comm.barrier();
   MetricsLog metrics((fs::path(run_dir) / "metrics.jsonl").string(), root);
@@ -331,6 +410,9 @@ int run_training(const TrainOptions& opt) {
   ParameterSet& params = model->params();
   auto optimizer = make_optimizer(cfg.train.optimizer, params);
   if (!optimizer_state.empty()) optimizer->load_state(optimizer_state, run_dir + "/checkpoints/last/optimizer.safetensors");
+  // Written once everything the run reads has loaded: a resume that fails leaves the
+  // run's config as it was.
+  if (root) write_file_atomic((fs::path(run_dir) / "config.yaml").string(), config_to_yaml(cfg));
 
   // Data parallel: the batch's streams are cut into world x batch_chunk chunks and rank
   // r trains chunks [r * batch_chunk, (r + 1) * batch_chunk); with one process and
@@ -392,7 +474,8 @@ int run_training(const TrainOptions& opt) {
     const int64_t T = cfg.eval.tgt_len > 0 ? cfg.eval.tgt_len : cfg.model.tgt_len;
     const int64_t M = cfg.eval.mem_len >= 0 ? cfg.eval.mem_len : cfg.model.mem_len;
     model->set_lengths(M, cfg.model.same_length, cfg.model.clamp_len);
-    EvalResult r = evaluate(*model, corpus.valid, cfg.eval.batch_size, T, cfg.eval.max_tokens);
+    EvalResult r = evaluate(*model, corpus.valid, cfg.eval.batch_size, T, cfg.eval.max_tokens,
+                            split_of("validation", cfg.data.valid));
     model->set_lengths(cfg.model.mem_len, cfg.model.same_length, cfg.model.clamp_len);
     const bool best = r.bpc() < st.best_val_bpc;
     if (best) {

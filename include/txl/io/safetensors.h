@@ -25,6 +25,9 @@ std::string encode_safetensors(const NamedTensors& tensors, const std::map<std::
 std::map<std::string, Tensor> decode_safetensors(const std::string& bytes, const std::string& source,
                                                  std::map<std::string, std::string>* metadata = nullptr);
 
+// CRC-32 (IEEE 802.3, as zlib) of n bytes: the checksums the files of a checkpoint carry.
+uint32_t crc32(const char* data, size_t n);
+
 // Writes `bytes` to `path` atomically (used for every file a run depends on).
 void write_file_atomic(const std::string& path, const std::string& bytes);
 std::string read_file(const std::string& path, const char* what);

@@ -3,6 +3,7 @@
 // pass, and checkpoint names, test names and log names all come from this one table.
 #pragma once
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -43,6 +44,7 @@ class ParameterSet {
  private:
   void make_views();
   std::vector<std::pair<std::string, Shape>> declared_;
+  std::unordered_map<std::string, size_t> index_;  // name -> position in declared_ / params_
   std::vector<std::pair<std::string, Tensor>> params_;
   std::vector<Tensor> grad_views_;
   Tensor data_, grad_;

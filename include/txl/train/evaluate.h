@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "txl/models/language_model.h"
@@ -24,7 +25,8 @@ struct EvalResult {
 
 // Uses the model's current mem_len / same_length / clamp_len (set_lengths).
 // max_tokens > 0 scores only the first segments holding about that many predictions.
-EvalResult evaluate(const LanguageModel& model, const std::vector<int32_t>& tokens, int64_t batch_size,
-                    int64_t tgt_len, int64_t max_tokens = 0);
+// `what` names the tokens in errors (a split that is too short for the batch).
+EvalResult evaluate(const LanguageModel& model, const std::vector<int32_t>& tokens, int64_t batch_size, int64_t tgt_len,
+                    int64_t max_tokens = 0, const std::string& what = "eval");
 
 }  // namespace txl
