@@ -92,7 +92,7 @@ const std::vector<Field>& fields() {
       TXL_KEY("model.mem_len", model.mem_len, R::non_negative),
       TXL_KEY("model.pre_lnorm", model.pre_lnorm),
       TXL_KEY("model.same_length", model.same_length),
-      TXL_KEY("model.clamp_len", model.clamp_len),
+      TXL_KEY("model.clamp_len", model.clamp_len, R::at_least_minus_one),
       TXL_KEY("model.init_std", model.init_std, R::positive),
       TXL_KEY("model.attention.type", model.attention.type),  // its other keys: the variant's schema
       TXL_KEY("train.batch_size", train.batch_size, R::positive),

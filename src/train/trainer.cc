@@ -297,8 +297,14 @@ int run_training(const TrainOptions& opt) {
 
   if (!opt.resume_dir.empty()) {
     run_dir = opt.resume_dir;
-    TXL_CHECK(fs::exists(fs::path(run_dir) / "checkpoints" / "last" / "trainer_state.json"),
+    const fs::path last = fs::path(run_dir) / "checkpoints" / "last";
+    TXL_CHECK(fs::is_directory(run_dir), "--resume {}: no such run directory", run_dir);
+    TXL_CHECK(fs::is_directory(last),
               "--resume {}: no checkpoints/last in this directory (not a txl run, or it never saved)", run_dir);
+    TXL_CHECK(fs::exists(last / "trainer_state.json"),
+              "--resume {}: checkpoints/last has no trainer_state.json (deleted, or a weights-only checkpoint): it "
+              "cannot be resumed, only evaluated",
+              run_dir);
     Checkpoint ck = load_checkpoint((fs::path(run_dir) / "checkpoints" / "last").string());
     TXL_CHECK(ck.has_training_state, "--resume {}: checkpoints/last holds no training state", run_dir);
     cfg = ck.config;
