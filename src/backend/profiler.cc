@@ -73,21 +73,21 @@ void add_product(const ProductShape& shape, double seconds) {
   e.seconds += seconds;
 }
 
-std::vector<ProductEntry> product_snapshot() {
+namespace {
+// A table's rows, largest time first.
+template <class Table>
+auto rows_by_time(const Table& table) {
   std::lock_guard<std::mutex> lock(g_mu);
-  std::vector<ProductEntry> out;
-  for (const auto& [k, e] : g_products) out.push_back(e);
-  std::sort(out.begin(), out.end(), [](const ProductEntry& a, const ProductEntry& b) { return a.seconds > b.seconds; });
+  std::vector<typename Table::mapped_type> out;
+  for (const auto& [k, e] : table) out.push_back(e);
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.seconds > b.seconds; });
   return out;
 }
+}  // namespace
 
-std::vector<Entry> snapshot() {
-  std::lock_guard<std::mutex> lock(g_mu);
-  std::vector<Entry> out;
-  for (const auto& [k, e] : g_table) out.push_back(e);
-  std::sort(out.begin(), out.end(), [](const Entry& a, const Entry& b) { return a.seconds > b.seconds; });
-  return out;
-}
+std::vector<ProductEntry> product_snapshot() { return rows_by_time(g_products); }
+
+std::vector<Entry> snapshot() { return rows_by_time(g_table); }
 
 // Time of the finished scopes nested in this thread's innermost open scope, so that
 // each row counts its own time only (a kernel that calls profiled kernels, or the
