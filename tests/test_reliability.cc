@@ -224,7 +224,7 @@ TEST_CASE("train --overwrite replaces txl runs only: never a plain directory, a 
   refused("cd " + dir + "/notes && " + train + " run.dir=.. --overwrite", "working directory");
   REQUIRE(fs::exists(dir + "/tiny.yaml"));
   // run.name is a name under runs/, not a path out of it.
-  for (const char* name : {"..", ".", "../escaped", "a/b"})
+  for (const char* name : {"..", ".", "../escaped", "a/../..", "/tmp/x"})
     refused("cd " + dir + " && " + train + " run.name=" + name + " --overwrite", "run.name");
   REQUIRE(file_bytes(dir + "/notes/thesis.tex") == "years of work\n");
   std::ofstream(dir + "/plain_file") << "x";
@@ -243,7 +243,7 @@ TEST_CASE("a resume that fails leaves the run as it was", "[reliability]") {
   // have been rewritten with the new name.
   refused(kTxl + " train --resume " + run + " train.steps=6 train.optimizer.name=adagrad", "adagrad");
   // Nothing left to train, and two contradicting options.
-  refused(kTxl + " train --resume " + run + " train.steps=4", "not beyond the checkpoint's step 4");
+  refused(kTxl + " train --resume " + run + " train.steps=3", "below the checkpoint's step 4");
   refused(kTxl + " train --resume " + run + " train.steps=6 --overwrite", "--overwrite");
   REQUIRE(file_bytes(run + "/config.yaml") == config);
   REQUIRE(file_bytes(run + "/metrics.jsonl") == metrics);

@@ -92,7 +92,7 @@ const std::vector<Field>& fields() {
       TXL_KEY("model.mem_len", model.mem_len, R::non_negative),
       TXL_KEY("model.pre_lnorm", model.pre_lnorm),
       TXL_KEY("model.same_length", model.same_length),
-      TXL_KEY("model.clamp_len", model.clamp_len, R::at_least_minus_one),
+      TXL_KEY("model.clamp_len", model.clamp_len),
       TXL_KEY("model.init_std", model.init_std, R::positive),
       TXL_KEY("model.attention.type", model.attention.type),  // its other keys: the variant's schema
       TXL_KEY("train.batch_size", train.batch_size, R::positive),
@@ -577,10 +577,16 @@ class Loader {
     // A name, not a path: runs/NAME must stay a directory of its own under runs/, since
     // --overwrite deletes it.
     const std::string& name = cfg_.run.name;
-    if (!bad_.count("run.name") && (name == "." || name == ".." || name.find_first_of("/\\") != std::string::npos))
-      report("run.name", fmt::format("expected a plain directory name (the run goes to runs/NAME), got \"{}\"; "
-                                     "give a path as run.dir",
-                                     name));
+    // Checked where a user gives a config, not in a checkpoint's stored one: runs saved
+    // before this rule still load.
+    if (require_data_source_ && !bad_.count("run.name") && !name.empty()) {
+      bool below_runs = name.front() != '/';
+      for (const auto& part : fs::path(name)) below_runs = below_runs && part != "." && part != "..";
+      if (!below_runs)
+        report("run.name", fmt::format("expected a name below runs/ (no '.', '..' or leading '/'), got \"{}\"; "
+                                       "give a path as run.dir",
+                                       name));
+    }
     validate_data();
     validate_train();
     validate_attention(model_ok);

@@ -11,10 +11,12 @@
 
 namespace txl {
 
+int thread_limit() { return std::max(16, 4 * omp_get_num_procs()); }
+
 int configure_threads(int requested) {
   // Beyond a few threads per core OpenMP only adds waiting, and thousands of threads fail
   // to start (or crash the runtime) instead of running slower.
-  const int most = std::max(16, 4 * omp_get_num_procs());
+  const int most = thread_limit();
   const char* source = "--threads / run.threads";
   int n = requested;
   if (n <= 0) {

@@ -20,7 +20,7 @@ EvalResult evaluate(const LanguageModel& model, const std::vector<int32_t>& toke
   // stream shorter than one block would score nothing.
   const bool whole_blocks = model.attention_spec().eval_whole_blocks;
   TXL_CHECK(!whole_blocks || n / batch_size > tgt_len,
-            "{}: {} tokens are too few for batch size {} streams of whole tgt_len {} blocks (needs more than {}); "
+            "{}: {} tokens are too few for batch size {} streams of whole tgt_len {} blocks (needs at least {}); "
             "lower the batch size or tgt_len",
             what, n, batch_size, tgt_len, batch_size * (tgt_len + 1));
   StreamBatcher batches(tokens, batch_size, tgt_len);

@@ -4,6 +4,7 @@
 #include "txl/train/trainer.h"
 
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -225,20 +226,23 @@ struct FaultInjection {
   bool nan_at(int64_t step) { return pending.erase(step) > 0; }
 };
 
-// Refuses, before allocating anything, a model whose weights, gradients and Adam state
-// (16 bytes a parameter) alone exceed this machine's memory: the allocation would
-// exhaust it or take minutes to fail. The count is the Transformer-XL layer's (the
-// variants add little to it): projections, feed-forward, embedding and softmax.
-void check_model_fits(const ModelConfig& m, int64_t vocab) {
+// Refuses, before allocating anything, a model whose weights, gradients and optimizer
+// state alone exceed this machine's memory: the allocation would exhaust it or take
+// minutes to fail. The count is the Transformer-XL layer's (the variants add little to
+// it): projections, feed-forward, embedding and softmax.
+void check_model_fits(const ModelConfig& m, int64_t vocab, const std::string& optimizer, const std::string& device) {
   const double hd = static_cast<double>(m.n_head) * static_cast<double>(m.d_head), d = static_cast<double>(m.d_model);
   const double per_layer = 4.0 * d * hd + 2.0 * d * static_cast<double>(m.d_inner);
   const double params = static_cast<double>(m.n_layer) * per_layer + 2.0 * d * static_cast<double>(vocab);
-  const double bytes = 16.0 * params;
+  // Host bytes a parameter: weights, gradients and the optimizer's state (Adam two
+  // moments, Adagrad one); a GPU run holds at most the weights and gradients here.
+  const double per_param = device == "cuda" ? 8.0 : optimizer == "adagrad" ? 12.0 : 16.0;
+  const double bytes = per_param * params;
   const double memory = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGE_SIZE));
   TXL_CHECK(memory <= 0 || bytes <= memory,
-            "model: about {:.3g} parameters ({:.1f} GiB with gradients and optimizer state) do not fit in this "
-            "machine's {:.1f} GiB; lower model.n_layer ({}), model.d_model ({}), model.n_head x model.d_head ({} x "
-            "{}) or model.d_inner ({})",
+            "model: about {:.3g} parameters ({:.1f} GiB of host memory with gradients and optimizer state) do not "
+            "fit in this machine's {:.1f} GiB; lower model.n_layer ({}), model.d_model ({}), model.n_head x "
+            "model.d_head ({} x {}) or model.d_inner ({})",
             params, bytes / (1 << 30), memory / (1 << 30), m.n_layer, m.d_model, m.n_head, m.d_head, m.d_inner);
 }
 
@@ -248,13 +252,23 @@ class RunLock {
   explicit RunLock(const std::string& run_dir) {
     const std::string path = (fs::path(run_dir) / ".lock").string();
     fd_ = ::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
-    TXL_CHECK(fd_ >= 0, "{}: cannot open the run's lock file ({})", path, std::strerror(errno));
-    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-      ::close(fd_);
-      TXL_FAIL("{}: another txl process is training in this run directory; wait for it or stop it first", run_dir);
+    if (fd_ < 0) fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);  // another user's lock file
+    // A file system without locks (some NFS, FUSE or Lustre mounts) still trains, unguarded.
+    if (fd_ < 0) {
+      spdlog::warn("{}: cannot open the run's lock file ({}); training without it", path, std::strerror(errno));
+      return;
     }
+    if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) return;
+    const int err = errno;
+    ::close(fd_);
+    fd_ = -1;
+    TXL_CHECK(err != EWOULDBLOCK,
+              "{}: another txl process is training in this run directory; wait for it or stop it first", run_dir);
+    spdlog::warn("{}: cannot lock the run directory ({}); training without the lock", run_dir, std::strerror(err));
   }
-  ~RunLock() { ::close(fd_); }
+  ~RunLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
   RunLock(const RunLock&) = delete;
   RunLock& operator=(const RunLock&) = delete;
 
@@ -262,18 +276,27 @@ class RunLock {
   int fd_ = -1;
 };
 
-// --overwrite deletes the directory: only a txl run's (its config.yaml and checkpoints/
-// are there), and never one that holds the working directory.
+// --overwrite deletes the directory: only a txl run's, and never one that holds the
+// working directory.
 void check_replaceable_run(const std::string& run_dir) {
   std::error_code ec;
-  const fs::path dir = fs::weakly_canonical(run_dir, ec), cwd = fs::current_path(ec);
+  fs::path dir = fs::weakly_canonical(run_dir, ec);
+  if (ec) dir = fs::absolute(run_dir).lexically_normal();
+  const fs::path cwd = fs::current_path();
   const auto [end, _] = std::mismatch(dir.begin(), dir.end(), cwd.begin(), cwd.end());
   TXL_CHECK(end != dir.end(), "{}: --overwrite would delete the working directory or one that holds it", run_dir);
-  TXL_CHECK(
-      fs::is_regular_file(fs::path(run_dir) / "config.yaml") && fs::is_directory(fs::path(run_dir) / "checkpoints"),
-      "{}: not a txl run (no config.yaml and checkpoints/), so --overwrite will not delete it; choose another "
-      "run.dir",
-      run_dir);
+  // A run: checkpoints/ and its config, or a run stopped before it wrote its config
+  // (nothing but checkpoints/, metrics and hidden files: the lock, temporary files).
+  bool run = fs::is_directory(fs::path(run_dir) / "checkpoints");
+  if (run && !fs::is_regular_file(fs::path(run_dir) / "config.yaml"))
+    for (const auto& e : fs::directory_iterator(run_dir)) {
+      const std::string n = e.path().filename().string();
+      run = run && (n == "checkpoints" || n == "metrics.jsonl" || n.starts_with("."));
+    }
+  TXL_CHECK(run,
+            "{}: not a txl run (no config.yaml and checkpoints/), so --overwrite will not delete it; choose another "
+            "run.dir",
+            run_dir);
 }
 
 uint64_t dropout_seed(int64_t run_seed, int64_t step, int64_t chunk) {
@@ -317,10 +340,11 @@ int run_training(const TrainOptions& opt) {
     vocab = ck.vocab;
     model = rebuild_model(cfg.model, *ck.model, ck.dir);
     st = ck.state;
-    TXL_CHECK(
-        cfg.train.steps > st.step,
-        "--resume {}: train.steps {} is not beyond the checkpoint's step {}; nothing to train (raise train.steps)",
-        run_dir, cfg.train.steps, st.step);
+    // Equal: a finished run (its final evaluation and checkpoint are redone); below: a
+    // request to train backwards.
+    TXL_CHECK(cfg.train.steps >= st.step,
+              "--resume {}: train.steps {} is below the checkpoint's step {}; nothing to train (raise train.steps)",
+              run_dir, cfg.train.steps, st.step);
     optimizer_state = std::move(ck.optimizer_state);
     mems = std::move(ck.mems);
   } else {
@@ -349,7 +373,7 @@ int run_training(const TrainOptions& opt) {
   // Ranks share the host's cores unless told otherwise.
   int threads = opt.threads > 0 ? opt.threads : static_cast<int>(cfg.run.threads);
   if (threads == 0 && comm.local_size() > 1 && !std::getenv("TXL_NUM_THREADS"))
-    threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / comm.local_size());
+    threads = std::clamp(static_cast<int>(std::thread::hardware_concurrency()) / comm.local_size(), 1, thread_limit());
   configure_threads(threads);
   const Device device = training_device(cfg.train.device, comm.local_rank());
   const MatmulPrecision precision = resolve_precision(cfg.train.precision, device);
@@ -358,7 +382,7 @@ int run_training(const TrainOptions& opt) {
   Corpus corpus = vocab.size() > 0 ? load_corpus(cfg.data, vocab) : load_corpus(cfg.data);
   if (vocab.size() == 0) vocab = corpus.vocab;
   if (!model) {
-    check_model_fits(cfg.model, vocab.size());
+    check_model_fits(cfg.model, vocab.size(), cfg.train.optimizer.name, cfg.train.device);
     model = std::make_unique<LanguageModel>(cfg.model, vocab.size());
     model->init_weights(static_cast<uint64_t>(cfg.train.seed));
   }
@@ -378,7 +402,7 @@ int run_training(const TrainOptions& opt) {
     return fmt::format("the {} split of {}", name, file.empty() ? cfg.data.path : file);
   };
   TXL_CHECK(static_cast<int64_t>(corpus.train.size()) / cfg.train.batch_size > cfg.model.tgt_len,
-            "data: {} has {} tokens, too few for train.batch_size {} streams of model.tgt_len {} (needs more than {})",
+            "data: {} has {} tokens, too few for train.batch_size {} streams of model.tgt_len {} (needs at least {})",
             split_of("training", cfg.data.train), corpus.train.size(), cfg.train.batch_size, cfg.model.tgt_len,
             cfg.train.batch_size * (cfg.model.tgt_len + 1));
   TXL_CHECK(corpus.valid.empty() || static_cast<int64_t>(corpus.valid.size()) >= 2 * cfg.eval.batch_size,
@@ -388,8 +412,8 @@ int run_training(const TrainOptions& opt) {
   const int64_t eval_tgt = cfg.eval.tgt_len > 0 ? cfg.eval.tgt_len : cfg.model.tgt_len;
   TXL_CHECK(corpus.valid.empty() || !model->attention_spec().eval_whole_blocks ||
                 static_cast<int64_t>(corpus.valid.size()) / cfg.eval.batch_size > eval_tgt,
-            "data: {} has {} tokens, too few for eval.batch_size {} streams of whole eval blocks of {} (needs more "
-            "than {})",
+            "data: {} has {} tokens, too few for eval.batch_size {} streams of whole eval blocks of {} (needs at "
+            "least {})",
             split_of("validation", cfg.data.valid), corpus.valid.size(), cfg.eval.batch_size, eval_tgt,
             cfg.eval.batch_size * (eval_tgt + 1));
   // Every rank has looked at the run directory before the root creates or replaces it
@@ -397,10 +421,10 @@ int run_training(const TrainOptions& opt) {
   comm.barrier();
   // One process trains in a run directory at a time: a second one (a resume of a run
   // still going, or an --overwrite of it) stops here. The lock lives as long as the process.
-  std::unique_ptr<RunLock> lock;
+  std::unique_ptr<RunLock> lock, old_lock;
   if (root && (replace_run_dir || !opt.resume_dir.empty())) lock = std::make_unique<RunLock>(run_dir);
   if (replace_run_dir && root) {
-    lock.reset();
+    old_lock = std::move(lock);  // held until the new directory's is
     fs::remove_all(run_dir);
   }
 
@@ -409,6 +433,10 @@ int run_training(const TrainOptions& opt) {
     fs::create_directories(fs::path(run_dir) / "checkpoints", ec);
     TXL_CHECK(!ec, "{}: cannot create the run directory ({})", run_dir, ec.message());
     if (!lock) lock = std::make_unique<RunLock>(run_dir);
+    old_lock.reset();
+    // A new run names its recipe at once; a resumed one rewrites its config below, once
+    // its checkpoint state has loaded.
+    if (opt.resume_dir.empty()) write_file_atomic((fs::path(run_dir) / "config.yaml").string(), config_to_yaml(cfg));
   }
   comm.barrier();
   MetricsLog metrics((fs::path(run_dir) / "metrics.jsonl").string(), root);
@@ -418,7 +446,8 @@ int run_training(const TrainOptions& opt) {
   if (!optimizer_state.empty()) optimizer->load_state(optimizer_state, run_dir + "/checkpoints/last/optimizer.safetensors");
   // Written once everything the run reads has loaded: a resume that fails leaves the
   // run's config as it was.
-  if (root) write_file_atomic((fs::path(run_dir) / "config.yaml").string(), config_to_yaml(cfg));
+  if (root && !opt.resume_dir.empty())
+    write_file_atomic((fs::path(run_dir) / "config.yaml").string(), config_to_yaml(cfg));
 
   // Data parallel: the batch's streams are cut into world x batch_chunk chunks and rank
   // r trains chunks [r * batch_chunk, (r + 1) * batch_chunk); with one process and
