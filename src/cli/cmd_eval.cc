@@ -97,12 +97,12 @@ int eval(const Context& ctx, const std::vector<std::string>& args) {
     }
     Corpus corpus = load_corpus(dc, ck.vocab);
     tokens = split == "train" ? corpus.train : split == "valid" ? corpus.valid : corpus.test;
-    TXL_CHECK(!tokens.empty(), "eval: the {} split of {} is empty", split, dc.path.empty() ? dc.train : dc.path);
     tokens_source = fmt::format("the {} split of {}", split,
                                 !dc.path.empty()   ? dc.path
                                 : split == "train" ? dc.train
                                 : split == "valid" ? dc.valid
                                                    : dc.test);
+    TXL_CHECK(!tokens.empty(), "eval: {} is empty", tokens_source);
   }
   if (batch < 0) batch = cfg.eval.batch_size;
   if (tgt < 0) tgt = cfg.eval.tgt_len > 0 ? cfg.eval.tgt_len : cfg.model.tgt_len;
@@ -124,8 +124,9 @@ int eval(const Context& ctx, const std::vector<std::string>& args) {
   PrecisionScope precision(
       resolve_precision(precision_name_arg.empty() ? cfg.train.precision : precision_name_arg, device));
   ck.model->to(device);
-  EvalResult r = evaluate(*ck.model, tokens, batch, tgt, 0,
-                          fmt::format("eval: {} (--batch-size {}, --tgt-len {})", tokens_source, batch, tgt));
+  check_eval_tokens(*ck.model, static_cast<int64_t>(tokens.size()), batch, tgt, "eval: " + tokens_source,
+                    "--batch-size", "--tgt-len");
+  EvalResult r = evaluate(*ck.model, tokens, batch, tgt, 0, "eval: " + tokens_source);
   if (json) {
     nlohmann::json j = {{"nll", r.nll},         {"bpc", r.bpc()},      {"ppl", r.ppl()},   {"tokens", r.tokens},
                         {"tokens_per_s", r.tokens_per_s()}, {"split", split}, {"batch_size", batch},

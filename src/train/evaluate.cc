@@ -8,21 +8,23 @@
 
 namespace txl {
 
+void check_eval_tokens(const LanguageModel& model, int64_t n, int64_t batch_size, int64_t tgt_len,
+                       const std::string& what, const std::string& batch_key, const std::string& tgt_key) {
+  TXL_CHECK(n >= 2 * batch_size, "{} has {} tokens, too few for {} {} streams (needs at least {})", what, n, batch_key,
+            batch_size, 2 * batch_size);
+  // The reference full_eval of adaptive span scores whole blocks of tgt_len only.
+  TXL_CHECK(!model.attention_spec().eval_whole_blocks || n / batch_size > tgt_len,
+            "{} has {} tokens, too few for {} {} streams of whole {} {} blocks (needs at least {})", what, n, batch_key,
+            batch_size, tgt_key, tgt_len, batch_size * (tgt_len + 1));
+}
+
 EvalResult evaluate(const LanguageModel& model, const std::vector<int32_t>& tokens, int64_t batch_size, int64_t tgt_len,
                     int64_t max_tokens, const std::string& what) {
   NoGradGuard no_grad;
   Bf16WeightScope weights_hold_still(model.params().flat_data());
   const auto t0 = std::chrono::steady_clock::now();
-  const int64_t n = static_cast<int64_t>(tokens.size());
-  TXL_CHECK(n >= 2 * batch_size, "{}: {} tokens are too few for batch size {} (each stream needs at least 2)", what, n,
-            batch_size);
-  // The reference full_eval of adaptive span scores whole blocks of tgt_len only: a
-  // stream shorter than one block would score nothing.
+  check_eval_tokens(model, static_cast<int64_t>(tokens.size()), batch_size, tgt_len, what, "batch size", "tgt_len");
   const bool whole_blocks = model.attention_spec().eval_whole_blocks;
-  TXL_CHECK(!whole_blocks || n / batch_size > tgt_len,
-            "{}: {} tokens are too few for batch size {} streams of whole tgt_len {} blocks (needs at least {}); "
-            "lower the batch size or tgt_len",
-            what, n, batch_size, tgt_len, batch_size * (tgt_len + 1));
   StreamBatcher batches(tokens, batch_size, tgt_len);
   std::vector<Tensor> mems;
   Tensor input, target;

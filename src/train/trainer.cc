@@ -405,17 +405,11 @@ int run_training(const TrainOptions& opt) {
             "data: {} has {} tokens, too few for train.batch_size {} streams of model.tgt_len {} (needs at least {})",
             split_of("training", cfg.data.train), corpus.train.size(), cfg.train.batch_size, cfg.model.tgt_len,
             cfg.train.batch_size * (cfg.model.tgt_len + 1));
-  TXL_CHECK(corpus.valid.empty() || static_cast<int64_t>(corpus.valid.size()) >= 2 * cfg.eval.batch_size,
-            "data: {} has {} tokens, too few for eval.batch_size {} streams (needs at least {})",
-            split_of("validation", cfg.data.valid), corpus.valid.size(), cfg.eval.batch_size, 2 * cfg.eval.batch_size);
-  // Adaptive span evaluates whole blocks of tgt_len only (its reference's full_eval).
   const int64_t eval_tgt = cfg.eval.tgt_len > 0 ? cfg.eval.tgt_len : cfg.model.tgt_len;
-  TXL_CHECK(corpus.valid.empty() || !model->attention_spec().eval_whole_blocks ||
-                static_cast<int64_t>(corpus.valid.size()) / cfg.eval.batch_size > eval_tgt,
-            "data: {} has {} tokens, too few for eval.batch_size {} streams of whole eval blocks of {} (needs at "
-            "least {})",
-            split_of("validation", cfg.data.valid), corpus.valid.size(), cfg.eval.batch_size, eval_tgt,
-            cfg.eval.batch_size * (eval_tgt + 1));
+  if (!corpus.valid.empty())
+    check_eval_tokens(*model, static_cast<int64_t>(corpus.valid.size()), cfg.eval.batch_size, eval_tgt,
+                      "data: " + split_of("validation", cfg.data.valid), "eval.batch_size",
+                      cfg.eval.tgt_len > 0 ? "eval.tgt_len" : "model.tgt_len");
   // Every rank has looked at the run directory before the root creates or replaces it
   // (a rank that looked later would find the root's new directory and refuse it).
   comm.barrier();
@@ -506,10 +500,9 @@ int run_training(const TrainOptions& opt) {
   };
   auto run_eval = [&]() -> bool {
     if (corpus.valid.empty()) return false;
-    const int64_t T = cfg.eval.tgt_len > 0 ? cfg.eval.tgt_len : cfg.model.tgt_len;
     const int64_t M = cfg.eval.mem_len >= 0 ? cfg.eval.mem_len : cfg.model.mem_len;
     model->set_lengths(M, cfg.model.same_length, cfg.model.clamp_len);
-    EvalResult r = evaluate(*model, corpus.valid, cfg.eval.batch_size, T, cfg.eval.max_tokens,
+    EvalResult r = evaluate(*model, corpus.valid, cfg.eval.batch_size, eval_tgt, cfg.eval.max_tokens,
                             split_of("validation", cfg.data.valid));
     model->set_lengths(cfg.model.mem_len, cfg.model.same_length, cfg.model.clamp_len);
     const bool best = r.bpc() < st.best_val_bpc;

@@ -23,6 +23,13 @@ struct EvalResult {
   double tokens_per_s() const { return seconds > 0 ? tokens / seconds : 0.0; }
 };
 
+// Refuses n tokens that cannot fill batch_size streams of at least 2 tokens, or, for a
+// model scored in whole blocks (adaptive span), streams of at least tgt_len + 1 (a
+// shorter stream would score nothing). `what` names the tokens and `batch_key` /
+// `tgt_key` the settings in the message ("eval.batch_size", "--tgt-len", ...).
+void check_eval_tokens(const LanguageModel& model, int64_t n, int64_t batch_size, int64_t tgt_len,
+                       const std::string& what, const std::string& batch_key, const std::string& tgt_key);
+
 // Uses the model's current mem_len / same_length / clamp_len (set_lengths).
 // max_tokens > 0 scores only the first segments holding about that many predictions.
 // `what` names the tokens in errors (a split that is too short for the batch).
