@@ -230,13 +230,13 @@ struct FaultInjection {
 // state alone exceed this machine's memory: the allocation would exhaust it or take
 // minutes to fail. The count is the Transformer-XL layer's (the variants add little to
 // it): projections, feed-forward, embedding and softmax.
-void check_model_fits(const ModelConfig& m, int64_t vocab, const std::string& optimizer, const std::string& device) {
+void check_model_fits(const ModelConfig& m, int64_t vocab, const std::string& optimizer, Device device) {
   const double hd = static_cast<double>(m.n_head) * static_cast<double>(m.d_head), d = static_cast<double>(m.d_model);
   const double per_layer = 4.0 * d * hd + 2.0 * d * static_cast<double>(m.d_inner);
   const double params = static_cast<double>(m.n_layer) * per_layer + 2.0 * d * static_cast<double>(vocab);
   // Host bytes a parameter: weights, gradients and the optimizer's state (Adam two
   // moments, Adagrad one); a GPU run holds at most the weights and gradients here.
-  const double per_param = device == "cuda" ? 8.0 : optimizer == "adagrad" ? 12.0 : 16.0;
+  const double per_param = !device.is_cpu() ? 8.0 : optimizer == "adagrad" ? 12.0 : 16.0;
   const double bytes = per_param * params;
   const double memory = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGE_SIZE));
   TXL_CHECK(memory <= 0 || bytes <= memory,
@@ -328,8 +328,7 @@ int run_training(const TrainOptions& opt) {
               "--resume {}: checkpoints/last has no trainer_state.json (deleted, or a weights-only checkpoint): it "
               "cannot be resumed, only evaluated",
               run_dir);
-    Checkpoint ck = load_checkpoint((fs::path(run_dir) / "checkpoints" / "last").string());
-    TXL_CHECK(ck.has_training_state, "--resume {}: checkpoints/last holds no training state", run_dir);
+    Checkpoint ck = load_checkpoint(last.string());
     cfg = ck.config;
     for (const std::string& o : opt.overrides) {
       std::string key = o.substr(0, o.find('='));
@@ -382,7 +381,7 @@ int run_training(const TrainOptions& opt) {
   Corpus corpus = vocab.size() > 0 ? load_corpus(cfg.data, vocab) : load_corpus(cfg.data);
   if (vocab.size() == 0) vocab = corpus.vocab;
   if (!model) {
-    check_model_fits(cfg.model, vocab.size(), cfg.train.optimizer.name, cfg.train.device);
+    check_model_fits(cfg.model, vocab.size(), cfg.train.optimizer.name, device);
     model = std::make_unique<LanguageModel>(cfg.model, vocab.size());
     model->init_weights(static_cast<uint64_t>(cfg.train.seed));
   }
@@ -428,9 +427,6 @@ int run_training(const TrainOptions& opt) {
     TXL_CHECK(!ec, "{}: cannot create the run directory ({})", run_dir, ec.message());
     if (!lock) lock = std::make_unique<RunLock>(run_dir);
     old_lock.reset();
-    // A new run names its recipe at once; a resumed one rewrites its config below, once
-    // its checkpoint state has loaded.
-    if (opt.resume_dir.empty()) write_file_atomic((fs::path(run_dir) / "config.yaml").string(), config_to_yaml(cfg));
   }
   comm.barrier();
   MetricsLog metrics((fs::path(run_dir) / "metrics.jsonl").string(), root);
@@ -439,9 +435,9 @@ int run_training(const TrainOptions& opt) {
   auto optimizer = make_optimizer(cfg.train.optimizer, params);
   if (!optimizer_state.empty()) optimizer->load_state(optimizer_state, run_dir + "/checkpoints/last/optimizer.safetensors");
   // Written once everything the run reads has loaded: a resume that fails leaves the
-  // run's config as it was.
-  if (root && !opt.resume_dir.empty())
-    write_file_atomic((fs::path(run_dir) / "config.yaml").string(), config_to_yaml(cfg));
+  // run's config as it was (a new run stopped before this is still a run to
+  // check_replaceable_run).
+  if (root) write_file_atomic((fs::path(run_dir) / "config.yaml").string(), config_to_yaml(cfg));
 
   // Data parallel: the batch's streams are cut into world x batch_chunk chunks and rank
   // r trains chunks [r * batch_chunk, (r + 1) * batch_chunk); with one process and
