@@ -57,7 +57,7 @@ double alone_gflops(const profiler::ProductShape& s) {
   profiler::reset();
   if (rows.empty() || rows.front().seconds <= 0) return 0.0;
   const auto& e = rows.front();
-  return 2.0 * static_cast<double>(s.batch * s.m * s.k * s.n) * e.calls / e.seconds * 1e-9;
+  return s.flops() * e.calls / e.seconds * 1e-9;
 }
 
 // The step's products by geometry, largest first, each with its rate alone (the first
@@ -67,7 +67,7 @@ nlohmann::json product_table(const std::vector<profiler::ProductEntry>& rows, in
   for (size_t i = 0; i < rows.size(); ++i) {
     const auto& e = rows[i];
     const auto& s = e.shape;
-    const double flops = 2.0 * static_cast<double>(s.batch * s.m * s.k * s.n) * e.calls;
+    const double flops = s.flops() * e.calls;
     nlohmann::json row = {{"product", s.str()},
                           {"batch", s.batch},
                           {"m", s.m},

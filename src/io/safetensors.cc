@@ -56,7 +56,7 @@ void fsync_path(const std::string& path, int flags) {
 
 }  // namespace
 
-uint32_t crc32(const char* data, size_t n) {
+std::string crc32_hex(const char* data, size_t n) {
   static const auto table = [] {
     std::array<uint32_t, 256> t{};
     for (uint32_t i = 0; i < 256; ++i) {
@@ -68,7 +68,7 @@ uint32_t crc32(const char* data, size_t n) {
   }();
   uint32_t c = 0xFFFFFFFFu;
   for (size_t i = 0; i < n; ++i) c = table[(c ^ static_cast<unsigned char>(data[i])) & 0xFF] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
+  return fmt::format("{:08x}", c ^ 0xFFFFFFFFu);
 }
 
 void write_file_atomic(const std::string& path, const std::string& bytes) {
@@ -123,7 +123,7 @@ std::string encode_safetensors(const NamedTensors& tensors, const std::map<std::
     // A device tensor is written from a dense host copy.
     Tensor c = !t.device().is_cpu() ? t.to(cpu_device()) : t.is_contiguous() ? t : contiguous_copy(t);
     size_t bytes = c.numel() * dtype_size(c.dtype());
-    meta["crc32:" + name] = fmt::format("{:08x}", crc32(static_cast<const char*>(c.raw_data()), bytes));
+    meta["crc32:" + name] = crc32_hex(static_cast<const char*>(c.raw_data()), bytes);
     header[name] = {{"dtype", st_dtype(c.dtype())}, {"shape", c.shape()}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
     contiguous_tensors.push_back(c);
@@ -207,7 +207,7 @@ std::map<std::string, Tensor> decode_safetensors(const std::string& bytes, const
     if (ours) {
       auto c = meta.find("crc32:" + it.key());
       TXL_CHECK(c != meta.end(), "{}: tensor '{}' has no checksum", path, it.key());
-      const std::string actual = fmt::format("{:08x}", crc32(bytes.data() + data_start + b, f - b));
+      const std::string actual = crc32_hex(bytes.data() + data_start + b, f - b);
       TXL_CHECK(c->second == actual, "{}: checksum mismatch for tensor '{}' (stored {}, computed {}): the file is corrupt",
                 path, it.key(), c->second, actual);
     }

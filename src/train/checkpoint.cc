@@ -121,9 +121,9 @@ void save_checkpoint(const std::string& dir, const Config& cfg, const Vocab& voc
   // The weights carry config.yaml's checksum: a truncated or edited config would load
   // as defaults for its missing keys and train on with another recipe.
   const std::string config_text = config_to_yaml(cfg);
-  save_safetensors((tmp / "model.safetensors").string(), weights,
-                   {{"format", "txl-transformer-xl-1"},
-                    {kConfigChecksumKey, fmt::format("{:08x}", crc32(config_text.data(), config_text.size()))}});
+  save_safetensors(
+      (tmp / "model.safetensors").string(), weights,
+      {{"format", "txl-transformer-xl-1"}, {kConfigChecksumKey, crc32_hex(config_text.data(), config_text.size())}});
   write_file_atomic((tmp / "config.yaml").string(), config_text);
   write_file_atomic((tmp / "vocab.json").string(), vocab.to_json().dump(1) + "\n");
   if (training.state) {
@@ -234,7 +234,7 @@ Checkpoint load_checkpoint(const std::string& path, DType dtype) {
   std::map<std::string, std::string> meta;
   const auto weights = load_safetensors(weights_path, &meta);
   if (auto it = meta.find(kConfigChecksumKey); it != meta.end()) {  // checkpoints written before it have none
-    const std::string actual = fmt::format("{:08x}", crc32(config_text.data(), config_text.size()));
+    const std::string actual = crc32_hex(config_text.data(), config_text.size());
     TXL_CHECK(it->second == actual,
               "{}: checksum mismatch with the one {} holds (stored {}, computed {}): the file is truncated, corrupt "
               "or edited; give changes as key=value overrides instead",

@@ -32,6 +32,7 @@ struct ProductShape {
   bool a_transposed = false, b_transposed = false, bias = false, relu = false;
   bool operator<(const ProductShape& o) const;
   std::string str() const;  // "512x512x2048 B^T +bias +relu" (m x k x n)
+  double flops() const { return 2.0 * static_cast<double>(batch * m * k * n); }
 };
 
 struct ProductEntry {

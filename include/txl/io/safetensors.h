@@ -25,8 +25,9 @@ std::string encode_safetensors(const NamedTensors& tensors, const std::map<std::
 std::map<std::string, Tensor> decode_safetensors(const std::string& bytes, const std::string& source,
                                                  std::map<std::string, std::string>* metadata = nullptr);
 
-// CRC-32 (IEEE 802.3, as zlib) of n bytes: the checksums the files of a checkpoint carry.
-uint32_t crc32(const char* data, size_t n);
+// CRC-32 (IEEE 802.3, as zlib) of n bytes as 8 hex digits: the checksums the files of
+// a checkpoint carry in their metadata.
+std::string crc32_hex(const char* data, size_t n);
 
 // Writes `bytes` to `path` atomically (used for every file a run depends on).
 void write_file_atomic(const std::string& path, const std::string& bytes);
