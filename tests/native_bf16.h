@@ -1,14 +1,9 @@
 // Tests of bf16 products on the CPU skip, with a warning, where the CPU multiplies bf16
 // only by emulation (oneDNN's ISA below avx512_core_bf16).
 #pragma once
-#include <catch2/catch.hpp>
-
+#include "skip.h"
 #include "txl/backend/precision.h"
 
-#define TXL_REQUIRE_BF16()                                                              \
-  do {                                                                                  \
-    if (!txl::cpu_has_native_bf16()) {                                                  \
-      WARN("skipped: this CPU has no native bf16 (oneDNN ISA below avx512_core_bf16)"); \
-      return;                                                                           \
-    }                                                                                   \
-  } while (0)
+#define TXL_REQUIRE_BF16()                    \
+  TXL_SKIP_UNLESS(txl::cpu_has_native_bf16(), \
+                  "skipped: this CPU has no native bf16 (oneDNN ISA below avx512_core_bf16)")

@@ -1,7 +1,9 @@
 // Runs our PyTorch reference scripts (scripts/reference, Debian's python3-torch) from
 // tests. When torch is not installed the calling test is skipped with a message.
 #pragma once
-#include <catch2/catch.hpp>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -9,8 +11,7 @@
 #include <string>
 #include <vector>
 
-#include <sys/wait.h>
-#include <unistd.h>
+#include "skip.h"
 
 namespace txl::testing {
 
@@ -19,13 +20,9 @@ inline bool torch_available() {
   return ok;
 }
 
-#define TXL_REQUIRE_TORCH()                                                                  \
-  do {                                                                                       \
-    if (!::txl::testing::torch_available()) {                                                \
-      WARN("skipped: /usr/bin/python3 cannot import torch (apt-get install python3-torch)"); \
-      return;                                                                                \
-    }                                                                                        \
-  } while (0)
+#define TXL_REQUIRE_TORCH()                          \
+  TXL_SKIP_UNLESS(::txl::testing::torch_available(), \
+                  "skipped: /usr/bin/python3 cannot import torch (apt-get install python3-torch)")
 
 // The checkout and the build the tests came from; the environment's TXL_SOURCE_DIR and
 // TXL_BINARY_DIR name them instead where the tests run elsewhere (scripts/gpu_check.sh

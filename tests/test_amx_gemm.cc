@@ -11,8 +11,12 @@
 #include <vector>
 
 #include "backend/cpu/amx_gemm.h"
+#include "skip.h"
 
 using namespace txl::cpu;
+
+#define TXL_REQUIRE_AMX() \
+  TXL_SKIP_UNLESS(amx_bf16_available(), "skipped: this CPU has no AMX-BF16 (oneDNN ISA below avx512_core_amx)")
 
 namespace {
 
@@ -61,10 +65,7 @@ void check(int64_t M, int64_t N, int64_t K, bool accumulate, uint32_t seed) {
 }  // namespace
 
 TEST_CASE("amx_gemm equals a float64 product of the bf16-rounded operands", "[bf16][attention]") {
-  if (!amx_bf16_available()) {
-    WARN("skipped: this CPU has no AMX-BF16 (oneDNN ISA below avx512_core_amx)");
-    return;
-  }
+  TXL_REQUIRE_AMX();
   const int64_t shapes[][3] = {{1, 1, 1},    {16, 16, 32},  {64, 64, 64}, {37, 45, 19}, {64, 301, 64},
                                {33, 17, 65}, {300, 64, 64}, {5, 96, 2},   {64, 64, 513}};
   uint32_t seed = 1;
@@ -76,10 +77,7 @@ TEST_CASE("amx_gemm equals a float64 product of the bf16-rounded operands", "[bf
 }
 
 TEST_CASE("amx_gemm with K = 0 writes zeros or leaves C alone", "[bf16][attention]") {
-  if (!amx_bf16_available()) {
-    WARN("skipped: this CPU has no AMX-BF16 (oneDNN ISA below avx512_core_amx)");
-    return;
-  }
+  TXL_REQUIRE_AMX();
   std::vector<float> A(4, 1.f), B(4, 1.f), C(6, 3.f);
   amx_gemm<false>(2, 3, 0, A.data(), 2, B.data(), 3, C.data(), 3, true);
   CHECK(C == std::vector<float>(6, 3.f));
@@ -88,10 +86,7 @@ TEST_CASE("amx_gemm with K = 0 writes zeros or leaves C alone", "[bf16][attentio
 }
 
 TEST_CASE("amx_gemm on a packed operand reads the rows and columns it is told", "[bf16][attention]") {
-  if (!amx_bf16_available()) {
-    WARN("skipped: this CPU has no AMX-BF16 (oneDNN ISA below avx512_core_amx)");
-    return;
-  }
+  TXL_REQUIRE_AMX();
   // A [Kt, Nt] operand packed once, then products with sub-blocks at (k0, n0), as the
   // fused kernels read their key, value and position panels block after block.
   const int64_t Kt = 150, Nt = 90, ldb = Nt + 2;
@@ -134,10 +129,7 @@ TEST_CASE("amx_gemm on a packed operand reads the rows and columns it is told", 
 }
 
 TEST_CASE("a packed transposed operand equals the packed transpose", "[bf16][attention]") {
-  if (!amx_bf16_available()) {
-    WARN("skipped: this CPU has no AMX-BF16 (oneDNN ISA below avx512_core_amx)");
-    return;
-  }
+  TXL_REQUIRE_AMX();
   // X [rows, cols] with a row stride wider than its rows, as a task's keys sit in the
   // [K, B, H, Dh] tensor; odd sizes cover the word pairs' and the 16 x 16 blocks' edges.
   std::mt19937 rng(11);

@@ -27,6 +27,11 @@ bool mpi_available() {
 #endif
 }
 
+#define TXL_REQUIRE_MPI() \
+  TXL_SKIP_UNLESS(        \
+      mpi_available(),    \
+      "skipped: txl was built without MPI or mpirun is missing (apt-get install libopenmpi-dev openmpi-bin)")
+
 std::string setup(const std::string& name) {
   const std::string dir = scratch_dir(name);
   write_corpus_prefix(dir, 20000);
@@ -62,10 +67,7 @@ void require_close_runs(const std::string& a, const std::string& b, double tol) 
 }  // namespace
 
 TEST_CASE("an error on one rank ends the whole job, before anything is written", "[distributed]") {
-  if (!mpi_available()) {
-    WARN("skipped: txl was built without MPI or mpirun is missing (apt-get install libopenmpi-dev openmpi-bin)");
-    return;
-  }
+  TXL_REQUIRE_MPI();
   const std::string dir = setup("dp_error");
   // Rank 1 alone gets a config key that does not exist; rank 0 goes on to its first
   // collective. Before, rank 0 then waited there for good; `timeout` turns a hang into
@@ -83,10 +85,7 @@ TEST_CASE("an error on one rank ends the whole job, before anything is written",
 }
 
 TEST_CASE("mpirun -np 2 trains like one process on all streams", "[distributed][slow]") {
-  if (!mpi_available()) {
-    WARN("skipped: txl was built without MPI or mpirun is missing (apt-get install libopenmpi-dev openmpi-bin)");
-    return;
-  }
+  TXL_REQUIRE_MPI();
   const std::string dir = setup("dp");
   run_command(kTxl + " train " + dir + "/tiny.yaml train.batch_chunk=2 run.dir=" + dir + "/one");
   std::string out = run_command(kMpirun + kTxl + " train " + dir + "/tiny.yaml run.dir=" + dir + "/two");

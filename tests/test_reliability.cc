@@ -151,10 +151,8 @@ TEST_CASE("a full disk fails the checkpoint with one line and keeps the last goo
 TEST_CASE("an unwritable run directory fails with one line and keeps the last good checkpoint", "[reliability][slow]") {
   // The suite runs as root, which writes through any permission bits; a read-only
   // directory is only read-only to an unprivileged user, so txl runs as `nobody` here.
-  if (std::system("setpriv --reuid=65534 --regid=65534 --clear-groups true > /dev/null 2>&1") != 0) {
-    WARN("skipped: setpriv cannot drop to uid 65534 on this machine (needs root and util-linux)");
-    return;
-  }
+  TXL_SKIP_UNLESS(std::system("setpriv --reuid=65534 --regid=65534 --clear-groups true > /dev/null 2>&1") == 0,
+                  "skipped: setpriv cannot drop to uid 65534 on this machine (needs root and util-linux)");
   const std::string dir = tiny("readonly", 2);
   // A copy of the binary in the scratch directory: the build tree may sit where nobody
   // cannot reach it (a clone under /root).
