@@ -574,11 +574,9 @@ class Loader {
       report(key, fmt::format("expected at most {}, got {}", kMaxModelSize, v));
       model_ok = false;
     }
-    // A name, not a path: runs/NAME must stay a directory of its own under runs/, since
-    // --overwrite deletes it.
+    // runs/NAME must stay below runs/, since --overwrite deletes it. Checked where a user
+    // gives a config, not in a checkpoint's stored one: runs saved before the rule load.
     const std::string& name = cfg_.run.name;
-    // Checked where a user gives a config, not in a checkpoint's stored one: runs saved
-    // before this rule still load.
     if (require_data_source_ && !bad_.count("run.name") && !name.empty()) {
       bool below_runs = name.front() != '/';
       for (const auto& part : fs::path(name)) below_runs = below_runs && part != "." && part != "..";

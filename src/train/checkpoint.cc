@@ -242,7 +242,7 @@ Checkpoint load_checkpoint(const std::string& path, DType dtype) {
   }
   ck.config = config_from_yaml_string(config_text, config_path, {}, /*require_data_source=*/false);
   ck.vocab = Vocab::load((d / "vocab.json").string());
-  check_config_matches_weights(ck.config.model, ck.vocab.size(), weights, (d / "config.yaml").string(), weights_path);
+  check_config_matches_weights(ck.config.model, ck.vocab.size(), weights, config_path, weights_path);
   ck.model = std::make_unique<LanguageModel>(ck.config.model, ck.vocab.size(), dtype);
   load_weights(*ck.model, weights, weights_path);
   if (fs::exists(d / "trainer_state.json")) {
