@@ -33,36 +33,70 @@ const char* profile_category(std::string name) {
   return "elementwise/norm/copies";
 }
 
-// The rate of one product alone on the CPU, operands in cache: random operands in the
-// step's layout, repeated, timed by the same profiler hook as the step's products. What
-// oneDNN reaches on that shape by itself, against which the step's rate can be read.
-double alone_gflops(const profiler::ProductShape& s) {
+struct ProductRates {
+  double alone = 0.0, cold = 0.0;  // GFLOP/s
+};
+
+// One product of the step measured by itself two ways, timed by the same profiler hook
+// as the step's products (the library's execution only), on random operands in the
+// step's layout, converted to bf16 beforehand when the step multiplies in bf16:
+//   alone: one operand set repeated, so operands and output stay in cache;
+//   cold:  operand sets taken in turn that together exceed the caches (cold_set_count),
+//          each product writing an output buffer last touched a round earlier, as a
+//          step's products read activations that other work evicted and write buffers
+//          freed long before.
+// What oneDNN reaches on that shape by itself, against which the step's rate can be read.
+ProductRates product_rates(const profiler::ProductShape& s) {
   NoGradGuard no_grad;
   Generator gen(5);
-  auto operand = [&](int64_t rows, int64_t cols, bool transposed) {
-    Shape stored = transposed ? Shape{cols, rows} : Shape{rows, cols};
-    if (s.batch > 1) stored.insert(stored.begin(), s.batch);
-    Tensor t = Tensor::randn(stored, gen);
-    return transposed ? transpose(t, -1, -2) : t;
+  const bool bf16 = matmul_precision() == MatmulPrecision::bf16;
+  auto stored = [&](int64_t rows, int64_t cols, bool transposed) {
+    Shape shape = transposed ? Shape{cols, rows} : Shape{rows, cols};
+    if (s.batch > 1) shape.insert(shape.begin(), s.batch);
+    return Tensor::randn(shape, gen);
   };
-  const Tensor a = operand(s.m, s.k, s.a_transposed), b = operand(s.k, s.n, s.b_transposed);
+  const Tensor a_src = stored(s.m, s.k, s.a_transposed), b_src = stored(s.k, s.n, s.b_transposed);
   const Tensor bias = s.bias ? Tensor::randn({s.n}, gen) : Tensor();
-  auto run = [&] { backend_of(a).matmul(a, b, bias, s.relu); };
-  for (int i = 0; i < 3; ++i) run();  // primitive creation, first touch
-  profiler::reset();
-  profiler::set_enabled(true);
-  for (int i = 0; i < 10; ++i) run();
-  profiler::set_enabled(false);
-  const auto rows = profiler::product_snapshot();
-  profiler::reset();
-  if (rows.empty() || rows.front().seconds <= 0) return 0.0;
-  const auto& e = rows.front();
-  return s.flops() * e.calls / e.seconds * 1e-9;
+  // A copy of a random operand at an address of its own, in the step's layout and dtype.
+  auto operand = [&](const Tensor& src, bool transposed) {
+    Tensor t = contiguous_copy(src);
+    if (transposed) t = transpose(t, -1, -2);
+    return bf16 ? backend_of(t).to_bf16(t) : t;
+  };
+  using Set = std::pair<Tensor, Tensor>;
+  auto timed_gflops = [&](const std::vector<Set>& sets, int rounds) {
+    std::vector<Tensor> outs(sets.size());
+    auto round = [&] {
+      for (size_t i = 0; i < sets.size(); ++i)
+        outs[i] = backend_of(sets[i].first).matmul(sets[i].first, sets[i].second, bias, s.relu);
+    };
+    for (int i = 0; i < 2; ++i) round();  // primitive creation, first touch
+    profiler::reset();
+    profiler::set_enabled(true);
+    for (int i = 0; i < rounds; ++i) round();
+    profiler::set_enabled(false);
+    const auto rows = profiler::product_snapshot();
+    profiler::reset();
+    if (rows.empty() || rows.front().seconds <= 0) return 0.0;
+    return s.flops() * rows.front().calls / rows.front().seconds * 1e-9;
+  };
+  ProductRates r;
+  const Set hot{operand(a_src, s.a_transposed), operand(b_src, s.b_transposed)};
+  r.alone = timed_gflops({hot}, 10);
+  const double elem = bf16 ? 2.0 : 4.0;
+  const double set_bytes = elem * static_cast<double>(hot.first.numel() + hot.second.numel()) +
+                           4.0 * static_cast<double>(s.batch * s.m * s.n);
+  std::vector<Set> cold;
+  for (int i = 0; i < cold_set_count(set_bytes); ++i)
+    cold.push_back({operand(a_src, s.a_transposed), operand(b_src, s.b_transposed)});
+  r.cold = timed_gflops(cold, 3);
+  return r;
 }
 
-// The step's products by geometry, largest first, each with its rate alone (the first
-// `alone` rows only: each is a separate measurement).
-nlohmann::json product_table(const std::vector<profiler::ProductEntry>& rows, int repeats, double peak, size_t alone) {
+// The step's products by geometry, largest first; the first `measured` rows also with
+// their rates alone and cold (each a separate measurement).
+nlohmann::json product_table(const std::vector<profiler::ProductEntry>& rows, int repeats, double peak,
+                             size_t measured) {
   nlohmann::json out = nlohmann::json::array();
   for (size_t i = 0; i < rows.size(); ++i) {
     const auto& e = rows[i];
@@ -80,10 +114,37 @@ nlohmann::json product_table(const std::vector<profiler::ProductEntry>& rows, in
                           {"ms_per_step", e.seconds * 1e3 / repeats},
                           {"gflops", flops / e.seconds * 1e-9},
                           {"frac_peak", flops / e.seconds * 1e-9 / peak}};
-    if (i < alone) row["alone_gflops"] = alone_gflops(s);
+    if (i < measured) {
+      const ProductRates r = product_rates(s);
+      row["alone_gflops"] = r.alone;
+      row["cold_gflops"] = r.cold;
+    }
     out.push_back(row);
   }
   return out;
+}
+
+// All the step's products together: their time and rate in the step, and what the same
+// products would take at their rates alone and cold (rows measured both ways; the others
+// counted at their step rate). The cold total is the ceiling for products that read and
+// write out of cache, the alone total the ceiling if the step kept everything in cache.
+nlohmann::json product_totals(const nlohmann::json& table, double peak) {
+  double flops = 0, step_ms = 0, alone_ms = 0, cold_ms = 0;
+  int measured = 0;
+  for (const auto& row : table) {
+    const double ms = row["ms_per_step"].get<double>(), gflops = row["gflops"].get<double>();
+    flops += ms * 1e-3 * gflops * 1e9;
+    step_ms += ms;
+    const bool both = row.value("alone_gflops", 0.0) > 0 && row.value("cold_gflops", 0.0) > 0;
+    measured += both ? 1 : 0;
+    alone_ms += both ? ms * gflops / row["alone_gflops"].get<double>() : ms;
+    cold_ms += both ? ms * gflops / row["cold_gflops"].get<double>() : ms;
+  }
+  auto frac = [&](double ms) { return ms > 0 ? flops / (ms * 1e-3) * 1e-9 / peak : 0.0; };
+  return {{"ms_per_step", step_ms},        {"frac_peak", frac(step_ms)},
+          {"alone_ms_per_step", alone_ms}, {"alone_frac_peak", frac(alone_ms)},
+          {"cold_ms_per_step", cold_ms},   {"cold_frac_peak", frac(cold_ms)},
+          {"rows_measured", measured}};
 }
 
 }  // namespace
@@ -199,8 +260,10 @@ nlohmann::json run_train_bench(const Config& cfg, int64_t vocab_size, int warmup
               [](const nlohmann::json& a, const nlohmann::json& b) { return a["ms_per_step"] > b["ms_per_step"]; });
     // Taken before product_table's own measurements reset the profiler.
     const auto products = profiler::product_snapshot();
+    const nlohmann::json table = product_table(products, repeats, peak, 12);
     prof = {{"kernels", prof},
-            {"products", product_table(products, repeats, peak, 12)},
+            {"products", table},
+            {"products_total", product_totals(table, peak)},
             {"categories", categories},
             {"peak_gflops", peak},
             {"peak_gflops_min", peaks.front()},
@@ -257,18 +320,28 @@ std::string format_train_profile(const nlohmann::json& r) {
     s += "\n";
   }
   if (p.contains("products") && !p["products"].empty()) {
-    s += fmt::format("\n{:<40} {:>8} {:>10} {:>9} {:>7} {:>9} {:>7}\n", "product m x k x n (CPU, own time)", "calls",
-                     "ms/step", "GFLOP/s", "%peak", "alone", "ratio");
+    s += fmt::format("\n{:<40} {:>8} {:>10} {:>9} {:>7} {:>9} {:>9} {:>7}\n", "product m x k x n (CPU, own time)",
+                     "calls", "ms/step", "GFLOP/s", "%peak", "alone", "cold", "ratio");
     for (const auto& k : p["products"]) {
       const std::string name = k["product"].get<std::string>() + (k["backward"].get<bool>() ? " (bwd)" : "");
       s += fmt::format("{:<40} {:>8.1f} {:>10.3f} {:>9.1f} {:>6.1f}%", name, k["calls_per_step"].get<double>(),
                        k["ms_per_step"].get<double>(), k["gflops"].get<double>(), 100 * k["frac_peak"].get<double>());
-      if (k.contains("alone_gflops") && k["alone_gflops"].get<double>() > 0)
-        s += fmt::format(" {:>9.1f} {:>6.2f}", k["alone_gflops"].get<double>(),
-                         k["gflops"].get<double>() / k["alone_gflops"].get<double>());
+      if (k.value("alone_gflops", 0.0) > 0 && k.value("cold_gflops", 0.0) > 0)
+        s += fmt::format(" {:>9.1f} {:>9.1f} {:>7.2f}", k["alone_gflops"].get<double>(), k["cold_gflops"].get<double>(),
+                         k["gflops"].get<double>() / k["cold_gflops"].get<double>());
       s += "\n";
     }
-    s += "alone: the same product by itself, random operands in cache; ratio: the step's rate / alone\n";
+    s += "alone: the same product by itself, operands and output in cache; cold: over operand sets and outputs\n"
+         "together beyond the caches; ratio: the step's rate / cold\n";
+    if (p.contains("products_total")) {
+      const auto& t = p["products_total"];
+      s += fmt::format(
+          "all products: {:.3f} ms/step at {:.1f}% of peak; at their rates alone {:.3f} ms ({:.1f}%), cold {:.3f} ms "
+          "({:.1f}%) (the largest {} measured, the rest at their step rate)\n",
+          t["ms_per_step"].get<double>(), 100 * t["frac_peak"].get<double>(), t["alone_ms_per_step"].get<double>(),
+          100 * t["alone_frac_peak"].get<double>(), t["cold_ms_per_step"].get<double>(),
+          100 * t["cold_frac_peak"].get<double>(), t["rows_measured"].get<int>());
+    }
   }
   return s;
 }

@@ -22,6 +22,11 @@ double dnnl_peak_gflops(int repeats, int n, MatmulPrecision precision = MatmulPr
 // (cuBLAS) on random operands on a GPU.
 double device_peak_gflops(Device device, int repeats, int n, MatmulPrecision precision);
 
+// How many operand sets a "cold" product measurement takes in turn, each of set_bytes
+// (operands and output): together about 256 MB, beyond the caches, so each product reads
+// operands and writes an output that other work has evicted, as a model's products do.
+int cold_set_count(double set_bytes);
+
 // The human-readable table of a run_ops_bench result.
 std::string format_ops_bench(const nlohmann::json& result);
 
