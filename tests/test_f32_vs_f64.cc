@@ -70,6 +70,9 @@ TEST_CASE("f32 softmax, layer norm and cross-entropy match the f64 reference", "
   compare_paths([](auto& in) { return log_softmax(in[0]); }, {randn64({48, 200}, 22, 3.0)}, tol);
   compare_paths([](auto& in) { return layer_norm(in[0], in[1], in[2]); },
                 {randn64({50, 128}, 23), add_scalar(randn64({128}, 24, 0.1), 1.0), randn64({128}, 25)}, tol);
+  // Enough rows for the threads and many row chunks of gamma's and beta's gradient sums.
+  compare_paths([](auto& in) { return layer_norm(in[0], in[1], in[2]); },
+                {randn64({1000, 128}, 27), add_scalar(randn64({128}, 28, 0.1), 1.0), randn64({128}, 29)}, tol);
   std::vector<int64_t> t(96);
   for (size_t i = 0; i < t.size(); ++i) t[i] = static_cast<int64_t>((i * 37) % 256);
   Tensor targets = Tensor::from_vector<int64_t>({96}, t);
