@@ -292,3 +292,17 @@ TEST_CASE("sizes that cannot run are refused up front with one line", "[reliabil
   run_command(kTxl + " train " + dir + "/tiny.yaml" + span + dir + "/span");
   refused(kTxl + " eval " + dir + "/span --tgt-len 5000", "--tgt-len 5000");
 }
+
+TEST_CASE("eval refuses --mem-len for an attention type that scores whole blocks from its own caches",
+          "[reliability]") {
+  const std::string dir = tiny("span_mem_len", 2);
+  run_command(kTxl + " train " + dir + "/tiny.yaml model.mem_len=0 model.attention.type=adaptive_span " +
+              "model.attention.span=16 train.optimizer.name=adagrad train.optimizer.lr=0.07 run.dir=" + dir + "/span");
+  // Adaptive span attends over caches its span sizes; a memory length would be ignored.
+  refused(kTxl + " eval " + dir + "/span --mem-len 16", "--mem-len: does not apply to attention type adaptive_span");
+  run_command(kTxl + " eval " + dir + "/span --tgt-len 16");
+  // Transformer-XL carries a memory of mem_len: the flag applies.
+  run_command(kTxl + " train " + dir + "/tiny.yaml run.dir=" + dir + "/txl");
+  const json r = last_json_line(run_command(kTxl + " eval " + dir + "/txl --mem-len 16 --json"));
+  REQUIRE(r["mem_len"] == 16);
+}

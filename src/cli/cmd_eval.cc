@@ -70,6 +70,12 @@ int eval(const Context& ctx, const std::vector<std::string>& args) {
             "--precision: expected fp32, bf16 or auto, got '{}'", precision_name_arg);
 
   Checkpoint ck = load_checkpoint(path);
+  // A variant scored in whole blocks carries caches its own keys size (adaptive span: its
+  // span), not a memory of mem_len; the flag would be ignored without a word.
+  TXL_CHECK(mem == -2 || !ck.model->attention_spec().eval_whole_blocks,
+            "--mem-len: does not apply to attention type {}, which scores whole blocks over caches its own keys size "
+            "(see txl attention show {}); leave --mem-len out and set the block length with --tgt-len",
+            ck.config.model.attention.type, ck.config.model.attention.type);
   if (!overrides.empty()) {
     for (const std::string& o : overrides) {
       const std::string key = o.substr(0, o.find('='));

@@ -125,7 +125,8 @@ struct AttentionSpec {
   AttentionCaps caps;
   StackStyle style = StackStyle::txl;
   // Evaluation scores only whole blocks, like the reference's full_eval (adaptive span)
-  // instead of eval.py's shorter last segment.
+  // instead of eval.py's shorter last segment, over caches the variant's own keys size:
+  // model.mem_len does not apply (txl eval refuses --mem-len).
   bool eval_whole_blocks = false;
   std::vector<OptionSpec> options;
   // Rules across keys (beyond each option's own range), run after options resolve.
