@@ -306,3 +306,22 @@ TEST_CASE("eval refuses --mem-len for an attention type that scores whole blocks
   const json r = last_json_line(run_command(kTxl + " eval " + dir + "/txl --mem-len 16 --json"));
   REQUIRE(r["mem_len"] == 16);
 }
+
+TEST_CASE("a resume refuses the overrides it cannot honour and keeps the ones it does", "[reliability]") {
+  const std::string dir = tiny("resume_fixed_keys", 2);
+  const std::string run = dir + "/run", resume = kTxl + " train --resume " + run + " train.steps=4";
+  run_command(kTxl + " train " + dir + "/tiny.yaml run.dir=" + run);
+  const std::string config = file_bytes(run + "/config.yaml");
+  // The run directory is the one resumed, the vocabulary and the initial weights the
+  // checkpoint's: each of these used to be written to config.yaml and otherwise ignored.
+  refused(resume + " run.dir=" + dir + "/elsewhere", "run.dir");
+  refused(resume + " run.name=elsewhere", "run.name");
+  refused(resume + " data.vocab=bytes", "data.vocab");
+  refused(resume + " model.init_std=0.5", "model.init_std");
+  refused(resume + " 'data={vocab: bytes}'", "data.vocab");  // the same key, given as a section
+  REQUIRE(!fs::exists(dir + "/elsewhere"));
+  REQUIRE(file_bytes(run + "/config.yaml") == config);
+  // What a resume does honour still goes through, and so does run.dir naming the run itself.
+  run_command(resume + " run.dir=" + dir + "/./run eval.interval=1 train.optimizer.lr=1e-3");
+  REQUIRE(metrics_events(run, "eval").back()["step"] == 4);
+}

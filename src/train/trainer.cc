@@ -336,6 +336,20 @@ int run_training(const TrainOptions& opt) {
                 "{}: cannot change the architecture of a run being resumed", key);
     }
     apply_overrides(cfg, opt.overrides, "--resume " + run_dir);
+    // Keys a resume cannot honour: it trains in the directory it resumes, with the
+    // checkpoint's vocabulary and weights. Compared after the overrides, so a key given
+    // inside a section (data={vocab: bytes}) is caught too; config.yaml would record it.
+    auto unchanged = [&](const char* key, bool same, const std::string& because) {
+      TXL_CHECK(same, "--resume {}: {} cannot change on a resume, which {}", run_dir, key, because);
+    };
+    std::error_code ec;
+    unchanged("run.dir", cfg.run.dir == ck.config.run.dir || fs::equivalent(cfg.run.dir, run_dir, ec),
+              "continues in the run directory given to --resume; copy that directory and resume the copy instead");
+    unchanged("run.name", cfg.run.name == ck.config.run.name, "continues in the run directory given to --resume");
+    unchanged("data.vocab", cfg.data.vocab == ck.config.data.vocab,
+              "keeps the checkpoint's vocabulary (" + ck.vocab.kind() + ")");
+    unchanged("model.init_std", cfg.model.init_std == ck.config.model.init_std,
+              "continues from the checkpoint's weights (model.init_std only draws a new run's)");
     vocab = ck.vocab;
     model = rebuild_model(cfg.model, *ck.model, ck.dir);
     st = ck.state;
