@@ -325,3 +325,18 @@ TEST_CASE("a resume refuses the overrides it cannot honour and keeps the ones it
   run_command(resume + " run.dir=" + dir + "/./run eval.interval=1 train.optimizer.lr=1e-3");
   REQUIRE(metrics_events(run, "eval").back()["step"] == 4);
 }
+
+TEST_CASE("an empty validation split: eval.interval is refused up front, a run without it is not evaluated",
+          "[reliability]") {
+  const std::string dir = tiny("empty_valid", 2);
+  const std::string train = kTxl + " train " + dir + "/tiny.yaml 'data.split=[1,0,0]'";
+  // Periodic evaluation of nothing used to train on and report "best valid bpc inf".
+  const std::string line = refused(train + " eval.interval=1 run.dir=" + dir + "/r1", "eval.interval 1");
+  REQUIRE(line.find("data.split") != std::string::npos);
+  REQUIRE(!fs::exists(dir + "/r1"));
+  // Without eval.interval the run trains and says it was not evaluated.
+  const std::string out = run_command(train + " run.dir=" + dir + "/r2");
+  REQUIRE(out.find("bpc inf") == std::string::npos);
+  REQUIRE(out.find("not evaluated: the validation split of " + dir + "/data.txt is empty") != std::string::npos);
+  REQUIRE(metrics_events(dir + "/r2", "eval").empty());
+}

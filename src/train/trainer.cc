@@ -419,6 +419,17 @@ int run_training(const TrainOptions& opt) {
             split_of("training", cfg.data.train), corpus.train.size(), cfg.train.batch_size, cfg.model.tgt_len,
             cfg.train.batch_size * (cfg.model.tgt_len + 1));
   const int64_t eval_tgt = cfg.eval.tgt_len > 0 ? cfg.eval.tgt_len : cfg.model.tgt_len;
+  // No validation tokens: the run is not evaluated, and its summary says so instead of
+  // "best valid bpc inf"; evaluations asked for by eval.interval are refused here.
+  const std::string no_valid =
+      !corpus.valid.empty() ? ""
+      : cfg.data.path.empty()
+          ? "no data.valid file is given"
+          : fmt::format("{} is empty (data.split [{}, {}, {}])", split_of("validation", cfg.data.valid),
+                        cfg.data.split[0], cfg.data.split[1], cfg.data.split[2]);
+  TXL_CHECK(no_valid.empty() || cfg.eval.interval == 0,
+            "eval.interval {}: {}, so there is nothing to evaluate; {} or set eval.interval: 0", cfg.eval.interval,
+            no_valid, cfg.data.path.empty() ? "give data.valid" : "give data.split a validation fraction");
   if (!corpus.valid.empty())
     check_eval_tokens(*model, static_cast<int64_t>(corpus.valid.size()), cfg.eval.batch_size, eval_tgt,
                       "data: " + split_of("validation", cfg.data.valid), "eval.batch_size",
@@ -704,8 +715,11 @@ int run_training(const TrainOptions& opt) {
     }
     metrics.write(summary);
   }
-  std::cout << fmt::format("done: {} steps, {} training time; best valid bpc {:.4f} at step {}; run dir {}\n", st.step,
-                           hms(st.elapsed_s), st.best_val_bpc, st.best_step, run_dir);
+  std::cout << fmt::format("done: {} steps, {} training time; {}; run dir {}\n", st.step, hms(st.elapsed_s),
+                           no_valid.empty()
+                               ? fmt::format("best valid bpc {:.4f} at step {}", st.best_val_bpc, st.best_step)
+                               : "not evaluated: " + no_valid,
+                           run_dir);
   return 0;
 }
 
