@@ -307,6 +307,21 @@ TEST_CASE("eval refuses --mem-len for an attention type that scores whole blocks
   REQUIRE(r["mem_len"] == 16);
 }
 
+TEST_CASE("bytes after the last tensor's data are refused as corrupt", "[reliability]") {
+  const std::string dir = tiny("trailing_bytes", 2);
+  run_command(kTxl + " train " + dir + "/tiny.yaml run.dir=" + dir + "/run");
+  // Every file a checkpoint holds ends where its last tensor does, and still loads.
+  const std::string ck = dir + "/run/checkpoints/last";
+  for (const char* name : {"model", "optimizer", "mems"}) load_safetensors(ck + "/" + name + ".safetensors");
+  save_safetensors(dir + "/empty.safetensors", {});
+  REQUIRE(load_safetensors(dir + "/empty.safetensors").empty());
+  // Appended bytes: no checksum covers them, so before this they loaded as if absent.
+  const std::string file = ck + "/model.safetensors";
+  std::ofstream(file, std::ios::binary | std::ios::app) << "appended";
+  REQUIRE_THROWS_WITH(load_safetensors(file), Catch::Contains(file) && Catch::Contains("8 bytes after"));
+  refused(kTxl + " eval " + ck, file + ": corrupt safetensors file (8 bytes after");
+}
+
 TEST_CASE("a resume refuses the overrides it cannot honour and keeps the ones it does", "[reliability]") {
   const std::string dir = tiny("resume_fixed_keys", 2);
   const std::string run = dir + "/run", resume = kTxl + " train --resume " + run + " train.steps=4";

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -176,6 +177,7 @@ std::map<std::string, Tensor> decode_safetensors(const std::string& bytes, const
             meta[kFormatKey], kFormatVersion);
   if (metadata) *metadata = meta;
   std::map<std::string, Tensor> out;
+  uint64_t data_end = 0;  // where the last tensor's data ends
   for (auto it = header.begin(); it != header.end(); ++it) {
     if (it.key() == "__metadata__") continue;
     const auto& e = it.value();
@@ -204,6 +206,7 @@ std::map<std::string, Tensor> decode_safetensors(const std::string& bytes, const
     TXL_CHECK(b <= f && f <= data_len && f - b == nbytes,
               "{}: tensor '{}' byte range [{}, {}) does not fit its shape {} {} or the file (truncated?)", path,
               it.key(), b, f, dtype_name(dt), shape_str(shape));
+    data_end = std::max(data_end, f);
     if (ours) {
       auto c = meta.find("crc32:" + it.key());
       TXL_CHECK(c != meta.end(), "{}: tensor '{}' has no checksum", path, it.key());
@@ -215,6 +218,10 @@ std::map<std::string, Tensor> decode_safetensors(const std::string& bytes, const
     if (f > b) std::memcpy(t.raw_data(), bytes.data() + data_start + b, f - b);
     out.emplace(it.key(), t);
   }
+  // A safetensors file ends with its last tensor (the format leaves no room after it);
+  // no checksum covers bytes beyond, so they are refused rather than ignored.
+  TXL_CHECK(data_end == data_len, "{}: corrupt safetensors file ({} bytes after the last tensor's data)", path,
+            data_len - data_end);
   return out;
 }
 
