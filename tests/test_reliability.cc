@@ -355,3 +355,19 @@ TEST_CASE("an empty validation split: eval.interval is refused up front, a run w
   REQUIRE(out.find("not evaluated: the validation split of " + dir + "/data.txt is empty") != std::string::npos);
   REQUIRE(metrics_events(dir + "/r2", "eval").empty());
 }
+
+TEST_CASE("integer flags out of range are refused, not clamped", "[reliability]") {
+  const std::string dir = tiny("flag_range", 2);
+  run_command(kTxl + " train " + dir + "/tiny.yaml run.dir=" + dir + "/run");
+  const std::string eval = kTxl + " eval " + dir + "/run ";
+  // Beyond int64: strtoll clamped it to 9223372036854775807 and scored with that.
+  refused(eval + "--batch-size 99999999999999999999",
+          "--batch-size: expected an integer from 1 to 2147483647, got '99999999999999999999'");
+  refused(eval + "--tgt-len 9223372036854775808", "--tgt-len: expected an integer from 1 to");
+  refused(eval + "--mem-len -99999999999999999999", "--mem-len: expected an integer from 0 to");
+  refused(eval + "--clamp-len 3000000000", "--clamp-len: expected an integer from -1 to");
+  refused(kTxl + " generate " + dir + "/run --tokens 99999999999999999999", "--tokens");
+  refused(std::string(TXL_BINARY_DIR) + "/bin/txl --threads 99999999999999999999 info --system", "--threads");
+  // In range, the same flags work.
+  run_command(eval + "--batch-size 2 --tgt-len 8 --mem-len 8 --clamp-len -1");
+}

@@ -1,5 +1,7 @@
 // `txl bench ops [--json] [--quick] [--repeats N] [--bf16]`
+#include <charconv>
 #include <iostream>
+#include <limits>
 
 #include "commands.h"
 #include "txl/bench/ops_bench.h"
@@ -10,12 +12,17 @@
 
 namespace txl::cli {
 
+int64_t parse_int(const std::string& s, const std::string& what, int64_t min, int64_t max) {
+  // from_chars reports a value beyond int64 instead of clamping it (strtol's LONG_MAX).
+  int64_t v = 0;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  TXL_CHECK(!s.empty() && ec == std::errc() && end == s.data() + s.size() && v >= min && v <= max,
+            "{}: expected an integer from {} to {}, got '{}'", what, min, max, s);
+  return v;
+}
+
 int parse_positive_int(const std::string& s, const std::string& what) {
-  char* end = nullptr;
-  long v = std::strtol(s.c_str(), &end, 10);
-  TXL_CHECK(!s.empty() && end && *end == '\0' && v > 0 && v < (1L << 31), "{}: expected a positive integer, got '{}'",
-            what, s);
-  return static_cast<int>(v);
+  return static_cast<int>(parse_int(s, what, 1, std::numeric_limits<int>::max()));
 }
 
 namespace {

@@ -20,15 +20,6 @@
 
 namespace txl::cli {
 
-namespace {
-int64_t parse_int(const std::string& s, const std::string& what, int64_t min) {
-  char* end = nullptr;
-  long long v = std::strtoll(s.c_str(), &end, 10);
-  TXL_CHECK(!s.empty() && end && *end == '\0' && v >= min, "{}: expected an integer >= {}, got '{}'", what, min, s);
-  return v;
-}
-}  // namespace
-
 int eval(const Context& ctx, const std::vector<std::string>& args) {
   std::string path, data, split, device_name, precision_name_arg;
   int64_t batch = -1, tgt = -1, mem = -2, clamp = -2;

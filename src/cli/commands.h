@@ -1,5 +1,7 @@
 // The subcommands of the txl CLI, one function each.
 #pragma once
+#include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -16,6 +18,10 @@ int train(const Context& ctx, const std::vector<std::string>& args);
 int eval(const Context& ctx, const std::vector<std::string>& args);
 int generate(const Context& ctx, const std::vector<std::string>& args);
 
-int parse_positive_int(const std::string& s, const std::string& what);
+// A flag's integer value in [min, max]; text, trailing characters and values out of
+// range (beyond int64 included) are refused naming the flag `what`.
+int64_t parse_int(const std::string& s, const std::string& what, int64_t min,
+                  int64_t max = std::numeric_limits<int>::max());
+int parse_positive_int(const std::string& s, const std::string& what);  // parse_int in [1, INT_MAX]
 
 }  // namespace txl::cli
