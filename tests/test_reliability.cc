@@ -371,3 +371,25 @@ TEST_CASE("integer flags out of range are refused, not clamped", "[reliability]"
   // In range, the same flags work.
   run_command(eval + "--batch-size 2 --tgt-len 8 --mem-len 8 --clamp-len -1");
 }
+
+TEST_CASE("a checkpoints/last or best link that loops gets one line naming it", "[reliability]") {
+  const std::string dir = tiny("link_loop", 2);
+  const std::string run = dir + "/run", last = run + "/checkpoints/last", best = run + "/checkpoints/best";
+  run_command(kTxl + " train " + dir + "/tiny.yaml run.dir=" + run);
+  const fs::path good = fs::read_symlink(last);
+  // last -> last: each reader used to stop with "filesystem error: status: Too many levels of symbolic links".
+  fs::remove(last);
+  fs::create_symlink("last", last);
+  refused(kTxl + " train --resume " + run + " train.steps=4", last + ": a symbolic link that loops");
+  refused(kTxl + " eval " + last, last + ": a symbolic link that loops");
+  refused(kTxl + " info " + last, last + ": a symbolic link that loops");
+  fs::remove(last);
+  fs::create_symlink(good, last);
+  // best -> best: a run directory is read through best first; resume does not read it
+  // and trains on past it (pruning looks at the links without following them).
+  fs::remove(best);
+  fs::create_symlink("best", best);
+  refused(kTxl + " eval " + run, best + ": a symbolic link that loops");
+  run_command(kTxl + " train --resume " + run + " train.steps=4");
+  REQUIRE(fs::read_symlink(last).string() == "step_00000004");
+}

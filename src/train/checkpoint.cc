@@ -170,8 +170,8 @@ void point_symlink(const std::string& link, const std::string& target) {
 void prune_checkpoints(const std::string& checkpoints_dir, int64_t keep) {
   const fs::path d(checkpoints_dir);
   std::vector<std::string> steps;
-  for (const auto& e : fs::directory_iterator(d))
-    if (e.is_directory() && !e.is_symlink() && e.path().filename().string().rfind("step_", 0) == 0 &&
+  for (const auto& e : fs::directory_iterator(d))  // links first: following one that loops throws
+    if (!e.is_symlink() && e.is_directory() && e.path().filename().string().rfind("step_", 0) == 0 &&
         e.path().filename().string().find('.') == std::string::npos)
       steps.push_back(e.path().filename().string());
   std::sort(steps.begin(), steps.end());
@@ -185,13 +185,24 @@ void prune_checkpoints(const std::string& checkpoints_dir, int64_t keep) {
     if (!protect.count(steps[i])) fs::remove_all(d / steps[i]);
 }
 
+bool checkpoint_path_exists(const std::string& path) {
+  std::error_code ec;
+  const bool there = fs::exists(path, ec);
+  TXL_CHECK(!ec, "{}: {}", path,
+            ec == std::errc::too_many_symbolic_link_levels
+                ? "a symbolic link that loops; point it at a step_NNNNNNNN checkpoint directory or remove it"
+                : "cannot be read (" + ec.message() + ")");
+  return there;
+}
+
 std::string resolve_checkpoint_dir(const std::string& path) {
   const fs::path p(path);
-  TXL_CHECK(fs::exists(p), "{}: no such checkpoint or run directory", path);
+  TXL_CHECK(checkpoint_path_exists(path), "{}: no such checkpoint or run directory", path);
   TXL_CHECK(fs::is_directory(p), "{}: expected a checkpoint or run directory, got a file", path);
   if (fs::exists(p / "model.safetensors")) return p.string();
   for (const char* sub : {"checkpoints/best", "checkpoints/last"})
-    if (fs::exists(p / sub / "model.safetensors")) return (p / sub).string();
+    if (checkpoint_path_exists((p / sub).string()) && fs::exists(p / sub / "model.safetensors"))
+      return (p / sub).string();
   TXL_FAIL("{}: not a checkpoint (no model.safetensors) and not a run directory with checkpoints/best or "
            "checkpoints/last",
            path);

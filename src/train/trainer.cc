@@ -321,8 +321,9 @@ int run_training(const TrainOptions& opt) {
   if (!opt.resume_dir.empty()) {
     run_dir = opt.resume_dir;
     const fs::path last = fs::path(run_dir) / "checkpoints" / "last";
-    TXL_CHECK(fs::is_directory(run_dir), "--resume {}: no such run directory", run_dir);
-    TXL_CHECK(fs::is_directory(last),
+    TXL_CHECK(checkpoint_path_exists(run_dir) && fs::is_directory(run_dir), "--resume {}: no such run directory",
+              run_dir);
+    TXL_CHECK(checkpoint_path_exists(last.string()) && fs::is_directory(last),
               "--resume {}: no checkpoints/last in this directory (not a txl run, or it never saved)", run_dir);
     TXL_CHECK(fs::exists(last / "trainer_state.json"),
               "--resume {}: checkpoints/last has no trainer_state.json (deleted, or a weights-only checkpoint): it "

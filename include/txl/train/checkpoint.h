@@ -55,6 +55,9 @@ void point_symlink(const std::string& link, const std::string& target);
 // Removes step_* checkpoints beyond the newest `keep`; never what last or best point to.
 void prune_checkpoints(const std::string& checkpoints_dir, int64_t keep);
 
+// Whether `path` exists, following links; a link that loops (last -> last) or a path
+// that cannot be examined is refused with one line naming it, not a filesystem_error.
+bool checkpoint_path_exists(const std::string& path);
 // `path` is a checkpoint directory, or a run directory (its best checkpoint, else its last).
 std::string resolve_checkpoint_dir(const std::string& path);
 Checkpoint load_checkpoint(const std::string& path, DType dtype = DType::f32);
