@@ -8,6 +8,7 @@
 
 #include "gradcheck.h"
 #include "reference_runner.h"
+#include "txl/config/load.h"
 #include "txl/io/safetensors.h"
 
 using namespace txl;
@@ -392,4 +393,22 @@ TEST_CASE("a checkpoints/last or best link that loops gets one line naming it", 
   refused(kTxl + " eval " + run, best + ": a symbolic link that loops");
   run_command(kTxl + " train --resume " + run + " train.steps=4");
   REQUIRE(fs::read_symlink(last).string() == "step_00000004");
+}
+
+TEST_CASE("model.clamp_len below -1 is refused in a user's config, and loads from a checkpoint's", "[reliability]") {
+  const std::string dir = tiny("clamp_len", 2);
+  const std::string train = kTxl + " train " + dir + "/tiny.yaml";
+  refused(train + " model.clamp_len=-5 run.dir=" + dir + "/r1",
+          "<override> model.clamp_len=-5: expected an integer >= -1 (-1: no clamping), got -5");
+  REQUIRE(!fs::exists(dir + "/r1"));
+  std::ofstream(dir + "/clamp.yaml") << "data: {path: " << dir << "/data.txt}\nmodel: {clamp_len: -2}\n";
+  refused(kTxl + " train " + dir + "/clamp.yaml run.dir=" + dir + "/r2", "model.clamp_len: expected an integer >= -1");
+  // Given on the command line of a resume or an evaluation, it is the user's value too.
+  run_command(train + " run.dir=" + dir + "/run");
+  refused(kTxl + " train --resume " + dir + "/run train.steps=4 model.clamp_len=-5", "model.clamp_len");
+  refused(kTxl + " eval " + dir + "/run model.clamp_len=-5", "model.clamp_len");
+  // A checkpoint's stored config is exempt, as from the run.name rule: runs saved
+  // before the rule keep loading (negative values never clamped).
+  const Config stored = config_from_yaml_string("model: {clamp_len: -7}\n", "config.yaml", {}, false);
+  REQUIRE(stored.model.clamp_len == -7);
 }

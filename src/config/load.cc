@@ -574,6 +574,13 @@ class Loader {
       report(key, fmt::format("expected at most {}, got {}", kMaxModelSize, v));
       model_ok = false;
     }
+    // clamp_len: -1 (or 0) is no clamping; lower values were accepted once and acted as
+    // -1. Checked, like run.name below, where a user gives the value (a config, or an
+    // override of a resume or evaluation), not in a checkpoint's stored config.
+    if ((require_data_source_ || origin_.count("model.clamp_len")) && !bad_.count("model.clamp_len") &&
+        cfg_.model.clamp_len < -1)
+      report("model.clamp_len",
+             fmt::format("expected an integer >= -1 (-1: no clamping), got {}", cfg_.model.clamp_len));
     // runs/NAME must stay below runs/, since --overwrite deletes it. Checked where a user
     // gives a config, not in a checkpoint's stored one: runs saved before the rule load.
     const std::string& name = cfg_.run.name;
