@@ -66,8 +66,9 @@ void check(int64_t M, int64_t N, int64_t K, bool accumulate, uint32_t seed) {
 
 TEST_CASE("amx_gemm equals a float64 product of the bf16-rounded operands", "[bf16][attention]") {
   TXL_REQUIRE_AMX();
-  const int64_t shapes[][3] = {{1, 1, 1},    {16, 16, 32},  {64, 64, 64}, {37, 45, 19}, {64, 301, 64},
-                               {33, 17, 65}, {300, 64, 64}, {5, 96, 2},   {64, 64, 513}};
+  const int64_t shapes[][3] = {{1, 1, 1},     {16, 16, 32},  {64, 64, 64}, {37, 45, 19},  {64, 301, 64},
+                               {33, 17, 65},  {300, 64, 64}, {5, 96, 2},   {64, 64, 513}, {47, 23, 50},
+                               {32, 200, 32}, {17, 1, 64},   {96, 130, 33}};
   uint32_t seed = 1;
   for (const auto& s : shapes)
     for (bool acc : {false, true}) {

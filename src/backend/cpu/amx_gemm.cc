@@ -110,6 +110,81 @@ const uint32_t* pack_a(int64_t M, int64_t K, const float* A, int64_t lda, Packs&
   return pa;
 }
 
+// Moves tile t of C (16 x 16 at row rm, column cn) to C or adds it there, through a buffer
+// and masked stores: the blocks on C's edges.
+void store_edge_tile(int t, int64_t rm, int64_t cn, int64_t M, int64_t N, float* C, int64_t ldc, bool accumulate) {
+  alignas(64) float tile[16 * 16];
+  switch (t) {  // the tile register is an immediate operand
+    case 0:
+      _tile_stored(0, tile, 64);
+      break;
+    case 1:
+      _tile_stored(1, tile, 64);
+      break;
+    case 2:
+      _tile_stored(2, tile, 64);
+      break;
+    default:
+      _tile_stored(3, tile, 64);
+      break;
+  }
+  const __mmask16 m = lanes(N - cn);
+  if (m == 0) return;
+  for (int64_t r = 0; r < 16 && rm + r < M; ++r) {
+    float* dst = C + (rm + r) * ldc + cn;
+    __m512 v = _mm512_load_ps(tile + r * 16);
+    if (accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, dst));
+    _mm512_mask_storeu_ps(dst, m, v);
+  }
+}
+
+// K of at most 64 (the attention's head dimension): a 32-row block of A stays in tiles 4-7
+// (two rows of tiles for each 32-wide step of K) while the product walks N 16 columns at
+// a time, C in tiles 0-1 and B in 2-3. The general loop below would load A's tiles again
+// for every 32 columns and C's for every two steps of K: with K this short, tile loads and
+// stores outnumbered the products.
+void tile_products_short_k(int64_t M, int64_t N, int64_t Kp, const uint32_t* pa, const uint32_t* pb, int64_t b_row,
+                           float* C, int64_t ldc, bool accumulate) {
+  const int64_t Kw = Kp / 2, a_stride = Kw * 4, b_stride = b_row * 4, c_stride = ldc * 4;
+  const bool two_steps = Kp == 64;
+  for (int64_t m0 = 0; m0 < M; m0 += 32) {
+    const uint32_t* a = pa + m0 * Kw;
+    _tile_loadd(4, a, a_stride);
+    _tile_loadd(5, a + 16 * Kw, a_stride);
+    if (two_steps) {
+      _tile_loadd(6, a + 16, a_stride);
+      _tile_loadd(7, a + 16 * Kw + 16, a_stride);
+    }
+    const bool whole_rows = m0 + 32 <= M;
+    for (int64_t n0 = 0; n0 < N; n0 += 16) {
+      const bool whole = whole_rows && n0 + 16 <= N;
+      float* c = C + m0 * ldc + n0;
+      if (whole && accumulate) {
+        _tile_loadd(0, c, c_stride);
+        _tile_loadd(1, c + 16 * ldc, c_stride);
+      } else {
+        _tile_zero(0);
+        _tile_zero(1);
+      }
+      _tile_loadd(2, pb + n0, b_stride);
+      _tile_dpbf16ps(0, 4, 2);
+      _tile_dpbf16ps(1, 5, 2);
+      if (two_steps) {
+        _tile_loadd(3, pb + 16 * b_row + n0, b_stride);
+        _tile_dpbf16ps(0, 6, 3);
+        _tile_dpbf16ps(1, 7, 3);
+      }
+      if (whole) {
+        _tile_stored(0, c, c_stride);
+        _tile_stored(1, c + 16 * ldc, c_stride);
+        continue;
+      }
+      store_edge_tile(0, m0, n0, M, N, C, ldc, accumulate);
+      if (m0 + 16 < M) store_edge_tile(1, m0 + 16, n0, M, N, C, ldc, accumulate);
+    }
+  }
+}
+
 // C[M, N] (= or +=) A B from packed words: pa [Mp, Kp / 2], pb with b_row words per
 // pair-row, covering at least Kp / 2 pair-rows and Np columns.
 void tile_products(int64_t M, int64_t N, int64_t K, const uint32_t* pa, const uint32_t* pb, int64_t b_row, float* C,
@@ -118,7 +193,11 @@ void tile_products(int64_t M, int64_t N, int64_t K, const uint32_t* pa, const ui
   TileConfig cfg;
   for (int t = 0; t < 8; ++t) cfg.rows[t] = 16, cfg.colsb[t] = 64;
   _tile_loadconfig(&cfg);
-  alignas(64) float tiles[4][16 * 16];
+  if (Kp <= 64) {
+    tile_products_short_k(M, N, Kp, pa, pb, b_row, C, ldc, accumulate);
+    _tile_release();
+    return;
+  }
   const int64_t a_stride = Kw * 4, b_stride = b_row * 4;
   for (int64_t m0 = 0; m0 < M; m0 += 32) {
     for (int64_t n0 = 0; n0 < N; n0 += 32) {
@@ -157,20 +236,9 @@ void tile_products(int64_t M, int64_t N, int64_t K, const uint32_t* pa, const ui
         _tile_stored(3, c + 16 * ldc + 16, c_stride);
         continue;
       }
-      _tile_stored(0, tiles[0], 64);
-      _tile_stored(1, tiles[1], 64);
-      _tile_stored(2, tiles[2], 64);
-      _tile_stored(3, tiles[3], 64);
       for (int q = 0; q < 4; ++q) {
-        const int64_t rm = m0 + (q / 2) * 16, cn = n0 + (q % 2) * 16;
-        const __mmask16 m = lanes(N - cn);
-        if (m == 0) continue;
-        for (int64_t r = 0; r < 16 && rm + r < M; ++r) {
-          float* dst = C + (rm + r) * ldc + cn;
-          __m512 v = _mm512_load_ps(tiles[q] + r * 16);
-          if (accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, dst));
-          _mm512_mask_storeu_ps(dst, m, v);
-        }
+        const int64_t rm = m0 + (q / 2) * 16;
+        if (rm < M) store_edge_tile(q, rm, n0 + (q % 2) * 16, M, N, C, ldc, accumulate);
       }
     }
   }
