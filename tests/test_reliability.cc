@@ -369,8 +369,11 @@ TEST_CASE("integer flags out of range are refused, not clamped", "[reliability]"
   refused(eval + "--clamp-len 3000000000", "--clamp-len: expected an integer from -1 to");
   refused(kTxl + " generate " + dir + "/run --tokens 99999999999999999999", "--tokens");
   refused(std::string(TXL_BINARY_DIR) + "/bin/txl --threads 99999999999999999999 info --system", "--threads");
-  // In range, the same flags work.
+  refused(eval + "--batch-size +-2", "--batch-size: expected an integer from 1 to");
+  refused(eval + "--batch-size 2x", "--batch-size: expected an integer from 1 to");
+  // In range, the same flags work, with a leading '+' as strtol took it.
   run_command(eval + "--batch-size 2 --tgt-len 8 --mem-len 8 --clamp-len -1");
+  run_command(eval + "--batch-size +2 --tgt-len +8");
 }
 
 TEST_CASE("a checkpoints/last or best link that loops gets one line naming it", "[reliability]") {

@@ -116,6 +116,9 @@ nlohmann::json product_table(const std::vector<profiler::ProductEntry>& rows, in
                           {"frac_peak", flops / e.seconds * 1e-9 / peak}};
     if (i < measured) {
       const ProductRates r = product_rates(s);
+      // The cold sets went back to the pool, which keeps them; a dozen products of
+      // different sizes would hold gigabytes.
+      HostAllocator::instance().empty_cache();
       row["alone_gflops"] = r.alone;
       row["cold_gflops"] = r.cold;
     }

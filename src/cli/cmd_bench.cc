@@ -14,8 +14,10 @@ namespace txl::cli {
 
 int64_t parse_int(const std::string& s, const std::string& what, int64_t min, int64_t max) {
   // from_chars reports a value beyond int64 instead of clamping it (strtol's LONG_MAX).
+  // A leading '+' is taken, as strtol took it ("--batch-size +8").
+  const char* begin = s.data() + (s.size() > 1 && s[0] == '+' && s[1] != '-' ? 1 : 0);
   int64_t v = 0;
-  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  const auto [end, ec] = std::from_chars(begin, s.data() + s.size(), v);
   TXL_CHECK(!s.empty() && ec == std::errc() && end == s.data() + s.size() && v >= min && v <= max,
             "{}: expected an integer from {} to {}, got '{}'", what, min, max, s);
   return v;

@@ -220,7 +220,7 @@ std::map<std::string, Tensor> decode_safetensors(const std::string& bytes, const
   }
   // A safetensors file ends with its last tensor (the format leaves no room after it);
   // no checksum covers bytes beyond, so they are refused rather than ignored.
-  TXL_CHECK(data_end == data_len, "{}: corrupt safetensors file ({} bytes after the last tensor's data)", path,
+  TXL_CHECK(data_end == data_len, "{}: corrupt safetensors file ({} bytes after the tensors' data)", path,
             data_len - data_end);
   return out;
 }

@@ -190,7 +190,8 @@ bool checkpoint_path_exists(const std::string& path) {
   const bool there = fs::exists(path, ec);
   TXL_CHECK(!ec, "{}: {}", path,
             ec == std::errc::too_many_symbolic_link_levels
-                ? "a symbolic link that loops; point it at a step_NNNNNNNN checkpoint directory or remove it"
+                ? "a symbolic link that loops; point it at a directory (checkpoints/last and best: a step_NNNNNNNN "
+                  "checkpoint) or remove it"
                 : "cannot be read (" + ec.message() + ")");
   return there;
 }

@@ -23,7 +23,8 @@ double dnnl_peak_gflops(int repeats, int n, MatmulPrecision precision = MatmulPr
 double device_peak_gflops(Device device, int repeats, int n, MatmulPrecision precision);
 
 // How many operand sets a "cold" product measurement takes in turn, each of set_bytes
-// (operands and output): together about 256 MB, beyond the caches, so each product reads
+// (operands and output): together about 256 MB, beyond this machine's caches in effect
+// (products slow down from 64 MB to 256 MB of rotation here), so each product reads
 // operands and writes an output that other work has evicted, as a model's products do.
 int cold_set_count(double set_bytes);
 

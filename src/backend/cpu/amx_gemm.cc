@@ -2,8 +2,8 @@
 // as 16 rows of bf16 pairs (row r: elements (2r, 2r + 1) of each column, "VNNI"), into
 // a 16 x 16 fp32 tile. Operands are packed per call into zero-padded buffers of 32-bit
 // words (one bf16 pair each): A as [Mp, Kp / 2] (rows of op(A)), B as [Kp / 2, Np];
-// Mp, Np and Kp are rounded up to 32, and each step of the inner loop keeps a 32 x 32
-// block of C in four tiles.
+// Mp, Np and Kp are rounded up to 32. Each step of the general loop keeps a 32 x 32
+// block of C in four tiles; for K up to 64, 32 rows of A stay in tiles instead.
 #include "amx_gemm.h"
 
 #include <cstdlib>
@@ -124,9 +124,11 @@ void store_edge_tile(int t, int64_t rm, int64_t cn, int64_t M, int64_t N, float*
     case 2:
       _tile_stored(2, tile, 64);
       break;
-    default:
+    case 3:
       _tile_stored(3, tile, 64);
       break;
+    default:
+      TXL_FAIL("amx_gemm: C has no tile {}", t);
   }
   const __mmask16 m = lanes(N - cn);
   if (m == 0) return;

@@ -93,8 +93,8 @@ Tensor residual_of(const Tensor& r, const Tensor& x, const char* op) {
   return r.defined() ? contiguous_of(r) : r;
 }
 
-// Rows whose gamma / beta gradient contributions are summed in the working precision
-// before joining the double sums (layer_norm_backward).
+// At most this many rows' gamma / beta gradient contributions are summed in the working
+// precision before joining the double sums (layer_norm_backward).
 constexpr int64_t kLayerNormChunk = 32;
 
 // Row `row` of the layer norm's input: x itself, or x + residual formed in a
@@ -168,11 +168,13 @@ LayerNormGrads CpuBackend::layer_norm_backward(const Tensor& x_in, const Tensor&
     scalar_t* pgx = g.gx.data<scalar_t>();
     const scalar_t* pres = res.defined() ? res.data<scalar_t>() : nullptr;
     const int nthreads = rows * n > kParallelGrain ? omp_get_max_threads() : 1;
-    // gamma's and beta's gradients sum over rows: each chunk of kLayerNormChunk rows in
+    // gamma's and beta's gradients sum over rows: each chunk of up to kLayerNormChunk rows in
     // scalar_t (full-width vectors), the chunks into per-thread double sums, added up
     // after the parallel loop. Accumulating every row in double converted each product
     // and halved the vector width: the pass ran at 15% of memcpy's bandwidth.
-    const int64_t chunks = (rows + kLayerNormChunk - 1) / kLayerNormChunk;
+    // Chunks shrink when rows are few, so that every thread still gets several.
+    const int64_t chunk = std::clamp<int64_t>(rows / (4 * nthreads), 1, kLayerNormChunk);
+    const int64_t chunks = (rows + chunk - 1) / chunk;
     std::vector<double> partial(static_cast<size_t>(nthreads) * 2 * n, 0.0);
 #pragma omp parallel num_threads(nthreads)
     {
@@ -184,8 +186,8 @@ LayerNormGrads CpuBackend::layer_norm_backward(const Tensor& x_in, const Tensor&
       scalar_t* cbet = cgam + n;
 #pragma omp for schedule(static)
       for (int64_t c = 0; c < chunks; ++c) {
-        const int64_t end = std::min(rows, (c + 1) * kLayerNormChunk);
-        for (int64_t row = c * kLayerNormChunk; row < end; ++row) {
+        const int64_t end = std::min(rows, (c + 1) * chunk);
+        for (int64_t row = c * chunk; row < end; ++row) {
           const scalar_t* xr = input_row(px, pres, row, n);
           const scalar_t* gr = pgy + row * n;
           scalar_t* out = pgx + row * n;
