@@ -43,7 +43,8 @@ commands:
                   cross-entropy throughput against oneDNN's peak and memcpy,
                   measured in one run; --bf16: bf16 GEMMs against the bf16 peak
   bench train CONFIG.yaml [key.path=value ...] [--json] [--repeats N] [--vocab V] [--profile]
-                  median time of a full training step and tokens/s
+                  median time of a full training step and tokens/s; --profile: the
+                  step's time by kernel, and each product against its rate alone and cold
 
 global options:
   --threads N         worker threads (default: TXL_NUM_THREADS, else all cores)
