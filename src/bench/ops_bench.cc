@@ -94,9 +94,7 @@ json bench_gemm(const Gemm& g, int repeats, double peak, bool bf16) {
   Generator gen(1);
   auto [a, b] = gemm_operands(g, gen, bf16);
   const double flops = 2.0 * g.batch * g.m * g.n * g.k;
-  const double set_bytes =
-      static_cast<double>((a.numel() + b.numel()) * dtype_size(a.dtype()) + g.batch * g.m * g.n * 4);
-  const int sets = cold_set_count(set_bytes);
+  const int sets = cold_set_count(a, b, g.batch * g.m * g.n);
   std::vector<std::pair<Tensor, Tensor>> cold;
   for (int i = 0; i < sets; ++i) cold.push_back(gemm_operands(g, gen, bf16));
   // Each cold product writes an output buffer last touched a round earlier (the one the
@@ -106,9 +104,9 @@ json bench_gemm(const Gemm& g, int repeats, double peak, bool bf16) {
     for (int i = 0; i < sets; ++i) outs[i] = matmul(cold[i].first, cold[i].second);
   };
   // The two are timed in alternation, so that a drift in the machine's speed falls on
-  // both rather than on one.
-  // The in-cache product writes one output of its own, outside the pool, so that the
-  // pool's most recent buffer stays the one a cold product wrote a round earlier.
+  // both rather than on one. The in-cache product writes one output of its own, outside
+  // the pool, so that the pool's most recent buffer stays one a cold product wrote a
+  // round earlier.
   std::vector<double> hot_t, cold_t;
   Tensor hot_out = matmul(a, b);
   cold_round();
@@ -138,7 +136,9 @@ json bench_gemm(const Gemm& g, int repeats, double peak, bool bf16) {
 
 }  // namespace
 
-int cold_set_count(double set_bytes) {
+int cold_set_count(const Tensor& a, const Tensor& b, int64_t output_elements) {
+  const double set_bytes = static_cast<double>(a.numel() * dtype_size(a.dtype()) + b.numel() * dtype_size(b.dtype()) +
+                                               output_elements * dtype_size(DType::f32));
   // At least two sets, and at most 4,096 (a set of a few KB); otherwise about 256 MB for
   // every product, so cold means the same distance for small products as for large ones.
   return static_cast<int>(std::clamp(256e6 / set_bytes, 2.0, 4096.0));

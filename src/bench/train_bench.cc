@@ -83,12 +83,8 @@ ProductRates product_rates(const profiler::ProductShape& s) {
   ProductRates r;
   const Set hot{operand(a_src, s.a_transposed), operand(b_src, s.b_transposed)};
   r.alone = timed_gflops({hot}, 10);
-  const double elem = bf16 ? 2.0 : 4.0;
-  const double set_bytes = elem * static_cast<double>(hot.first.numel() + hot.second.numel()) +
-                           4.0 * static_cast<double>(s.batch * s.m * s.n);
-  std::vector<Set> cold;
-  for (int i = 0; i < cold_set_count(set_bytes); ++i)
-    cold.push_back({operand(a_src, s.a_transposed), operand(b_src, s.b_transposed)});
+  std::vector<Set> cold(static_cast<size_t>(cold_set_count(hot.first, hot.second, s.batch * s.m * s.n)));
+  for (Set& set : cold) set = {operand(a_src, s.a_transposed), operand(b_src, s.b_transposed)};
   r.cold = timed_gflops(cold, 3);
   return r;
 }
