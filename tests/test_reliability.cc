@@ -284,6 +284,13 @@ TEST_CASE("sizes that cannot run are refused up front with one line", "[reliabil
   refused(std::string(TXL_BINARY_DIR) + "/bin/txl --threads 100000 train " + dir + "/tiny.yaml", "--threads");
   refused("TXL_NUM_THREADS=100000 " + std::string(TXL_BINARY_DIR) + "/bin/txl train " + dir + "/tiny.yaml",
           "TXL_NUM_THREADS");
+  // Beyond a long, strtol's clamped value used to be what the line showed.
+  refused(
+      "TXL_NUM_THREADS=99999999999999999999 " + std::string(TXL_BINARY_DIR) + "/bin/txl train " + dir + "/tiny.yaml",
+      "TXL_NUM_THREADS: expected 1 to ");
+  CHECK(refused("TXL_NUM_THREADS=99999999999999999999 " + std::string(TXL_BINARY_DIR) + "/bin/txl info --system",
+                "got 99999999999999999999")
+            .find("9223372036854775807") == std::string::npos);
   refused(kTxl + " generate " + dir + "/nothing --seed abc", "--seed");
   // Adaptive span scores whole blocks of tgt_len: a split shorter than one block per
   // stream would score nothing (a NaN loss), in training and in txl eval.
@@ -302,6 +309,12 @@ TEST_CASE("eval refuses --mem-len for an attention type that scores whole blocks
   // Adaptive span attends over caches its span sizes; a memory length would be ignored.
   refused(kTxl + " eval " + dir + "/span --mem-len 16", "--mem-len: does not apply to attention type adaptive_span");
   run_command(kTxl + " eval " + dir + "/span --tgt-len 16");
+  // The initial span only sets up a new run's parameters; a resume continues the
+  // checkpoint's (it used to record the override in config.yaml and ignore it).
+  const std::string config = file_bytes(dir + "/span/config.yaml");
+  refused(kTxl + " train --resume " + dir + "/span train.steps=4 model.attention.init=0.5", "model.attention.init");
+  REQUIRE(file_bytes(dir + "/span/config.yaml") == config);
+  run_command(kTxl + " train --resume " + dir + "/span train.steps=4 model.attention.span_loss=0.001");
   // Transformer-XL carries a memory of mem_len: the flag applies.
   run_command(kTxl + " train " + dir + "/tiny.yaml run.dir=" + dir + "/txl");
   const json r = last_json_line(run_command(kTxl + " eval " + dir + "/txl --mem-len 16 --json"));

@@ -3,8 +3,8 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
-#include <limits>
 #include <string>
 
 #include "txl/core/error.h"
@@ -22,9 +22,14 @@ int configure_threads(int requested) {
   if (n <= 0) {
     if (const char* env = std::getenv("TXL_NUM_THREADS"); env && *env) {
       char* end = nullptr;
+      errno = 0;
       long v = std::strtol(env, &end, 10);
       TXL_CHECK(end && *end == '\0' && v > 0, "TXL_NUM_THREADS: expected a positive integer, got '{}'", env);
-      n = static_cast<int>(std::min<long>(v, std::numeric_limits<int>::max()));
+      // Reported as written: a value beyond long was read as the largest long.
+      TXL_CHECK(errno != ERANGE && v <= most,
+                "TXL_NUM_THREADS: expected 1 to {} threads (4 per core of the {} here), got {}", most,
+                omp_get_num_procs(), env);
+      n = static_cast<int>(v);
       source = "TXL_NUM_THREADS";
     } else {
       n = omp_get_num_procs();

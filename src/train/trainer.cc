@@ -351,6 +351,14 @@ int run_training(const TrainOptions& opt) {
               "keeps the checkpoint's vocabulary (" + ck.vocab.kind() + ")");
     unchanged("model.init_std", cfg.model.init_std == ck.config.model.init_std,
               "continues from the checkpoint's weights (model.init_std only draws a new run's)");
+    // A variant's initial values (adaptive span's model.attention.init) only set up a new
+    // run's parameters: the resume continues from the checkpoint's.
+    const auto initial = [](const Config& c) {
+      const auto it = c.model.attention.options.find("init");
+      return it == c.model.attention.options.end() ? std::string() : option_value_text(it->second);
+    };
+    unchanged("model.attention.init", initial(cfg) == initial(ck.config),
+              "continues from the checkpoint's spans (model.attention.init only sets a new run's)");
     vocab = ck.vocab;
     model = rebuild_model(cfg.model, *ck.model, ck.dir);
     st = ck.state;
