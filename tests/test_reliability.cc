@@ -308,6 +308,23 @@ TEST_CASE("eval refuses --mem-len for an attention type that scores whole blocks
               "model.attention.span=16 train.optimizer.name=adagrad train.optimizer.lr=0.07 run.dir=" + dir + "/span");
   // Adaptive span attends over caches its span sizes; a memory length would be ignored.
   refused(kTxl + " eval " + dir + "/span --mem-len 16", "--mem-len: does not apply to attention type adaptive_span");
+  // So in training: a memory length a config or an override gives is refused (it was
+  // ignored), and the run's resolved config says 0, so that it can be trained again.
+  const std::string span_train = kTxl + " train " + dir + "/tiny.yaml model.attention.type=adaptive_span " +
+                                 "model.attention.span=16 train.optimizer.name=adagrad run.dir=" + dir + "/span2";
+  refused(span_train, "model.mem_len: does not apply to attention type adaptive_span");  // tiny.yaml's 8
+  refused(span_train + " model.mem_len=0 eval.mem_len=16",
+          "eval.mem_len=16: does not apply to attention type adaptive_span");
+  refused(kTxl + " eval " + dir + "/span model.mem_len=16", "model.mem_len=16: does not apply");
+  REQUIRE(!fs::exists(dir + "/span2"));
+  // Without the key the resolved memory length is 0 (it was model.mem_len's default, 64),
+  // so a run's config.yaml trains again as it is.
+  REQUIRE(load_config(dir + "/span/config.yaml").model.mem_len == 0);
+  std::ofstream(dir + "/span.yaml") << "data: {path: " << dir << "/data.txt, vocab: chars}\n"
+                                    << "model: {n_layer: 1, n_head: 2, d_model: 16, d_head: 8, d_inner: 32, "
+                                       "tgt_len: 8, attention: {type: adaptive_span, span: 16}}\n";
+  REQUIRE(load_config(dir + "/span.yaml").model.mem_len == 0);
+  run_command(kTxl + " train " + dir + "/span/config.yaml train.steps=1 run.dir=" + dir + "/span3");
   run_command(kTxl + " eval " + dir + "/span --tgt-len 16");
   // The initial span only sets up a new run's parameters; a resume continues the
   // checkpoint's (it used to record the override in config.yaml and ignore it).

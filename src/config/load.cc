@@ -657,6 +657,7 @@ class Loader {
       return report(f.path, "expected " + expected_text(f) + ", got " + describe(node));
     }
     bad_.erase(f.path);
+    given_.insert(f.path);
     if (override_.empty())
       origin_.erase(f.path);
     else
@@ -761,6 +762,18 @@ class Loader {
     }
     if (spec->check && model_ok)
       for (const auto& p : spec->check(cfg_.model)) report(p.key, p.message);
+    // Variants scored in whole blocks attend over caches their own keys size (adaptive
+    // span's span): the Transformer-XL memory length does not apply. A positive one that
+    // a user gives is refused rather than ignored, and the resolved config says 0.
+    if (spec->eval_whole_blocks) {
+      for (const auto& [key, value] :
+           {std::pair{"model.mem_len", cfg_.model.mem_len}, {"eval.mem_len", cfg_.eval.mem_len}})
+        if ((require_data_source_ ? given_.count(key) : origin_.count(key)) && !bad_.count(key) && value > 0)
+          report(key, fmt::format("does not apply to attention type {}, which attends over caches its own keys size "
+                                  "(see txl attention show {}); remove it",
+                                  a.type, a.type));
+      cfg_.model.mem_len = 0;
+    }
     if (cfg_.model.mem_len > 0 && !spec->caps.segment_memory)
       report("model.mem_len", fmt::format("attention type {} has no segment memory (capability segment_memory); "
                                           "set model.mem_len: 0",
@@ -781,6 +794,7 @@ class Loader {
   bool require_data_source_ = true;  // false for a checkpoint's stored config
   std::vector<std::string> problems_;
   std::set<std::string> bad_;                  // keys whose given value had the wrong type
+  std::set<std::string> given_;                // keys a config or an override set
   std::map<std::string, std::string> origin_;  // key -> the override that last set it
   std::string override_;                       // the override being applied, if any
   // model.attention.<key> as written (node, override text), resolved in validate().
