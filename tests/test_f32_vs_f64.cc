@@ -4,8 +4,11 @@
 // (softmax, layer norm, cross-entropy) stay within a few u relative (checked at 1e-5
 // of max(1, |ref|)); a length-K dot product has error ~ sqrt(K)·u·sum|a_i b_i|, so
 // matmul results are compared relative to the scale K of sum|a_i b_i| with unit inputs.
+#include <omp.h>
+
 #include <cmath>
 
+#include "backend/cpu/cpu_backend.h"
 #include "gradcheck.h"
 
 using namespace txl;
@@ -47,6 +50,34 @@ TEST_CASE("f32 matmul (oneDNN) matches the f64 reference", "[f32]") {
     compare_paths([](auto& in) { return linear(in[0], in[1], in[2]); },
                   {randn64({4, 6, K}, 7), randn64({10, K}, 8), randn64({10}, 9)}, tol);
   }
+}
+
+// 2-D products large enough are run as one part per thread (matmul.cc, split_product):
+// by rows of a row-major A (row counts not a multiple of the threads), and by K for A^T
+// (a weight gradient) with the partials summed after.
+TEST_CASE("f32 products split between the threads match the f64 reference", "[f32]") {
+  const uint64_t before = cpu::matmul_cache_stats().split;
+  // Forward and input gradient by rows, weight gradient (K = 301 rows) by K.
+  compare_paths([](auto& in) { return linear(in[0], in[1], in[2]); },
+                {randn64({301, 96}, 1), randn64({70, 96}, 2), randn64({70}, 3)}, 1e-6 * 301);
+  compare_paths([](auto& in) { return matmul(transpose(in[0], 0, 1), in[1]); },
+                {randn64({700, 50}, 4), randn64({700, 40}, 5)}, 1e-6 * 700);
+  // The fused ReLU (forward), and a weight gradient written into its slot of a larger
+  // buffer (matmul_into, as the gradient arena), nothing outside it.
+  Tensor x = randn64({257, 64}, 6), w = randn64({33, 64}, 7), bias = randn64({33}, 8);
+  Tensor y64 = linear_relu(x, w, bias);
+  Tensor y32 = linear_relu(to_dtype(x, DType::f32), to_dtype(w, DType::f32), to_dtype(bias, DType::f32));
+  REQUIRE(max_rel_diff(to_dtype(y32, DType::f64), y64) <= 1e-6 * 64);
+  Tensor arena = Tensor::zeros({100, 40}, DType::f32);
+  Tensor slot = narrow(arena, 0, 10, 64);
+  backend_for(cpu_device())
+      .matmul_into(transpose(to_dtype(randn64({700, 64}, 9), DType::f32), 0, 1),
+                   to_dtype(randn64({700, 40}, 10), DType::f32), slot);
+  Tensor ref = matmul(transpose(randn64({700, 64}, 9), 0, 1), randn64({700, 40}, 10));
+  REQUIRE(max_rel_diff(to_dtype(contiguous(slot), DType::f64), ref) <= 1e-6 * 700);
+  for (Tensor rest : {narrow(arena, 0, 0, 10), narrow(arena, 0, 74, 26)})
+    for (double v : rest.to_doubles()) REQUIRE(v == 0.0);
+  if (omp_get_max_threads() >= 2) CHECK(cpu::matmul_cache_stats().split >= before + 6);
 }
 
 TEST_CASE("f32 elementwise and reductions match the f64 reference", "[f32]") {

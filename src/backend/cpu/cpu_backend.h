@@ -67,6 +67,7 @@ void check_rel_shift_mask(const Tensor& mask, int64_t T, int64_t K, const char* 
 struct MatmulCacheStats {
   uint64_t created = 0;
   uint64_t reused = 0;
+  uint64_t split = 0;  // products run as one part per thread (see split_product in matmul.cc)
 };
 MatmulCacheStats matmul_cache_stats();
 

@@ -4,19 +4,21 @@
 // copies (weights: views of the arena's one bf16 copy per Bf16WeightScope; activations:
 // a copy per product unless the caller passes one from to_bf16) and multiplied with
 // fp32 accumulation into the fp32 output. float64 is a plain-loop reference.
-#include <dnnl.hpp>
+#include <omp.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <dnnl.hpp>
 #include <mutex>
 #include <unordered_map>
 
+#include "../kernel_contracts.h"
 #include "bf16_bits.h"
 #include "cpu_backend.h"
-#include "../kernel_contracts.h"
+#include "strided_loop.h"
 #include "txl/backend/precision.h"
 #include "txl/backend/profiler.h"
-#include "strided_loop.h"
 
 namespace txl::cpu {
 
@@ -184,6 +186,11 @@ profiler::ProductShape product_shape(const Tensor& a, const Tensor& b, const Ten
   return s;
 }
 
+bool split_product(DnnlContext& ctx, const std::string& key, const dnnl::memory::desc& a_md,
+                   const dnnl::memory::desc& w_md, const dnnl::memory::desc& c_md, const dnnl::memory::desc& bias_md,
+                   bool relu, const void* pa, const void* pb, const Tensor& bias, Tensor& out,
+                   const profiler::ProductShape& shape);
+
 void matmul_f32(const Tensor& a_in, const Tensor& b_in, const Tensor& bias, bool relu, Tensor& out) {
   const bool bf16_products = matmul_precision() == MatmulPrecision::bf16;
   const Tensor a = bf16_products && is_scoped_weight(a_in) ? scoped_weight_bf16(a_in) : a_in;
@@ -222,6 +229,11 @@ void matmul_f32(const Tensor& a_in, const Tensor& b_in, const Tensor& bias, bool
     key += pre_a || a16.dim() == 1 ? "a:span|" : "a:dense|";
     key += pre_b || b16.dim() == 1 ? "b:span|" : "b:dense|";
   }
+  // b_md is the layout the primitives read (explicit strides, never "any").
+  if (nd == 2 &&
+      split_product(ctx, key, a_md, b_md, c_md, bias_md, relu, bf16 ? a16.raw_data() : a.raw_data(),
+                    bf16 ? b16.raw_data() : b.raw_data(), bias, out, product_shape(a, b, out, bias.defined(), relu)))
+    return;
   CachedMatmul cached;
   {
     std::lock_guard<std::mutex> lock(ctx.mu);
@@ -261,6 +273,148 @@ void matmul_f32(const Tensor& a_in, const Tensor& b_in, const Tensor& bias, bool
   if (profiled)
     profiler::add_product(product_shape(a, b, out, bias.defined(), relu),
                           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+}
+
+// TXL_PRODUCT_SPLIT=0 leaves every product to oneDNN's own threading (for side-by-side
+// measurements).
+bool product_split_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("TXL_PRODUCT_SPLIT");
+    return !(v && std::string(v) == "0");
+  }();
+  return on;
+}
+
+// A 2-D product split between the threads, each running a primitive planned for one
+// thread on its part, so that the data a thread reads is what it wrote (the rows the
+// elementwise kernels give it: thread t of n owns rows [M t / n, M (t + 1) / n)):
+// - by rows, when A is row-major (forward and input-gradient products): thread t
+//   multiplies its rows of A into its rows of C;
+// - by K, when A is column-major (A^T: a weight gradient, K running over the rows of
+//   the activations) and C is small: thread t multiplies its K rows into a partial
+//   product, and the threads then add the partials into C, each over its rows of C.
+// oneDNN's own split of these small products moved every activation row between the
+// cores' caches. Returns false (nothing done) where neither applies.
+struct SplitPart {
+  dnnl::matmul prim;
+  dnnl::memory::desc a, b, c, scratch;
+};
+
+bool split_product(DnnlContext& ctx, const std::string& key, const dnnl::memory::desc& a_md,
+                   const dnnl::memory::desc& w_md, const dnnl::memory::desc& c_md, const dnnl::memory::desc& bias_md,
+                   bool relu, const void* pa, const void* pb, const Tensor& bias, Tensor& out,
+                   const profiler::ProductShape& shape) {
+  const int nt = omp_get_max_threads();
+  if (nt < 2 || omp_in_parallel() || !product_split_enabled()) return false;
+  const auto& ad = a_md.data;
+  const auto& bd = w_md.data;
+  const int64_t M = ad.dims[0], K = ad.dims[1], N = c_md.data.dims[1];
+  const int64_t a_rs = ad.format_desc.blocking.strides[0], a_cs = ad.format_desc.blocking.strides[1];
+  const int64_t b_rs = bd.format_desc.blocking.strides[0], b_cs = bd.format_desc.blocking.strides[1];
+  const int64_t c_rs = c_md.data.format_desc.blocking.strides[0], c_cs = c_md.data.format_desc.blocking.strides[1];
+  if (bd.format_kind != dnnl_blocked || c_cs != 1) return false;
+  const bool by_rows = a_cs == 1 && M >= 64 * nt;
+  const bool by_k = !by_rows && a_rs == 1 && K >= 128 * nt && M * N <= (int64_t{1} << 18) && !bias.defined() && !relu;
+  if (!by_rows && !by_k) return false;
+  const int64_t extent = by_rows ? M : K;
+  auto begin = [&](int t) { return extent * t / nt; };
+  using dt = dnnl::memory::data_type;
+  const auto a_type = static_cast<dt>(ad.data_type), b_type = static_cast<dt>(bd.data_type);
+  const size_t a_elem = a_type == dt::bf16 ? 2 : 4, b_elem = b_type == dt::bf16 ? 2 : 4;
+  auto part_for = [&](int64_t n) {
+    const std::string k = key + (by_rows ? "rows:" : "k:") + std::to_string(n) + "|";
+    static std::unordered_map<std::string, SplitPart> parts;
+    std::lock_guard<std::mutex> lock(ctx.mu);
+    auto it = parts.find(k);
+    if (it != parts.end()) return it->second;
+    SplitPart p;
+    p.a = dnnl::memory::desc({by_rows ? n : M, by_rows ? K : n}, a_type, {a_rs, a_cs});
+    p.b = by_rows ? w_md : dnnl::memory::desc({n, N}, b_type, {b_rs, b_cs});
+    // A K part's partial is dense; a row part writes straight into C.
+    p.c = by_rows ? dnnl::memory::desc({n, N}, dt::f32, {c_rs, 1}) : dnnl::memory::desc({M, N}, dt::f32, {N, 1});
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    if (relu) {
+      dnnl::post_ops ops;
+      ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+      attr.set_post_ops(ops);
+    }
+    // Planned for the one thread that runs it (in a parallel region oneDNN uses one).
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    try {
+      dnnl::matmul::primitive_desc pd(
+          bias.defined() ? dnnl::matmul::desc(p.a, p.b, bias_md, p.c) : dnnl::matmul::desc(p.a, p.b, p.c), attr,
+          ctx.engine);
+      p.prim = dnnl::matmul(pd);
+      p.scratch = pd.scratchpad_desc();
+    } catch (const dnnl::error& e) {
+      omp_set_num_threads(threads);
+      TXL_FAIL("matmul: oneDNN cannot create a primitive for a {}-row part of {} x {} x {} ({})", n, M, K, N, e.what());
+    }
+    omp_set_num_threads(threads);
+    parts.emplace(k, p);
+    ctx.stats.created++;
+    return p;
+  };
+  std::vector<SplitPart> plan(static_cast<size_t>(nt));
+  for (int t = 0; t < nt; ++t) plan[static_cast<size_t>(t)] = part_for(begin(t + 1) - begin(t));
+  {
+    std::lock_guard<std::mutex> lock(ctx.mu);
+    ctx.stats.split++;
+  }
+  std::vector<float*> partials(static_cast<size_t>(nt));
+  const bool profiled = profiler::enabled();
+  const auto start = profiled ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = omp_get_thread_num();
+    const int64_t i0 = begin(t);
+    const SplitPart& p = plan[static_cast<size_t>(t)];
+    thread_local dnnl::stream stream{dnnl_ctx().engine};
+    thread_local std::vector<uint8_t> scratch;
+    thread_local std::vector<float> partial;  // only ever grown: steady-state steps allocate nothing
+    if (scratch.size() < p.scratch.get_size()) scratch.resize(p.scratch.get_size());
+    const char* a0 = static_cast<const char*>(pa);
+    const char* b0 = static_cast<const char*>(pb);
+    float* c = out.data<float>();
+    if (by_rows) {
+      a0 += i0 * a_rs * static_cast<int64_t>(a_elem);
+      c += i0 * c_rs;
+    } else {
+      a0 += i0 * a_cs * static_cast<int64_t>(a_elem);
+      b0 += i0 * b_rs * static_cast<int64_t>(b_elem);
+      if (partial.size() < static_cast<size_t>(M * N)) partial.resize(static_cast<size_t>(M * N));
+      c = partial.data();
+      partials[static_cast<size_t>(t)] = c;
+    }
+    std::unordered_map<int, dnnl::memory> args{
+        {DNNL_ARG_SRC, dnnl::memory(p.a, ctx.engine, const_cast<char*>(a0))},
+        {DNNL_ARG_WEIGHTS, dnnl::memory(p.b, ctx.engine, const_cast<char*>(b0))},
+        {DNNL_ARG_DST, dnnl::memory(p.c, ctx.engine, c)},
+        {DNNL_ARG_SCRATCHPAD, dnnl::memory(p.scratch, ctx.engine, scratch.data())}};
+    if (bias.defined()) args.emplace(DNNL_ARG_BIAS, dnnl::memory(bias_md, ctx.engine, bias.raw_data()));
+    p.prim.execute(stream, args);
+    stream.wait();
+    if (by_k) {
+#pragma omp barrier
+      // The partials summed in thread order, the same for every row.
+      for (int64_t r = M * t / nt; r < M * (t + 1) / nt; ++r) {
+        float* dst = out.data<float>() + r * c_rs;
+        const float* first = partials[0] + r * N;
+#pragma omp simd
+        for (int64_t j = 0; j < N; ++j) dst[j] = first[j];
+        for (int u = 1; u < nt; ++u) {
+          const float* src = partials[static_cast<size_t>(u)] + r * N;
+#pragma omp simd
+          for (int64_t j = 0; j < N; ++j) dst[j] += src[j];
+        }
+      }
+    }
+  }
+  if (profiled)
+    profiler::add_product(shape, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return true;
 }
 
 template <class T>
