@@ -3,12 +3,14 @@
 // from the rounding, then end to end: the first training steps follow fp32, resume is
 // bit-exact in bf16, and on tiny-shakespeare the validation loss after a fixed number
 // of steps is within 0.01 nats of fp32's. Skipped where the CPU has no native bf16.
+#include <cstring>
 #include <nlohmann/json.hpp>
 #include <numeric>
 
 #include "gradcheck.h"
 #include "native_bf16.h"
 #include "reference_runner.h"
+#include "txl/backend/backend.h"
 #include "txl/backend/precision.h"
 #include "txl/io/safetensors.h"
 #include "txl/nn/parameters.h"
@@ -65,6 +67,44 @@ TEST_CASE("bf16 matmul stays within the rounding bound of the exact product", "[
   // Products run as one part per thread: by rows (with the bias), and A^T by K.
   check_product(Tensor::randn({301, 64}, gen), Tensor::randn({64, 90}, gen), Tensor::randn({90}, gen));
   check_product(transpose(Tensor::randn({700, 48}, gen), 0, 1), Tensor::randn({700, 40}, gen));
+}
+
+// The feed-forward's first product, read only by the second: in bf16 runs it writes its
+// ReLU output in bf16 directly. The values must be exactly what to_bf16 made of the fp32
+// output before, so the second product, the ReLU mask and every gradient are unchanged.
+TEST_CASE("linear_relu for a product's operand writes bf16: the same values and gradients", "[bf16]") {
+  TXL_REQUIRE_BF16();
+  Generator gen(11);
+  const std::vector<Tensor> init = {Tensor::randn({301, 64}, gen), mul_scalar(Tensor::randn({96, 64}, gen), 0.2),
+                                    Tensor::randn({96}, gen), mul_scalar(Tensor::randn({40, 96}, gen), 0.2),
+                                    Tensor::randn({40}, gen)};
+  struct Run {
+    Tensor h, y;
+    std::vector<Tensor> grads;
+  };
+  auto run = [&](bool operand_only) {
+    std::vector<Tensor> p;
+    for (const Tensor& t : init) p.push_back(contiguous_copy(t).set_requires_grad());
+    PrecisionScope bf16(MatmulPrecision::bf16);
+    Run r;
+    r.h = linear_relu(p[0], p[1], p[2], operand_only);
+    r.y = linear(r.h, p[3], p[4]);
+    backward(sum(mul(r.y, r.y)));
+    for (const Tensor& t : p) r.grads.push_back(t.grad());
+    return r;
+  };
+  const Run fp32_out = run(false), bf16_out = run(true);
+  REQUIRE(fp32_out.h.dtype() == DType::f32);
+  REQUIRE(bf16_out.h.dtype() == DType::bf16);
+  const Tensor rounded = backend_of(fp32_out.h).to_bf16(fp32_out.h);
+  REQUIRE(std::memcmp(rounded.raw_data(), bf16_out.h.raw_data(), 2 * static_cast<size_t>(rounded.numel())) == 0);
+  REQUIRE(fp32_out.y.to_doubles() == bf16_out.y.to_doubles());
+  for (size_t i = 0; i < init.size(); ++i) {
+    INFO("gradient " << i);
+    REQUIRE(fp32_out.grads[i].to_doubles() == bf16_out.grads[i].to_doubles());
+  }
+  // fp32 products keep an fp32 output whatever the caller allows.
+  REQUIRE(linear_relu(init[0], init[1], init[2], true).dtype() == DType::f32);
 }
 
 TEST_CASE("bf16 training follows fp32 and resumes bit for bit", "[bf16][slow]") {

@@ -86,7 +86,10 @@ void check_linear_output_grad(const Tensor& gy, const Tensor& y, bool bf16) {
   TXL_CHECK(gy.dim() == 2 && (gy.dtype() == DType::f32 || gy.dtype() == DType::f64),
             "linear_output_grad: expected a float gradient [R, N], got {} {}", dtype_name(gy.dtype()),
             shape_str(gy.shape()));
-  TXL_CHECK(!y.defined() || (y.shape() == gy.shape() && y.dtype() == gy.dtype() && y.device() == gy.device()),
+  // y may be the bf16 output of an fp32 product (matmul's bf16_out).
+  TXL_CHECK(!y.defined() || (y.shape() == gy.shape() &&
+                             (y.dtype() == gy.dtype() || (y.dtype() == DType::bf16 && gy.dtype() == DType::f32)) &&
+                             y.device() == gy.device()),
             "linear_output_grad: output {} {} does not match its gradient {} {}", dtype_name(y.dtype()),
             shape_str(y.shape()), dtype_name(gy.dtype()), shape_str(gy.shape()));
   TXL_CHECK(!bf16 || gy.dtype() == DType::f32, "linear_output_grad: a bf16 result needs an f32 gradient, got {}",

@@ -50,8 +50,8 @@ void reset() {
 }
 
 bool ProductShape::operator<(const ProductShape& o) const {
-  return std::tie(batch, m, k, n, a_transposed, b_transposed, bias, relu) <
-         std::tie(o.batch, o.m, o.k, o.n, o.a_transposed, o.b_transposed, o.bias, o.relu);
+  return std::tie(batch, m, k, n, a_transposed, b_transposed, bias, relu, bf16_out) <
+         std::tie(o.batch, o.m, o.k, o.n, o.a_transposed, o.b_transposed, o.bias, o.relu, o.bf16_out);
 }
 
 std::string ProductShape::str() const {
@@ -61,6 +61,7 @@ std::string ProductShape::str() const {
   if (b_transposed) s += " B^T";
   if (bias) s += " +bias";
   if (relu) s += " +relu";
+  if (bf16_out) s += " ->bf16";
   return s;
 }
 
@@ -174,11 +175,11 @@ class ProfilingBackend final : public Backend {
     profiler::Scope p(op == ReduceOp::sum ? "sum" : "max");
     return in_.reduce(op, x, axes, keepdim);
   }
-  Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& bias, bool relu) override {
+  Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& bias, bool relu, bool bf16_out) override {
     const double batch = static_cast<double>(numel_of(broadcast_shapes(
         Shape(a.shape().begin(), a.shape().end() - 2), Shape(b.shape().begin(), b.shape().end() - 2), "matmul")));
     profiler::Scope p("matmul", 2.0 * batch * a.shape()[a.dim() - 2] * a.shape().back() * b.shape().back());
-    return in_.matmul(a, b, bias, relu);
+    return in_.matmul(a, b, bias, relu, bf16_out);
   }
   void matmul_into(const Tensor& a, const Tensor& b, Tensor& out) override {
     profiler::Scope p("matmul", 2.0 * static_cast<double>(out.numel()) * static_cast<double>(a.shape().back()));

@@ -136,9 +136,9 @@ json bench_gemm(const Gemm& g, int repeats, double peak, bool bf16) {
 
 }  // namespace
 
-int cold_set_count(const Tensor& a, const Tensor& b, int64_t output_elements) {
+int cold_set_count(const Tensor& a, const Tensor& b, int64_t output_elements, DType output) {
   const double set_bytes = static_cast<double>(a.numel() * dtype_size(a.dtype()) + b.numel() * dtype_size(b.dtype()) +
-                                               output_elements * dtype_size(DType::f32));
+                                               output_elements * dtype_size(output));
   // At least two sets, and at most 4,096 (a set of a few KB); otherwise about 256 MB for
   // every product, so cold means the same distance for small products as for large ones.
   return static_cast<int>(std::clamp(256e6 / set_bytes, 2.0, 4096.0));

@@ -68,7 +68,7 @@ ProductRates product_rates(const profiler::ProductShape& s) {
     std::vector<Tensor> outs(sets.size());
     auto round = [&] {
       for (size_t i = 0; i < sets.size(); ++i)
-        outs[i] = backend_of(sets[i].first).matmul(sets[i].first, sets[i].second, bias, s.relu);
+        outs[i] = backend_of(sets[i].first).matmul(sets[i].first, sets[i].second, bias, s.relu, s.bf16_out);
     };
     for (int i = 0; i < 2; ++i) round();  // primitive creation, first touch
     profiler::reset();
@@ -83,7 +83,8 @@ ProductRates product_rates(const profiler::ProductShape& s) {
   ProductRates r;
   const Set hot{operand(a_src, s.a_transposed), operand(b_src, s.b_transposed)};
   r.alone = timed_gflops({hot}, 10);
-  std::vector<Set> cold(static_cast<size_t>(cold_set_count(hot.first, hot.second, s.batch * s.m * s.n)));
+  std::vector<Set> cold(static_cast<size_t>(
+      cold_set_count(hot.first, hot.second, s.batch * s.m * s.n, s.bf16_out ? DType::bf16 : DType::f32)));
   for (Set& set : cold) set = {operand(a_src, s.a_transposed), operand(b_src, s.b_transposed)};
   r.cold = timed_gflops(cold, 3);
   return r;

@@ -136,7 +136,11 @@ Tensor LanguageModel::feed_forward(int64_t l, const Tensor& x, ForwardContext& c
   const Tensor& ln_b = p(Names::ln2(s, l, "bias"));
   const bool pre = cfg_.pre_lnorm;
   Tensor in = pre ? layer_norm(x, ln_w, ln_b, kLayerNormEps) : x;
-  Tensor h = ctx.drop(linear_relu(in, p(Names::fc1(s, l, "weight")), p(Names::fc1(s, l, "bias"))), cfg_.dropout);
+  // Without dropout here, fc2's product is the only reader of h: h may be its bf16 copy.
+  const bool dropped = ctx.training && cfg_.dropout > 0.0;
+  Tensor h =
+      ctx.drop(linear_relu(in, p(Names::fc1(s, l, "weight")), p(Names::fc1(s, l, "bias")), /*operand_only=*/!dropped),
+               cfg_.dropout);
   Tensor core = linear(h, p(Names::fc2(s, l, "weight")), p(Names::fc2(s, l, "bias")));
   if (s == StackStyle::txl) core = ctx.drop(core, cfg_.dropout);  // TransformerSeq has no dropout after fc2
   return pre ? add(x, core) : add_layer_norm(x, core, ln_w, ln_b, kLayerNormEps);

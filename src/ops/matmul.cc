@@ -89,8 +89,10 @@ Tensor weight_grad(const std::weak_ptr<TensorImpl>& leaf, const Tensor& a, const
 }
 
 // y = x W^T (+ b, relu). The input gradient goes to x_grad: x itself, or x's last rows
-// along axis 0 when the rows before them need none (linear_rows).
-Tensor linear_impl(const Tensor& x, const Tensor& x_grad, const Tensor& weight, const Tensor& bias, bool relu) {
+// along axis 0 when the rows before them need none (linear_rows). bf16_out: y in bf16
+// where this run's products read bf16 on the CPU (linear_relu's operand_only).
+Tensor linear_impl(const Tensor& x, const Tensor& x_grad, const Tensor& weight, const Tensor& bias, bool relu,
+                   bool bf16_out = false) {
   TXL_CHECK(weight.dim() == 2 && x.dim() >= 1 && x.shape().back() == weight.shape()[1],
             "linear: input {} does not fit weight {} (expected (out, in) with in = last input dim)",
             shape_str(x.shape()), shape_str(weight.shape()));
@@ -104,7 +106,8 @@ Tensor linear_impl(const Tensor& x, const Tensor& x_grad, const Tensor& weight, 
   const bool record_it = needs_record({&x_grad, &weight, &bias});
   Tensor x2 = reshape(x.detach(), {-1, in});
   Tensor xm = record_it && weight.requires_grad() ? operand_of(x2) : x2;
-  Tensor y = reshape(backend_of(x).matmul(xm, transpose(weight.detach(), 0, 1), bias, relu), out_shape);
+  bf16_out = bf16_out && bf16_products_of(x) && x.device().is_cpu();
+  Tensor y = reshape(backend_of(x).matmul(xm, transpose(weight.detach(), 0, 1), bias, relu, bf16_out), out_shape);
   if (record_it) {
     // A leaf weight (a parameter, not a view of one) lets the backward write its
     // gradient straight into the gradient arena; see weight_grad below.
@@ -139,8 +142,8 @@ Tensor linear_impl(const Tensor& x, const Tensor& x_grad, const Tensor& weight, 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   return linear_impl(x, x, weight, bias, false);
 }
-Tensor linear_relu(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  return linear_impl(x, x, weight, bias, true);
+Tensor linear_relu(const Tensor& x, const Tensor& weight, const Tensor& bias, bool operand_only) {
+  return linear_impl(x, x, weight, bias, true, operand_only);
 }
 
 Tensor linear_rows(const Tensor& cat, const Tensor& x, const Tensor& weight) {

@@ -97,8 +97,11 @@ class Backend {
   // (..., M, K) x (..., K, N) -> (..., M, N); batch dims broadcast. An optional bias
   // [N] is added to every row inside the same kernel, and with relu the output is
   // max(0, .) of that, also inside the kernel. Either operand may be a bf16 copy from
-  // to_bf16; the product is then bf16 x bf16 with fp32 accumulation and an fp32 output.
-  virtual Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& bias, bool relu = false) = 0;
+  // to_bf16; the product is then bf16 x bf16 with fp32 accumulation and an fp32 output,
+  // or with bf16_out (the CPU only) that output rounded to bf16 as to_bf16 rounds it, for
+  // a product whose output is read only as the next product's operand.
+  virtual Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& bias, bool relu = false,
+                        bool bf16_out = false) = 0;
   // out = a x b into an existing dense tensor of the product's shape (a weight gradient
   // written straight into its slot of the gradient arena).
   virtual void matmul_into(const Tensor& a, const Tensor& b, Tensor& out) = 0;

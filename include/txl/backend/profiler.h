@@ -29,7 +29,7 @@ std::vector<Entry> snapshot();  // sorted by time, largest first
 // `batch` matrices; an operand stored column-major is read transposed.
 struct ProductShape {
   int64_t batch = 1, m = 0, k = 0, n = 0;
-  bool a_transposed = false, b_transposed = false, bias = false, relu = false;
+  bool a_transposed = false, b_transposed = false, bias = false, relu = false, bf16_out = false;
   bool operator<(const ProductShape& o) const;
   std::string str() const;  // "512x512x2048 B^T +bias +relu" (m x k x n)
   double flops() const { return 2.0 * static_cast<double>(batch * m * k * n); }

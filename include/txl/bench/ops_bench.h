@@ -24,11 +24,11 @@ double dnnl_peak_gflops(int repeats, int n, MatmulPrecision precision = MatmulPr
 double device_peak_gflops(Device device, int repeats, int n, MatmulPrecision precision);
 
 // How many operand sets a "cold" product measurement takes in turn, each set being the
-// operands a and b (their own dtype) and an fp32 output of output_elements: together
-// about 256 MB, beyond this machine's caches in effect (products slow down from 64 MB to
-// 256 MB of rotation here), so each product reads operands and writes an output that
-// other work has evicted, as a model's products do.
-int cold_set_count(const Tensor& a, const Tensor& b, int64_t output_elements);
+// operands a and b (their own dtype) and an output of output_elements (fp32 unless
+// told): together about 256 MB, beyond this machine's caches in effect (products slow
+// down from 64 MB to 256 MB of rotation here), so each product reads operands and writes
+// an output that other work has evicted, as a model's products do.
+int cold_set_count(const Tensor& a, const Tensor& b, int64_t output_elements, DType output = DType::f32);
 
 // The human-readable table of a run_ops_bench result.
 std::string format_ops_bench(const nlohmann::json& result);

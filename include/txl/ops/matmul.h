@@ -13,8 +13,11 @@ Tensor matmul_operand(const Tensor& t);
 // y = x W^T + b over the last axis of x; bias may be undefined.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 // relu(linear(x, weight, bias)) with the bias and the ReLU inside the product's kernel;
-// the backward masks the gradient by the output's sign.
-Tensor linear_relu(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+// the backward masks the gradient by the output's sign. With operand_only (the output is
+// read only as the operand of further products), a CPU run in bf16 products writes the
+// output in bf16 directly: the values to_bf16 would make of the fp32 output for those
+// products, without the fp32 output or the conversion pass.
+Tensor linear_relu(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), bool operand_only = false);
 // linear(cat, weight) for cat = concat({rows, x}, 0) built without a gradient, x being
 // its last rows along axis 0 (the caller's contract): the product runs over all of
 // cat, the weight gradient reads all of it, and the input gradient is formed for x's

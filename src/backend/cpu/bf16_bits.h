@@ -14,4 +14,12 @@ inline uint16_t bf16_bits(float x) {
   return nan ? uint16_t(0x7fc0) : static_cast<uint16_t>(u >> 16);
 }
 
+// bf16 bits -> the fp32 value they hold (exact).
+inline float bf16_value(uint16_t b) {
+  const uint32_t u = static_cast<uint32_t>(b) << 16;
+  float x;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+
 }  // namespace txl::cpu

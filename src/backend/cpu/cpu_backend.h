@@ -17,7 +17,8 @@ class CpuBackend final : public Backend {
   Tensor equal(const Tensor& a, const Tensor& b) override;
   Tensor where(const Tensor& mask, const Tensor& a, const Tensor& b) override;
   Tensor reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& axes, bool keepdim) override;
-  Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& bias, bool relu = false) override;
+  Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& bias, bool relu = false,
+                bool bf16_out = false) override;
   void matmul_into(const Tensor& a, const Tensor& b, Tensor& out) override;
   Tensor to_bf16(const Tensor& x) override;
   LinearOutputGrad linear_output_grad(const Tensor& gy, const Tensor& y, bool bf16, bool bias_grad) override;

@@ -183,6 +183,7 @@ profiler::ProductShape product_shape(const Tensor& a, const Tensor& b, const Ten
   s.b_transposed = column_major(b);
   s.bias = bias;
   s.relu = relu;
+  s.bf16_out = out.dtype() == DType::bf16;
   return s;
 }
 
@@ -202,7 +203,8 @@ void matmul_f32(const Tensor& a_in, const Tensor& b_in, const Tensor& bias, bool
   dnnl::memory::dims cd(out.shape().begin(), out.shape().end());
   dnnl::memory::dims cs(out.strides().begin(), out.strides().end());
   using dt = dnnl::memory::data_type;
-  dnnl::memory::desc a_md(ad, dt::f32, as), b_md(bd, dt::f32, bs), c_md(cd, dt::f32, cs);
+  const bool bf16_out = out.dtype() == DType::bf16;
+  dnnl::memory::desc a_md(ad, dt::f32, as), b_md(bd, dt::f32, bs), c_md(cd, bf16_out ? dt::bf16 : dt::f32, cs);
   dnnl::memory::desc bias_md;
   if (bias.defined()) {
     dnnl::memory::dims bias_dims(nd, 1);
@@ -217,7 +219,9 @@ void matmul_f32(const Tensor& a_in, const Tensor& b_in, const Tensor& bias, bool
   const bool bf16 = matmul_precision() == MatmulPrecision::bf16 || pre_a || pre_b;
   if (pre_a) a_md = dnnl::memory::desc(ad, dt::bf16, as);
   if (pre_b) b_md = dnnl::memory::desc(bd, dt::bf16, bs);
-  std::string key = (bf16 ? "bf16" : "f32") + geometry_key(ad, as, bd, bs, cd, bias.defined()) + (relu ? "relu|" : "");
+  TXL_CHECK(bf16 || !bf16_out, "matmul: a bf16 output is for bf16 products only");
+  std::string key = (bf16 ? "bf16" : "f32") + geometry_key(ad, as, bd, bs, cd, bias.defined()) + (relu ? "relu|" : "") +
+                    (bf16_out ? "out:bf16|" : "");
   // bf16: the products read bf16 copies of both operands.
   Tensor a16 = pre_a ? a : Tensor(), b16 = pre_b ? b : Tensor();
   dnnl::memory::desc a_md_f32 = a_md, b_md_f32 = b_md;
@@ -313,14 +317,17 @@ bool split_product(DnnlContext& ctx, const std::string& key, const dnnl::memory:
   const int64_t b_rs = bd.format_desc.blocking.strides[0], b_cs = bd.format_desc.blocking.strides[1];
   const int64_t c_rs = c_md.data.format_desc.blocking.strides[0], c_cs = c_md.data.format_desc.blocking.strides[1];
   if (bd.format_kind != dnnl_blocked || c_cs != 1) return false;
+  using dt = dnnl::memory::data_type;
+  const auto c_type = static_cast<dt>(c_md.data.data_type);
   const bool by_rows = a_cs == 1 && M >= 64 * nt;
-  const bool by_k = !by_rows && a_rs == 1 && K >= 128 * nt && M * N <= (int64_t{1} << 18) && !bias.defined() && !relu;
+  const bool by_k = !by_rows && a_rs == 1 && K >= 128 * nt && M * N <= (int64_t{1} << 18) && !bias.defined() && !relu &&
+                    c_type == dt::f32;
   if (!by_rows && !by_k) return false;
   const int64_t extent = by_rows ? M : K;
   auto begin = [&](int t) { return extent * t / nt; };
-  using dt = dnnl::memory::data_type;
   const auto a_type = static_cast<dt>(ad.data_type), b_type = static_cast<dt>(bd.data_type);
   const size_t a_elem = a_type == dt::bf16 ? 2 : 4, b_elem = b_type == dt::bf16 ? 2 : 4;
+  const size_t c_elem = c_type == dt::bf16 ? 2 : 4;
   auto part_for = [&](int64_t n) {
     const std::string k = key + (by_rows ? "rows:" : "k:") + std::to_string(n) + "|";
     static std::unordered_map<std::string, SplitPart> parts;
@@ -331,7 +338,7 @@ bool split_product(DnnlContext& ctx, const std::string& key, const dnnl::memory:
     p.a = dnnl::memory::desc({by_rows ? n : M, by_rows ? K : n}, a_type, {a_rs, a_cs});
     p.b = by_rows ? w_md : dnnl::memory::desc({n, N}, b_type, {b_rs, b_cs});
     // A K part's partial is dense; a row part writes straight into C.
-    p.c = by_rows ? dnnl::memory::desc({n, N}, dt::f32, {c_rs, 1}) : dnnl::memory::desc({M, N}, dt::f32, {N, 1});
+    p.c = by_rows ? dnnl::memory::desc({n, N}, c_type, {c_rs, 1}) : dnnl::memory::desc({M, N}, dt::f32, {N, 1});
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     if (relu) {
@@ -377,16 +384,15 @@ bool split_product(DnnlContext& ctx, const std::string& key, const dnnl::memory:
     if (scratch.size() < p.scratch.get_size()) scratch.resize(p.scratch.get_size());
     const char* a0 = static_cast<const char*>(pa);
     const char* b0 = static_cast<const char*>(pb);
-    float* c = out.data<float>();
+    void* c = static_cast<char*>(out.raw_data()) + (by_rows ? i0 * c_rs * static_cast<int64_t>(c_elem) : 0);
     if (by_rows) {
       a0 += i0 * a_rs * static_cast<int64_t>(a_elem);
-      c += i0 * c_rs;
     } else {
       a0 += i0 * a_cs * static_cast<int64_t>(a_elem);
       b0 += i0 * b_rs * static_cast<int64_t>(b_elem);
       if (partial.size() < static_cast<size_t>(M * N)) partial.resize(static_cast<size_t>(M * N));
       c = partial.data();
-      partials[static_cast<size_t>(t)] = c;
+      partials[static_cast<size_t>(t)] = partial.data();
     }
     std::unordered_map<int, dnnl::memory> args{
         {DNNL_ARG_SRC, dnnl::memory(p.a, ctx.engine, const_cast<char*>(a0))},
@@ -485,6 +491,7 @@ void CpuBackend::product_into(const Tensor& a_in, const Tensor& b_in, const Tens
     return;
   }
   switch (out.dtype()) {
+    case DType::bf16:  // an fp32 product's output rounded to bf16 (matmul's bf16_out)
     case DType::f32: {
       TXL_CHECK((a_in.dtype() == DType::f32 || inner_matrix_ok(a_in)) && (b_in.dtype() == DType::f32 || inner_matrix_ok(b_in)),
                 "matmul: a bf16 operand needs a unit stride in one of its last two dims");
@@ -505,12 +512,15 @@ void CpuBackend::product_into(const Tensor& a_in, const Tensor& b_in, const Tens
   }
 }
 
-Tensor CpuBackend::matmul(const Tensor& a_in, const Tensor& b_in, const Tensor& bias_in, bool relu) {
+Tensor CpuBackend::matmul(const Tensor& a_in, const Tensor& b_in, const Tensor& bias_in, bool relu, bool bf16_out) {
   DType out_type;
   Shape out_shape = matmul_result_shape(a_in, b_in, out_type);
   Tensor bias = bias_in.defined() ? contiguous_of(bias_in) : bias_in;
   check_matmul_bias(bias, b_in, out_type);
-  Tensor out = Tensor::empty(out_shape, out_type, a_in.device());
+  TXL_CHECK(!bf16_out || out_type == DType::f32, "matmul: a bf16 output rounds an fp32 product, not {}",
+            dtype_name(out_type));
+  if (bf16_out && a_in.shape().back() == 0) return to_bf16(matmul(a_in, b_in, bias, relu));  // nothing to multiply
+  Tensor out = Tensor::empty(out_shape, bf16_out ? DType::bf16 : out_type, a_in.device());
   product_into(a_in, b_in, bias, relu, out);
   return out;
 }

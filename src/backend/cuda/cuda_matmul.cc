@@ -141,7 +141,8 @@ void CudaBackend::product_into(const Tensor& a_in, const Tensor& b_in, const Ten
   }
 }
 
-Tensor CudaBackend::matmul(const Tensor& a, const Tensor& b, const Tensor& bias, bool relu) {
+Tensor CudaBackend::matmul(const Tensor& a, const Tensor& b, const Tensor& bias, bool relu, bool bf16_out) {
+  TXL_CHECK(!bf16_out, "matmul: bf16 outputs are a CPU path (linear asks for them on the CPU only)");
   DType out_type;
   const Shape shape = matmul_result_shape(a, b, out_type);
   check_matmul_bias(bias, b, out_type);
@@ -180,6 +181,7 @@ Tensor CudaBackend::to_bf16(const Tensor& x) {
 // separate passes cost less on a GPU's bandwidth than on the CPU's.
 LinearOutputGrad CudaBackend::linear_output_grad(const Tensor& gy, const Tensor& y, bool bf16, bool bias_grad) {
   check_linear_output_grad(gy, y, bf16);
+  TXL_CHECK(!y.defined() || y.dtype() == gy.dtype(), "linear_output_grad: a bf16 ReLU output is a CPU path");
   common_device("linear_output_grad", {&gy, &y});
   const Tensor g = y.defined() ? unary_backward(UnaryOp::relu, y, y, gy, {}) : contiguous(gy);
   LinearOutputGrad r;
