@@ -73,8 +73,9 @@ RelativeAttentionOutput relative_attention(const ModelConfig& cfg, const Paramet
   if (segment.defined()) {
     // The rows before the segment take no gradient: the key and value products form
     // input gradients for the segment's rows only.
-    const Tensor rows = matmul_operand(cat);  // read by both products
-    res.q = linear(segment, narrow(w_qkv, 0, 0, HD));
+    const Tensor rows = matmul_operand(cat);  // read by all three products
+    // cat's last T rows are the segment's values: the queries read them from rows too.
+    res.q = linear_rows(narrow(rows, 0, K - T, T), segment, narrow(w_qkv, 0, 0, HD));
     res.k = linear_rows(rows, segment, narrow(w_qkv, 0, HD, HD));
     res.v = linear_rows(rows, segment, narrow(w_qkv, 0, 2 * HD, HD));
   } else {
