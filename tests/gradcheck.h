@@ -1,6 +1,9 @@
 // Test helpers: central finite differences in float64 against the tape's gradients,
 // and comparison of tensors with explained tolerances.
 #pragma once
+#include <omp.h>
+
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <functional>
 #include <vector>
@@ -61,6 +64,22 @@ inline void gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f
     }
   }
 }
+
+// n OpenMP threads for a scope (fewer where OMP_THREAD_LIMIT says so): which products
+// run split between the threads (backend/cpu/matmul.cc) depends on the count, so tests
+// of that path fix it.
+class ThreadCount {
+ public:
+  explicit ThreadCount(int n) : saved_(omp_get_max_threads()) {
+    omp_set_num_threads(std::min(n, omp_get_thread_limit()));
+  }
+  ~ThreadCount() { omp_set_num_threads(saved_); }
+  ThreadCount(const ThreadCount&) = delete;
+  ThreadCount& operator=(const ThreadCount&) = delete;
+
+ private:
+  int saved_;
+};
 
 inline Tensor randn64(const Shape& s, uint64_t seed, double scale = 1.0) {
   Generator g(seed);

@@ -65,6 +65,7 @@ TEST_CASE("bf16 matmul stays within the rounding bound of the exact product", "[
   check_product(Tensor::randn({2, 5, 16, 8}, gen), Tensor::randn({8, 12}, gen));  // broadcast weight
   check_product(Tensor::randn({30, 32}, gen), Tensor::randn({32, 20}, gen), Tensor::randn({20}, gen));  // bias
   // Products run as one part per thread: by rows (with the bias), and A^T by K.
+  const ThreadCount two(2);
   check_product(Tensor::randn({301, 64}, gen), Tensor::randn({64, 90}, gen), Tensor::randn({90}, gen));
   check_product(transpose(Tensor::randn({700, 48}, gen), 0, 1), Tensor::randn({700, 40}, gen));
 }

@@ -288,6 +288,17 @@ TEST_CASE("sizes that cannot run are refused up front with one line", "[reliabil
   refused(
       "TXL_NUM_THREADS=99999999999999999999 " + std::string(TXL_BINARY_DIR) + "/bin/txl train " + dir + "/tiny.yaml",
       "TXL_NUM_THREADS: expected 1 to ");
+  // OMP_THREAD_LIMIT caps every team: a pool beyond it runs teams smaller than oneDNN
+  // plans its products for (the test process's fp32 products came out wrong that way).
+  // Beyond it is refused; the default pool stays within it and trains the same run.
+  refused("OMP_THREAD_LIMIT=1 " + std::string(TXL_BINARY_DIR) + "/bin/txl --threads 2 info --system",
+          "--threads / run.threads: expected 1 to 1 threads (OMP_THREAD_LIMIT is 1), got 2");
+  const json limited = last_json_line(run_command(
+      "OMP_THREAD_LIMIT=1 " + std::string(TXL_BINARY_DIR) + "/bin/txl train " + dir + "/tiny.yaml run.dir=" + dir +
+      "/limited && " + std::string(TXL_BINARY_DIR) + "/bin/txl eval " + dir + "/limited --json"));
+  const json full = last_json_line(run_command(kTxl + " train " + dir + "/tiny.yaml run.dir=" + dir + "/full && " +
+                                               kTxl + " eval " + dir + "/full --json"));
+  CHECK(std::abs(limited["nll"].get<double>() - full["nll"].get<double>()) < 1e-4);  // the same run, 1 thread or 2
   CHECK(refused("TXL_NUM_THREADS=99999999999999999999 " + std::string(TXL_BINARY_DIR) + "/bin/txl info --system",
                 "got 99999999999999999999")
             .find("9223372036854775807") == std::string::npos);

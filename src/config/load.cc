@@ -770,7 +770,8 @@ class Loader {
            {std::pair{"model.mem_len", cfg_.model.mem_len}, {"eval.mem_len", cfg_.eval.mem_len}})
         if ((require_data_source_ ? given_.count(key) : origin_.count(key)) && !bad_.count(key) && value > 0)
           report(key, fmt::format("does not apply to attention type {}, which attends over caches its own keys size "
-                                  "(see txl attention show {}); remove it",
+                                  "(see txl attention show {}); remove it or set 0 (a run's config.yaml written before "
+                                  "this check holds the old default, 64)",
                                   a.type, a.type));
       cfg_.model.mem_len = 0;
     }

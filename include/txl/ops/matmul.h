@@ -16,7 +16,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor
 // the backward masks the gradient by the output's sign. With operand_only (the output is
 // read only as the operand of further products), a CPU run in bf16 products writes the
 // output in bf16 directly: the values to_bf16 would make of the fp32 output for those
-// products, without the fp32 output or the conversion pass.
+// products, without the fp32 output or the conversion pass (except that oneDNN's
+// conversion flushes fp32 subnormals to zero, below 1.2e-38, where to_bf16 keeps them).
 Tensor linear_relu(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), bool operand_only = false);
 // linear(cat, weight) for cat = concat({rows, x}, 0) built without a gradient, x being
 // its last rows along axis 0 (the caller's contract): the product runs over all of

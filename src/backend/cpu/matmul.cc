@@ -366,16 +366,13 @@ bool split_product(DnnlContext& ctx, const std::string& key, const dnnl::memory:
   };
   std::vector<SplitPart> plan(static_cast<size_t>(nt));
   for (int t = 0; t < nt; ++t) plan[static_cast<size_t>(t)] = part_for(begin(t + 1) - begin(t));
-  {
-    std::lock_guard<std::mutex> lock(ctx.mu);
-    ctx.stats.split++;
-  }
   std::vector<float*> partials(static_cast<size_t>(nt));
   const bool profiled = profiler::enabled();
   const auto start = profiled ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
-#pragma omp parallel num_threads(nt)
-  {
-    const int t = omp_get_thread_num();
+  bool short_team = false;
+  // Thread t's part; with the K split, the threads then add the partials (a barrier
+  // between, reached by every thread of the team).
+  auto run_part = [&](int t) {
     const int64_t i0 = begin(t);
     const SplitPart& p = plan[static_cast<size_t>(t)];
     thread_local dnnl::stream stream{dnnl_ctx().engine};
@@ -402,21 +399,36 @@ bool split_product(DnnlContext& ctx, const std::string& key, const dnnl::memory:
     if (bias.defined()) args.emplace(DNNL_ARG_BIAS, dnnl::memory(bias_md, ctx.engine, bias.raw_data()));
     p.prim.execute(stream, args);
     stream.wait();
-    if (by_k) {
+    if (!by_k) return;
 #pragma omp barrier
-      // The partials summed in thread order, the same for every row.
-      for (int64_t r = M * t / nt; r < M * (t + 1) / nt; ++r) {
-        float* dst = out.data<float>() + r * c_rs;
-        const float* first = partials[0] + r * N;
+    // The partials summed in thread order, the same for every row.
+    for (int64_t r = M * t / nt; r < M * (t + 1) / nt; ++r) {
+      float* dst = out.data<float>() + r * c_rs;
+      const float* first = partials[0] + r * N;
 #pragma omp simd
-        for (int64_t j = 0; j < N; ++j) dst[j] = first[j];
-        for (int u = 1; u < nt; ++u) {
-          const float* src = partials[static_cast<size_t>(u)] + r * N;
+      for (int64_t j = 0; j < N; ++j) dst[j] = first[j];
+      for (int u = 1; u < nt; ++u) {
+        const float* src = partials[static_cast<size_t>(u)] + r * N;
 #pragma omp simd
-          for (int64_t j = 0; j < N; ++j) dst[j] += src[j];
-        }
+        for (int64_t j = 0; j < N; ++j) dst[j] += src[j];
       }
     }
+  };
+  // The runtime may give a smaller team than asked (OMP_THREAD_LIMIT, OMP_DYNAMIC): then
+  // no thread runs a part (every thread sees the same team size) and oneDNN runs it all.
+#pragma omp parallel num_threads(nt)
+  {
+    if (omp_get_num_threads() == nt) {
+      run_part(omp_get_thread_num());
+    } else {
+#pragma omp single nowait
+      short_team = true;
+    }
+  }
+  if (short_team) return false;
+  {
+    std::lock_guard<std::mutex> lock(ctx.mu);
+    ctx.stats.split++;
   }
   if (profiled)
     profiler::add_product(shape, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
