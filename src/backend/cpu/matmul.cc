@@ -187,6 +187,23 @@ profiler::ProductShape product_shape(const Tensor& a, const Tensor& b, const Ten
   return s;
 }
 
+// The primitive description of c = a x b (+ bias when bias_md is given, relu as a post-op);
+// user_scratchpad: the caller passes the scratchpad (several threads run one primitive).
+dnnl::matmul::primitive_desc matmul_desc(const DnnlContext& ctx, const dnnl::memory::desc& a_md,
+                                         const dnnl::memory::desc& b_md, const dnnl::memory::desc* bias_md,
+                                         const dnnl::memory::desc& c_md, bool relu, bool user_scratchpad) {
+  dnnl::primitive_attr attr;
+  if (user_scratchpad) attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  if (relu) {
+    dnnl::post_ops ops;
+    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+    attr.set_post_ops(ops);
+  }
+  return dnnl::matmul::primitive_desc(
+      bias_md ? dnnl::matmul::desc(a_md, b_md, *bias_md, c_md) : dnnl::matmul::desc(a_md, b_md, c_md), attr,
+      ctx.engine);
+}
+
 bool split_product(DnnlContext& ctx, const std::string& key, const dnnl::memory::desc& a_md,
                    const dnnl::memory::desc& w_md, const dnnl::memory::desc& c_md, const dnnl::memory::desc& bias_md,
                    bool relu, const void* pa, const void* pb, const Tensor& bias, Tensor& out,
@@ -236,7 +253,8 @@ void matmul_f32(const Tensor& a_in, const Tensor& b_in, const Tensor& bias, bool
   // b_md is the layout the primitives read (explicit strides, never "any").
   if (nd == 2 &&
       split_product(ctx, key, a_md, b_md, c_md, bias_md, relu, bf16 ? a16.raw_data() : a.raw_data(),
-                    bf16 ? b16.raw_data() : b.raw_data(), bias, out, product_shape(a, b, out, bias.defined(), relu)))
+                    bf16 ? b16.raw_data() : b.raw_data(), bias, out,
+                    profiler::enabled() ? product_shape(a, b, out, bias.defined(), relu) : profiler::ProductShape{}))
     return;
   CachedMatmul cached;
   {
@@ -247,15 +265,7 @@ void matmul_f32(const Tensor& a_in, const Tensor& b_in, const Tensor& bias, bool
       ctx.stats.reused++;
     } else {
       try {
-        dnnl::primitive_attr attr;
-        if (relu) {
-          dnnl::post_ops ops;
-          ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
-          attr.set_post_ops(ops);
-        }
-        dnnl::matmul::primitive_desc pd(
-            bias.defined() ? dnnl::matmul::desc(a_md, b_md, bias_md, c_md) : dnnl::matmul::desc(a_md, b_md, c_md),
-            attr, ctx.engine);
+        const auto pd = matmul_desc(ctx, a_md, b_md, bias.defined() ? &bias_md : nullptr, c_md, relu, false);
         cached = CachedMatmul{dnnl::matmul(pd), pd.weights_desc()};
       } catch (const dnnl::error& e) {
         TXL_FAIL("matmul: oneDNN cannot create a primitive for {} x {} ({})", shape_str(a.shape()),
@@ -343,27 +353,21 @@ bool split_product(DnnlContext& ctx, const std::string& key, const dnnl::memory:
     p.b = by_rows ? w_md : dnnl::memory::desc({n, N}, b_type, {b_rs, b_cs});
     // A K part's partial is dense; a row part writes straight into C.
     p.c = by_rows ? dnnl::memory::desc({n, N}, c_type, {c_rs, 1}) : dnnl::memory::desc({M, N}, dt::f32, {N, 1});
-    dnnl::primitive_attr attr;
-    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    if (relu) {
-      dnnl::post_ops ops;
-      ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
-      attr.set_post_ops(ops);
-    }
-    // Planned for the one thread that runs it (in a parallel region oneDNN uses one).
-    const int threads = omp_get_max_threads();
-    omp_set_num_threads(1);
+    // Planned for the one thread that runs it (in a parallel region oneDNN uses one); the
+    // pool's size comes back however creation ends.
+    struct OneThread {
+      int saved = omp_get_max_threads();
+      OneThread() { omp_set_num_threads(1); }
+      ~OneThread() { omp_set_num_threads(saved); }
+    };
     try {
-      dnnl::matmul::primitive_desc pd(
-          bias.defined() ? dnnl::matmul::desc(p.a, p.b, bias_md, p.c) : dnnl::matmul::desc(p.a, p.b, p.c), attr,
-          ctx.engine);
+      const OneThread planning;
+      const auto pd = matmul_desc(ctx, p.a, p.b, bias.defined() ? &bias_md : nullptr, p.c, relu, true);
       p.prim = dnnl::matmul(pd);
       p.scratch = pd.scratchpad_desc();
     } catch (const dnnl::error& e) {
-      omp_set_num_threads(threads);
       TXL_FAIL("matmul: oneDNN cannot create a primitive for a {}-row part of {} x {} x {} ({})", n, M, K, N, e.what());
     }
-    omp_set_num_threads(threads);
     parts.emplace(k, p);
     ctx.stats.created++;
     return p;
