@@ -577,8 +577,7 @@ class Loader {
     // clamp_len: -1 (or 0) is no clamping; lower values were accepted once and acted as
     // -1. Checked, like run.name below, where a user gives the value (a config, or an
     // override of a resume or evaluation), not in a checkpoint's stored config.
-    if ((require_data_source_ || origin_.count("model.clamp_len")) && !bad_.count("model.clamp_len") &&
-        cfg_.model.clamp_len < -1)
+    if (user_set("model.clamp_len") && !bad_.count("model.clamp_len") && cfg_.model.clamp_len < -1)
       report("model.clamp_len",
              fmt::format("expected an integer >= -1 (-1: no clamping), got {}", cfg_.model.clamp_len));
     // runs/NAME must stay below runs/, since --overwrite deletes it. Checked where a user
@@ -603,6 +602,12 @@ class Loader {
   }
 
  private:
+  // Whether a user gave the key: a config (every key it sets) or, over a checkpoint's
+  // stored config, an override. Rules added after runs were saved apply to these only.
+  bool user_set(const std::string& key) const {
+    return require_data_source_ ? given_.count(key) > 0 : origin_.count(key) > 0;
+  }
+
   // Runs `fn`, turning any yaml-cpp failure into a reported problem.
   template <class Fn>
   void guarded(Fn&& fn) {
@@ -768,7 +773,7 @@ class Loader {
     if (spec->eval_whole_blocks) {
       for (const auto& [key, value] :
            {std::pair{"model.mem_len", cfg_.model.mem_len}, {"eval.mem_len", cfg_.eval.mem_len}})
-        if ((require_data_source_ ? given_.count(key) : origin_.count(key)) && !bad_.count(key) && value > 0)
+        if (user_set(key) && !bad_.count(key) && value > 0)
           report(key, fmt::format("does not apply to attention type {}, which attends over caches its own keys size "
                                   "(see txl attention show {}); remove it or set 0 (a run's config.yaml written before "
                                   "this check holds the old default, 64)",
