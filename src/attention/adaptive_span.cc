@@ -84,7 +84,15 @@ class SpanPass : public AttentionPass {
     // no gradient, so none is formed for them (linear_rows).
     const bool cached = kept.shape()[0] > 0;
     Tensor full = cached ? matmul_operand(concat({kept, x.detach()}, 0)) : x;  // read by both products
-    auto project = [&](const Tensor& w) { return cached ? linear_rows(full, x, w) : linear(x, w); };
+    // Dropout on the weights needs them as a tensor: training with dropout runs unfused.
+    // The fused kernel is CPU-only. It reads keys and values only as operands of its
+    // bf16 block products: in a bf16 run their products write them in bf16 (unless they
+    // are padded below, which the bf16 copy does not support).
+    const bool fused = attention_bool(cfg_, "fused") && (!ctx.training || cfg_.dropout == 0.0) && x.device().is_cpu();
+    const bool kv_operands = fused && tc >= 0;
+    auto project = [&](const Tensor& w) {
+      return cached ? linear_rows(full, x, w, kv_operands) : linear(x, w, Tensor(), kv_operands);
+    };
     Tensor q = linear(x, p(layer_key(l, "attn.proj_query.weight")));
     Tensor k = project(p(layer_key(l, "attn.proj_key.weight")));
     Tensor v = project(p(layer_key(l, "attn.proj_val.weight")));
@@ -96,9 +104,7 @@ class SpanPass : public AttentionPass {
     Tensor pe = narrow(reshape(p("key_pe"), {Dh, S}), 1, t, Lw);  // [Dh, Lw]: column j serves distance Lw - j
     Tensor pk = o_.N > 0 ? mul_scalar(p(pers_key(l, "key")), std::sqrt(static_cast<double>(Dh))) : Tensor();  // [H, Dh, N]
     Tensor pv = o_.N > 0 ? mul_scalar(p(pers_key(l, "val")), std::sqrt(static_cast<double>(o_.N))) : Tensor();  // [H, N, Dh]
-    // Dropout on the weights needs them as a tensor: training with dropout runs unfused.
-    // The fused kernel is CPU-only.
-    if (attention_bool(cfg_, "fused") && (!ctx.training || cfg_.dropout == 0.0) && q.device().is_cpu()) {
+    if (fused) {
       Tensor out = fused_span_attention(reshape(q, {M, B, H, Dh}), reshape(k, {Lw + M, B, H, Dh}),
                                         reshape(v, {Lw + M, B, H, Dh}), pe, o_.adapt ? mask(l, t, Lw) : Tensor(), pk,
                                         pv, scale);

@@ -89,8 +89,10 @@ class CompressivePass : public AttentionPass {
                ForwardContext& ctx) override {
     const SegmentRows rows =
         segment_rows({C_ > 0 ? cms_[l] : Tensor(), M_ > 0 ? mems_[l] : Tensor()}, w, norm, cfg_.pre_lnorm);
-    RelativeAttentionOutput a = relative_attention(cfg_, params_, l, rows.cat, rows.segment, T_, r_, mask_, ctx,
-                                                   E_ > 0 && o_.fn == Compression::most_used);
+    // The reconstruction loss reads the attention's own q, k and v.
+    RelativeAttentionOutput a =
+        relative_attention(cfg_, params_, l, rows.cat, rows.segment, T_, r_, mask_, ctx,
+                           E_ > 0 && o_.fn == Compression::most_used, E_ > 0 && reconstructs(ctx));
     // f_c reads the first E rows of [memory; segment] (and the dilated convolution's
     // lookahead): the attention has already built its own [cm; m; x].
     if (E_ > 0) compress(l, stacked_rows(M_ > 0 ? mems_[l] : Tensor(), w, 0, E_ + o_.lookahead()), a, ctx);
@@ -130,8 +132,11 @@ class CompressivePass : public AttentionPass {
   // old_mem = the first E rows of [memory; segment] (stop-gradient; mx holds them and,
   // for the dilated convolution, its lookahead rows after them). Its compression
   // becomes the state; in training it also feeds the reconstruction loss.
+  // Whether this pass adds the attention-reconstruction loss (Alg. 2).
+  bool reconstructs(const ForwardContext& ctx) const { return ctx.training && o_.recon && o_.has_parameters(); }
+
   void compress(int64_t l, const Tensor& mx, const RelativeAttentionOutput& a, ForwardContext& ctx) {
-    if (!(ctx.training && o_.recon && o_.has_parameters())) {
+    if (!reconstructs(ctx)) {
       NoGradGuard no_grad;
       new_cms_[l] = contiguous_copy(f_c(l, mx, a.prob));
       return;

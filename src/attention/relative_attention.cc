@@ -61,7 +61,7 @@ bool use_fused_attention(const ModelConfig& cfg, bool need_prob, const ForwardCo
 
 RelativeAttentionOutput relative_attention(const ModelConfig& cfg, const ParameterSet& params, int64_t l,
                                            const Tensor& cat, const Tensor& segment, int64_t T, const Tensor& r,
-                                           const Tensor& mask, ForwardContext& ctx, bool need_prob) {
+                                           const Tensor& mask, ForwardContext& ctx, bool need_prob, bool need_kv) {
   const int64_t K = cat.shape()[0], B = cat.shape()[1], H = cfg.n_head, Dh = cfg.d_head, HD = H * Dh;
   auto p = [&](const std::string& name) -> const Tensor& { return params.get(name); };
   RelativeAttentionOutput res;
@@ -70,18 +70,22 @@ RelativeAttentionOutput relative_attention(const ModelConfig& cfg, const Paramet
   // the same values without computing the K - T unused queries, and without a split
   // whose backward zero-fills a full-width [K, B, 3HD] gradient per piece and sums them.
   const Tensor& w_qkv = p(layer_key(l, "dec_attn.qkv_net.weight"));  // [3HD, D]
+  const bool fused = use_fused_attention(cfg, need_prob, ctx, cat.device());
+  // The fused core reads keys and values only as operands of its bf16 block products:
+  // in a bf16 run their products write them in bf16 (unless the caller reads them).
+  const bool kv_operands = fused && !need_kv;
   if (segment.defined()) {
     // The rows before the segment take no gradient: the key and value products form
     // input gradients for the segment's rows only.
     const Tensor rows = matmul_operand(cat);  // read by all three products
     // cat's last T rows are the segment's values: the queries read them from rows too.
     res.q = linear_rows(narrow(rows, 0, K - T, T), segment, narrow(w_qkv, 0, 0, HD));
-    res.k = linear_rows(rows, segment, narrow(w_qkv, 0, HD, HD));
-    res.v = linear_rows(rows, segment, narrow(w_qkv, 0, 2 * HD, HD));
+    res.k = linear_rows(rows, segment, narrow(w_qkv, 0, HD, HD), kv_operands);
+    res.v = linear_rows(rows, segment, narrow(w_qkv, 0, 2 * HD, HD), kv_operands);
   } else {
     res.q = linear(K == T ? cat : narrow(cat, 0, K - T, T), narrow(w_qkv, 0, 0, HD));
-    res.k = linear(cat, narrow(w_qkv, 0, HD, HD));
-    res.v = linear(cat, narrow(w_qkv, 0, 2 * HD, HD));
+    res.k = linear(cat, narrow(w_qkv, 0, HD, HD), Tensor(), kv_operands);
+    res.v = linear(cat, narrow(w_qkv, 0, 2 * HD, HD), Tensor(), kv_operands);
   }
   Tensor r_head_k = reshape(linear(r, p(layer_key(l, "dec_attn.r_net.weight"))), {K, H, Dh});
   Tensor q = reshape(res.q, {T, B, H, Dh});
@@ -90,7 +94,7 @@ RelativeAttentionOutput relative_attention(const ModelConfig& cfg, const Paramet
 
   const double scale = 1.0 / std::sqrt(static_cast<double>(Dh));
   Tensor vec;  // [T, B, HD]
-  if (use_fused_attention(cfg, need_prob, ctx, cat.device())) {
+  if (fused) {
     vec = reshape(fused_rel_attention(q, k, v, r_head_k, p("r_w_bias"), p("r_r_bias"), mask, scale), {T, B, HD});
   } else {
     // Scores in [B, H, T, K]: content term with u = r_w_bias, position term with v = r_r_bias.

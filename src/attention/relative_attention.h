@@ -38,7 +38,7 @@ struct RelativeAttentionOutput {
   Tensor out;   // [T, B, D]: o_net of the heads, after dropout (before the residual)
   Tensor prob;  // [B, H, T, K]: attention probabilities before dropatt (need_prob only)
   Tensor q;     // [T, B, H * Dh]: the query projections of the segment's rows of cat
-  Tensor k, v;  // [K, B, H * Dh]: the key and value projections of every row of cat
+  Tensor k, v;  // [K, B, H * Dh]: the key and value projections of every row of cat (see need_kv)
 };
 
 // Layer l's attention for the last T rows of cat [K, B, D] (already normalised for
@@ -48,10 +48,12 @@ struct RelativeAttentionOutput {
 // reaches segment, and nothing is formed for the rows before it. Draws from ctx in
 // the reference's order: dropatt on the probabilities, then dropout on o_net. Without
 // need_prob the fused core runs where it can (see use_fused_attention) and prob stays
-// undefined.
+// undefined. Without need_kv, k and v are there for the core only: in bf16 runs of the
+// fused core they are in bf16.
 RelativeAttentionOutput relative_attention(const ModelConfig& cfg, const ParameterSet& params, int64_t l,
                                            const Tensor& cat, const Tensor& segment, int64_t T, const Tensor& r,
-                                           const Tensor& mask, ForwardContext& ctx, bool need_prob = false);
+                                           const Tensor& mask, ForwardContext& ctx, bool need_prob = false,
+                                           bool need_kv = false);
 
 // The rows attention reads for a segment w [T, B, D] after the earlier rows in parts
 // (memories, none of which take a gradient): {cat, segment} for relative_attention.

@@ -106,7 +106,7 @@ Tensor linear_impl(const Tensor& x, const Tensor& x_grad, const Tensor& weight, 
   const bool record_it = needs_record({&x_grad, &weight, &bias});
   Tensor x2 = reshape(x.detach(), {-1, in});
   Tensor xm = record_it && weight.requires_grad() ? operand_of(x2) : x2;
-  bf16_out = bf16_out && bf16_products_of(x) && x.device().is_cpu();
+  bf16_out = bf16_out && (bf16_products_of(x) || x.dtype() == DType::bf16) && x.device().is_cpu();
   Tensor y = reshape(backend_of(x).matmul(xm, transpose(weight.detach(), 0, 1), bias, relu, bf16_out), out_shape);
   if (record_it) {
     // A leaf weight (a parameter, not a view of one) lets the backward write its
@@ -139,19 +139,19 @@ Tensor linear_impl(const Tensor& x, const Tensor& x_grad, const Tensor& weight, 
 
 }  // namespace
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  return linear_impl(x, x, weight, bias, false);
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, bool operand_only) {
+  return linear_impl(x, x, weight, bias, false, operand_only);
 }
 Tensor linear_relu(const Tensor& x, const Tensor& weight, const Tensor& bias, bool operand_only) {
   return linear_impl(x, x, weight, bias, true, operand_only);
 }
 
-Tensor linear_rows(const Tensor& cat, const Tensor& x, const Tensor& weight) {
+Tensor linear_rows(const Tensor& cat, const Tensor& x, const Tensor& weight, bool operand_only) {
   TXL_CHECK(!cat.requires_grad(), "linear_rows: the concatenated rows must not require a gradient (x takes it)");
   TXL_CHECK(x.dim() == cat.dim() && x.dim() >= 2 && x.shape()[0] <= cat.shape()[0] &&
                 std::equal(x.shape().begin() + 1, x.shape().end(), cat.shape().begin() + 1),
             "linear_rows: {} is not the trailing rows of {}", shape_str(x.shape()), shape_str(cat.shape()));
-  return linear_impl(cat, x, weight, Tensor(), false);
+  return linear_impl(cat, x, weight, Tensor(), false, operand_only);
 }
 
 }  // namespace txl

@@ -163,7 +163,9 @@ class Backend {
   // the same contract as rel_attn_probs followed by the product with v. Probabilities
   // live only in a per-thread block; the forward keeps each row's log-sum-exp
   // ([B, H, T]) so the backward can recompute them. Dh must be the innermost,
-  // contiguous axis of q, k, v and rk (other strides are free).
+  // contiguous axis of q, k, v and rk (other strides are free). With fp32 q, k and v
+  // may both be bf16 (the CPU; what a bf16 run's block products read anyway): the same
+  // results as fp32 k and v holding those values; gradients stay in q's dtype.
   virtual FusedRelAttention fused_rel_attention(const RelAttentionInputs& in, const Tensor& mask, double scale) = 0;
   // adaptive_span's attention (facebookresearch/adaptive-span SeqAttention) in one pass
   // per (batch, head) over blocks of query rows: for q [M, B, H, Dh], keys / values
@@ -173,7 +175,8 @@ class Backend {
   //   a = softmax(scale * [q_i . k_{i+j} + q_i . pe[:, j]  (j < L);  q_i . pk[:, n]]),
   //   with a ramp: a_j *= ramp[h, j], then a /= (sum of a + 1e-8),
   //   out_i = sum_j a_j v_{i+j} + sum_n a_n pv[n].
-  // Dh must be the innermost, contiguous axis of q, k, v and the column axis of pe.
+  // Dh must be the innermost, contiguous axis of q, k, v and the column axis of pe;
+  // k and v may be bf16 as for fused_rel_attention.
   virtual FusedSpanAttention fused_span_attention(const SpanAttentionInputs& in, double scale) = 0;
   virtual SpanAttentionGrads fused_span_attention_backward(const SpanAttentionInputs& in, double scale,
                                                            const FusedSpanAttention& fwd, const Tensor& gout) = 0;

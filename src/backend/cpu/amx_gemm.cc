@@ -50,17 +50,33 @@ inline __m512i bf16_pairs(__m512 even, __m512 odd) {
   return _mm512_permutexvar_epi16(interleave, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(odd, even)));
 }
 
+// The same words from values already in bf16: 16 of the even row and 16 of the odd row,
+// each in the low lanes of its vector.
+inline __m512i bf16_pairs(__m512i even, __m512i odd) {
+  const __m512i interleave = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8, 39, 7, 38,
+                                              6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
+  return _mm512_maskz_permutex2var_epi16(~__mmask32(0), even, interleave, odd);
+}
+
+// 16 values of row k of x (zero past N columns or K rows) in the form bf16_pairs takes.
+inline __m512 row_values(const float* x, int64_t ld, int64_t k, int64_t K, __mmask16 m, int64_t n0) {
+  return k < K ? _mm512_maskz_loadu_ps(m, x + k * ld + n0) : _mm512_setzero_ps();
+}
+inline __m512i row_values(const uint16_t* x, int64_t ld, int64_t k, int64_t K, __mmask16 m, int64_t n0) {
+  return k < K ? _mm512_maskz_loadu_epi16(m, x + k * ld + n0) : _mm512_setzero_si512();
+}
+
 // w[r, n] = (x[2r, n], x[2r + 1, n]) in bf16, even row in the low half, for r < Kp / 2
-// and n < Np; zero beyond K rows and N columns. x is [K, N] with leading dimension ld.
-void pack_pairs(const float* x, int64_t ld, int64_t K, int64_t N, int64_t Kp, int64_t Np, uint32_t* w) {
+// and n < Np; zero beyond K rows and N columns. x is [K, N] with leading dimension ld,
+// in fp32 (rounded here) or already bf16.
+template <class S>
+void pack_pairs(const S* x, int64_t ld, int64_t K, int64_t N, int64_t Kp, int64_t Np, uint32_t* w) {
   for (int64_t r = 0; r < Kp / 2; ++r) {
     const int64_t k = 2 * r;
     uint32_t* out = w + r * Np;
     for (int64_t n0 = 0; n0 < Np; n0 += 16) {
       const __mmask16 m = lanes(N - n0);
-      const __m512 even = k < K ? _mm512_maskz_loadu_ps(m, x + k * ld + n0) : _mm512_setzero_ps();
-      const __m512 odd = k + 1 < K ? _mm512_maskz_loadu_ps(m, x + (k + 1) * ld + n0) : _mm512_setzero_ps();
-      _mm512_storeu_si512(out + n0, bf16_pairs(even, odd));
+      _mm512_storeu_si512(out + n0, bf16_pairs(row_values(x, ld, k, K, m, n0), row_values(x, ld, k + 1, K, m, n0)));
     }
   }
 }
@@ -80,6 +96,21 @@ void pack_bf16_rows(const float* a, int64_t lda, int64_t M, int64_t K, int64_t M
       const __m512 hi = _mm512_maskz_loadu_ps(lanes(K - k0 - 16), src + k0 + 16);
       _mm512_storeu_si512(out + k0 / 2, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)));
     }
+  }
+}
+
+// The same words from rows already in bf16: copied, zero past K columns and M rows.
+void pack_bf16_rows(const uint16_t* a, int64_t lda, int64_t M, int64_t K, int64_t Mp, int64_t Kp, uint32_t* w) {
+  const int64_t row = Kp / 2;
+  for (int64_t m = 0; m < Mp; ++m) {
+    uint16_t* out = reinterpret_cast<uint16_t*>(w + m * row);
+    if (m >= M) {
+      std::memset(out, 0, sizeof(uint32_t) * row);
+      continue;
+    }
+    const uint16_t* src = a + m * lda;
+    for (int64_t k0 = 0; k0 < Kp; k0 += 32)
+      _mm512_storeu_si512(out + k0, _mm512_maskz_loadu_epi16(lanes32(K - k0), src + k0));
   }
 }
 
@@ -278,7 +309,8 @@ void amx_gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, cons
   tile_products(M, N, K, pa, pb, Np, C, ldc, accumulate);
 }
 
-void PackedOperand::pack(const float* B, int64_t ldb, int64_t K, int64_t N) {
+template <class S>
+void PackedOperand::pack_from(const S* B, int64_t ldb, int64_t K, int64_t N) {
   // One tile pair of zero padding beyond both edges, so that a product starting at any
   // (even) row or any column inside reads only packed or zero words.
   rows_ = K;
@@ -290,7 +322,8 @@ void PackedOperand::pack(const float* B, int64_t ldb, int64_t K, int64_t N) {
   pack_pairs(B, ldb, K, N, 2 * pair_rows, row_words_, words_.data());
 }
 
-void PackedOperand::pack_transposed(const float* X, int64_t ldx, int64_t rows, int64_t cols) {
+template <class S>
+void PackedOperand::pack_transposed_from(const S* X, int64_t ldx, int64_t rows, int64_t cols) {
   // B = X^T: B's pair-row r, column j is the pair (X[j, 2r], X[j, 2r + 1]), i.e. word r
   // of row j of X rounded to bf16. Rows of X become words, then 16 x 16 word blocks
   // are transposed into place; the padding pair-rows are zero-filled directly.
@@ -311,6 +344,15 @@ void PackedOperand::pack_transposed(const float* X, int64_t ldx, int64_t rows, i
     for (int64_t r = r0; r < r0 + 16; ++r) std::memset(w + r * row_words_ + R, 0, sizeof(uint32_t) * 32);
   }
   std::memset(w + real * row_words_, 0, sizeof(uint32_t) * (pair_rows - real) * row_words_);
+}
+
+void PackedOperand::pack(const float* B, int64_t ldb, int64_t K, int64_t N) { pack_from(B, ldb, K, N); }
+void PackedOperand::pack(const uint16_t* B, int64_t ldb, int64_t K, int64_t N) { pack_from(B, ldb, K, N); }
+void PackedOperand::pack_transposed(const float* X, int64_t ldx, int64_t rows, int64_t cols) {
+  pack_transposed_from(X, ldx, rows, cols);
+}
+void PackedOperand::pack_transposed(const uint16_t* X, int64_t ldx, int64_t rows, int64_t cols) {
+  pack_transposed_from(X, ldx, rows, cols);
 }
 
 template <bool TA>
@@ -339,6 +381,14 @@ void PackedOperand::pack(const float*, int64_t, int64_t, int64_t) {
 }
 
 void PackedOperand::pack_transposed(const float*, int64_t, int64_t, int64_t) {
+  TXL_FAIL("amx_gemm: this build has no AMX-BF16 support");
+}
+
+void PackedOperand::pack(const uint16_t*, int64_t, int64_t, int64_t) {
+  TXL_FAIL("amx_gemm: this build has no AMX-BF16 support");
+}
+
+void PackedOperand::pack_transposed(const uint16_t*, int64_t, int64_t, int64_t) {
   TXL_FAIL("amx_gemm: this build has no AMX-BF16 support");
 }
 

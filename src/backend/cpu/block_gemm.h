@@ -3,13 +3,14 @@
 // TXL_FUSED_AMX=0 is set, for side-by-side measurements), else small_gemm in the
 // operands' own type. A task's key-side operands (key, value and position panels) are
 // prepared once per task for whichever path runs: fp32 panels for small_gemm, packed
-// bf16 tiles for AMX.
+// bf16 tiles for AMX. Keys and values may arrive in bf16 (a product's bf16 output).
 #pragma once
 #include <cstdint>
 #include <type_traits>
 #include <vector>
 
 #include "amx_gemm.h"
+#include "bf16_bits.h"
 #include "panels.h"
 #include "small_gemm.h"
 
@@ -69,6 +70,24 @@ class BlockGemm {
       pack_transposed(packed, X, ld, rows, cols);
     else
       transpose_panel(X, ld, rows, cols, panel.data());
+  }
+  // The same from bf16 values (uint16_t bits; T = float): packed as they are, or widened
+  // into the fp32 panel where this run's block products are fp32.
+  template <class T>
+  void prepare_rows(std::vector<T>& panel, PackedOperand& packed, const uint16_t* X, int64_t ld, int64_t rows,
+                    int64_t cols) const {
+    static_assert(std::is_same_v<T, float>, "bf16 operands serve fp32 kernels");
+    if (bf16_) return packed.pack(X, ld, rows, cols);
+    for (int64_t j = 0; j < rows; ++j)
+      for (int64_t d = 0; d < cols; ++d) panel[j * cols + d] = bf16_value(X[j * ld + d]);
+  }
+  template <class T>
+  void prepare_transposed(std::vector<T>& panel, PackedOperand& packed, const uint16_t* X, int64_t ld, int64_t rows,
+                          int64_t cols) const {
+    static_assert(std::is_same_v<T, float>, "bf16 operands serve fp32 kernels");
+    if (bf16_) return packed.pack_transposed(X, ld, rows, cols);
+    for (int64_t j = 0; j < rows; ++j)
+      for (int64_t d = 0; d < cols; ++d) panel[d * rows + j] = bf16_value(X[j * ld + d]);
   }
   // Packs an operand whose fp32 form the caller has anyway (nothing in fp32 runs).
   template <class T>

@@ -20,6 +20,7 @@
 #include "block_gemm.h"
 #include "cpu_backend.h"
 #include "fast_exp.h"
+#include "key_value_dtype.h"
 #include "panels.h"
 #include "score_rows.h"
 
@@ -48,8 +49,9 @@ Layout layout_of(RelAttentionInputs& in, const Tensor& mask, const char* op) {
             shape_str(in.k.shape()), shape_str(in.v.shape()), shape_str(in.rk.shape()), shape_str(in.u.shape()),
             shape_str(in.w.shape()));
   const DType dt = in.q.dtype();
-  for (const Tensor* t : {&in.k, &in.v, &in.rk, &in.u, &in.w})
+  for (const Tensor* t : {&in.rk, &in.u, &in.w})
     TXL_CHECK(t->dtype() == dt, "{}: dtype mismatch ({} vs {})", op, dtype_name(t->dtype()), dtype_name(dt));
+  check_key_value_dtypes(in.k, in.v, dt, op);
   TXL_CHECK(K >= T, "{}: key length {} is shorter than query length {}", op, K, T);
   TXL_CHECK(mask.dtype() == DType::b8 && mask.shape() == Shape({T, K}), "{}: mask must be b8 [{}, {}], got {} {}", op,
             T, K, dtype_name(mask.dtype()), shape_str(mask.shape()));
@@ -153,10 +155,12 @@ void prepare_rk_heads(const BlockGemm& bg, const Layout& g, const T* pr, T* rk_p
   }
 }
 
-template <class T>
+// KV: the element type of k and v, T or (for T = float) bf16 bits.
+template <class T, class KV>
 void forward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInputs& in, const Tensor& mask, T scale,
                     Tensor& out, Tensor& lse, T* rk_panels) {
-  const T *pq = in.q.data<T>(), *pk = in.k.data<T>(), *pv = in.v.data<T>(), *pr = in.rk.data<T>();
+  const T *pq = in.q.data<T>(), *pr = in.rk.data<T>();
+  const KV *pk = key_value_data<KV>(in.k), *pv = key_value_data<KV>(in.v);
   const T *pu = in.u.data<T>(), *pw = in.w.data<T>();
   const uint8_t* pm = mask.data<uint8_t>();
   T* po = out.data<T>();
@@ -173,8 +177,8 @@ void forward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInpu
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t b = t / g.H, h = t % g.H;
       const T* q = pq + b * g.q_b + h * g.q_h;
-      const T* k = pk + b * g.k_b + h * g.k_h;
-      const T* v = pv + b * g.v_b + h * g.v_h;
+      const KV* k = pk + b * g.k_b + h * g.k_h;
+      const KV* v = pv + b * g.v_b + h * g.v_h;
       const T* rkt = rk_panels + h * g.Dh * g.K;
       T* o = po + (b * g.H + h) * g.Dh;
       T* l = pl + t * g.T;
@@ -215,11 +219,12 @@ void forward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInpu
   }
 }
 
-template <class T>
+template <class T, class KV>
 void backward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInputs& in, const Tensor& mask, T scale,
                      const Tensor& lse, const Tensor& gout, RelAttentionGrads& gr, Tensor& grk_parts, Tensor& gu_parts,
                      Tensor& gw_parts, T* rk_panels) {
-  const T *pq = in.q.data<T>(), *pk = in.k.data<T>(), *pv = in.v.data<T>(), *pr = in.rk.data<T>();
+  const T *pq = in.q.data<T>(), *pr = in.rk.data<T>();
+  const KV *pk = key_value_data<KV>(in.k), *pv = key_value_data<KV>(in.v);
   const T *pu = in.u.data<T>(), *pw = in.w.data<T>();
   const uint8_t* pm = mask.data<uint8_t>();
   const T* pl = lse.data<T>();
@@ -241,8 +246,8 @@ void backward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInp
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t b = t / g.H, h = t % g.H;
       const T* q = pq + b * g.q_b + h * g.q_h;
-      const T* k = pk + b * g.k_b + h * g.k_h;
-      const T* v = pv + b * g.v_b + h * g.v_h;
+      const KV* k = pk + b * g.k_b + h * g.k_h;
+      const KV* v = pv + b * g.v_b + h * g.v_h;
       const T* rk = pr + h * g.r_h;
       const T* rkt = rk_panels + h * Dh * g.K;
       const T* go = pgo + (b * g.H + h) * Dh;
@@ -336,7 +341,10 @@ FusedRelAttention CpuBackend::fused_rel_attention(const RelAttentionInputs& in_,
   dispatch_float(in.q.dtype(), "fused_rel_attention", [&](auto tag) {
     using T = decltype(tag);
     Tensor panels = Tensor::empty({g.H, g.Dh, g.K}, in.q.dtype(), in.q.device());
-    forward_kernel<T>(BlockGemm::for_run(), g, in, mask, static_cast<T>(scale), res.out, res.lse, panels.data<T>());
+    with_key_value_type<T>(in.k, [&](auto kv) {
+      forward_kernel<T, decltype(kv)>(BlockGemm::for_run(), g, in, mask, static_cast<T>(scale), res.out, res.lse,
+                                      panels.data<T>());
+    });
   });
   return res;
 }
@@ -368,8 +376,10 @@ RelAttentionGrads CpuBackend::fused_rel_attention_backward(const RelAttentionInp
     dispatch_float(dt, "fused_rel_attention_backward", [&](auto tag) {
       using T = decltype(tag);
       Tensor panels = Tensor::empty({g.H, g.Dh, g.K}, dt, dev);
-      backward_kernel<T>(BlockGemm::for_run(), g, in, mask, static_cast<T>(scale), lse, gout, gr, grk_parts, gu_parts,
-                         gw_parts, panels.data<T>());
+      with_key_value_type<T>(in.k, [&](auto kv) {
+        backward_kernel<T, decltype(kv)>(BlockGemm::for_run(), g, in, mask, static_cast<T>(scale), lse, gout, gr,
+                                         grk_parts, gu_parts, gw_parts, panels.data<T>());
+      });
     });
   }
   gr.rk = reduce(ReduceOp::sum, grk_parts, {0}, false);

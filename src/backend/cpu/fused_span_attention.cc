@@ -13,6 +13,7 @@
 #include "block_gemm.h"
 #include "cpu_backend.h"
 #include "fast_exp.h"
+#include "key_value_dtype.h"
 #include "panels.h"
 
 namespace txl::cpu {
@@ -44,9 +45,10 @@ Geometry geometry_of(SpanAttentionInputs& in, const char* op) {
             "{}: persistent keys {} / values {} do not fit {} heads of {}", op,
             in.pk.defined() ? shape_str(in.pk.shape()) : "", in.pv.defined() ? shape_str(in.pv.shape()) : "", H, Dh);
   const DType dt = in.q.dtype();
-  for (const Tensor* t : {&in.k, &in.v, &in.pe, &in.ramp, &in.pk, &in.pv})
+  for (const Tensor* t : {&in.pe, &in.ramp, &in.pk, &in.pv})
     TXL_CHECK(!t->defined() || t->dtype() == dt, "{}: dtype mismatch ({} vs {})", op, dtype_name(t->dtype()),
               dtype_name(dt));
+  check_key_value_dtypes(in.k, in.v, dt, op);
   in.q = inner_contiguous_of(in.q);
   in.k = inner_contiguous_of(in.k);
   in.v = inner_contiguous_of(in.v);
@@ -166,10 +168,12 @@ void block_probs(const BlockGemm& bg, const Geometry& g, const T* q, const T* pe
   }
 }
 
-template <class T>
+// KV: the element type of k and v, T or (for T = float) bf16 bits.
+template <class T, class KV>
 void forward_kernel(const BlockGemm& bg, const Geometry& g, const SpanAttentionInputs& in, T scale,
                     FusedSpanAttention& res) {
-  const T *pq = in.q.data<T>(), *pk = in.k.data<T>(), *pv = in.v.data<T>(), *ppe = in.pe.data<T>();
+  const T *pq = in.q.data<T>(), *ppe = in.pe.data<T>();
+  const KV *pk = key_value_data<KV>(in.k), *pv = key_value_data<KV>(in.v);
   const T* pramp = in.ramp.defined() ? in.ramp.data<T>() : nullptr;
   const T* ppk = in.pk.defined() ? in.pk.data<T>() : nullptr;
   const T* ppv = in.pv.defined() ? in.pv.data<T>() : nullptr;
@@ -203,11 +207,12 @@ struct SpanParts {  // per-task / per-batch partial gradients of the shared inpu
   Tensor pe, ramp, pk, pv;
 };
 
-template <class T>
+template <class T, class KV>
 void backward_kernel(const BlockGemm& bg, const Geometry& g, const SpanAttentionInputs& in, T scale,
                      const FusedSpanAttention& fwd, const Tensor& gout, SpanAttentionGrads& gr, SpanParts& parts,
                      const Tensor& pe_t) {
-  const T *pq = in.q.data<T>(), *pk = in.k.data<T>(), *pv = in.v.data<T>(), *ppe = in.pe.data<T>();
+  const T *pq = in.q.data<T>(), *ppe = in.pe.data<T>();
+  const KV *pk = key_value_data<KV>(in.k), *pv = key_value_data<KV>(in.v);
   const T* pramp = in.ramp.defined() ? in.ramp.data<T>() : nullptr;
   const T* ppk = in.pk.defined() ? in.pk.data<T>() : nullptr;
   const T* ppv = in.pv.defined() ? in.pv.data<T>() : nullptr;
@@ -233,8 +238,8 @@ void backward_kernel(const BlockGemm& bg, const Geometry& g, const SpanAttention
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t b = t / g.H, h = t % g.H;
       const T* q = pq + b * g.q_b + h * g.q_h;
-      const T* k = pk + b * g.k_b + h * g.k_h;
-      const T* v = pv + b * g.v_b + h * g.v_h;
+      const KV* k = pk + b * g.k_b + h * g.k_h;
+      const KV* v = pv + b * g.v_b + h * g.v_h;
       const T* ramp = pramp ? pramp + h * L : nullptr;
       const T* pkh = ppk ? ppk + h * Dh * N : nullptr;
       bg.prepare_transposed(sc.kt, sc.kt_p, k, g.k_row, g.LK, Dh);
@@ -342,7 +347,9 @@ FusedSpanAttention CpuBackend::fused_span_attention(const SpanAttentionInputs& i
   if (res.out.numel() == 0) return res;
   dispatch_float(dt, "fused_span_attention", [&](auto tag) {
     using T = decltype(tag);
-    forward_kernel<T>(BlockGemm::for_run(), g, in, static_cast<T>(scale), res);
+    with_key_value_type<T>(in.k, [&](auto kv) {
+      forward_kernel<T, decltype(kv)>(BlockGemm::for_run(), g, in, static_cast<T>(scale), res);
+    });
   });
   return res;
 }
@@ -377,7 +384,10 @@ SpanAttentionGrads CpuBackend::fused_span_attention_backward(const SpanAttention
   if (gr.q.numel() > 0 && tasks > 0) {
     dispatch_float(dt, "fused_span_attention_backward", [&](auto tag) {
       using T = decltype(tag);
-      backward_kernel<T>(BlockGemm::for_run(), g, in, static_cast<T>(scale), fwd, gout, gr, parts, pe_t);
+      with_key_value_type<T>(in.k, [&](auto kv) {
+        backward_kernel<T, decltype(kv)>(BlockGemm::for_run(), g, in, static_cast<T>(scale), fwd, gout, gr, parts,
+                                         pe_t);
+      });
     });
   } else {
     fill(gr.q, 0.0);
