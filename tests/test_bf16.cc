@@ -108,6 +108,35 @@ TEST_CASE("linear_relu for a product's operand writes bf16: the same values and 
   REQUIRE(linear_relu(init[0], init[1], init[2], true).dtype() == DType::f32);
 }
 
+// [memory; segment] is read only by the key and value products: in bf16 runs each part is
+// rounded straight into its rows of the products' bf16 operand. It must hold exactly the
+// bf16 copy of the fp32 concatenation (strided parts included), and fp32 runs keep the
+// fp32 concatenation itself.
+TEST_CASE("concat_operand is the bf16 copy of the concatenation, without the fp32 one", "[bf16]") {
+  Generator gen(13);
+  const Tensor mem = Tensor::randn({7, 3, 16}, gen), seg = Tensor::randn({5, 3, 16}, gen);
+  const Tensor strided = transpose(Tensor::randn({3, 4, 16}, gen), 0, 1);  // [4, 3, 16], not contiguous
+  const std::vector<Tensor> parts = {mem, strided, seg};
+  {
+    PrecisionScope bf16(MatmulPrecision::bf16);
+    const Tensor direct = concat_operand(parts);
+    const Tensor fp32 = concat(parts, 0);
+    const Tensor reference = backend_of(fp32).to_bf16(fp32);
+    REQUIRE(direct.dtype() == DType::bf16);
+    REQUIRE(direct.shape() == Shape({16, 3, 16}));
+    REQUIRE(direct.is_contiguous());
+    REQUIRE(std::memcmp(direct.raw_data(), reference.raw_data(), 2 * static_cast<size_t>(fp32.numel())) == 0);
+    // A part that takes a gradient would lose it in the copy.
+    Tensor w = contiguous_copy(seg).set_requires_grad();
+    REQUIRE_THROWS_WITH(concat_operand({mem, w}),
+                        Catch::Contains("concat_operand: a bf16 copy would cut the gradient"));
+  }
+  PrecisionScope fp32(MatmulPrecision::fp32);
+  const Tensor plain = concat_operand(parts);
+  REQUIRE(plain.dtype() == DType::f32);
+  REQUIRE(plain.to_doubles() == concat(parts, 0).to_doubles());
+}
+
 TEST_CASE("bf16 training follows fp32 and resumes bit for bit", "[bf16][slow]") {
   TXL_REQUIRE_BF16();
   const std::string dir = scratch_dir("bf16_train");

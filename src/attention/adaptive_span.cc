@@ -83,7 +83,7 @@ class SpanPass : public AttentionPass {
     // Keys and values over [kept cache; x], [min(c, Lw) + M, B, D]; the cache rows take
     // no gradient, so none is formed for them (linear_rows).
     const bool cached = kept.shape()[0] > 0;
-    Tensor full = cached ? matmul_operand(concat({kept, x.detach()}, 0)) : x;  // read by both products
+    Tensor full = cached ? concat_operand({kept, x.detach()}) : x;  // read by both products
     // Dropout on the weights needs them as a tensor: training with dropout runs unfused.
     // The fused kernel is CPU-only. It reads keys and values only as operands of its
     // bf16 block products: in a bf16 run their products write them in bf16 (unless they

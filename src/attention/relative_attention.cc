@@ -77,7 +77,7 @@ RelativeAttentionOutput relative_attention(const ModelConfig& cfg, const Paramet
   if (segment.defined()) {
     // The rows before the segment take no gradient: the key and value products form
     // input gradients for the segment's rows only.
-    const Tensor rows = matmul_operand(cat);  // read by all three products
+    const Tensor rows = matmul_operand(cat);  // read by all three products (segment_rows made it already)
     // cat's last T rows are the segment's values: the queries read them from rows too.
     res.q = linear_rows(narrow(rows, 0, K - T, T), segment, narrow(w_qkv, 0, 0, HD));
     res.k = linear_rows(rows, segment, narrow(w_qkv, 0, HD, HD), kv_operands);
@@ -122,7 +122,7 @@ SegmentRows segment_rows(const std::vector<Tensor>& parts, const Tensor& w,
     return {norm(concat(rows, 0)), Tensor()};
   }
   rows.push_back(w.detach());
-  return {concat(rows, 0), w};
+  return {concat_operand(rows), w};  // the products read it only in their precision
 }
 
 Tensor stacked_rows(const Tensor& mem, const Tensor& h, int64_t beg, int64_t len) {

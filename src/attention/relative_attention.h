@@ -57,7 +57,8 @@ RelativeAttentionOutput relative_attention(const ModelConfig& cfg, const Paramet
 
 // The rows attention reads for a segment w [T, B, D] after the earlier rows in parts
 // (memories, none of which take a gradient): {cat, segment} for relative_attention.
-// Post-LN: cat = [parts; w] without a gradient and segment = w. Pre-LN (the memories
+// Post-LN: cat = [parts; w] without a gradient, as the products' operand
+// (concat_operand: bf16 in bf16 runs on the CPU), and segment = w. Pre-LN (the memories
 // are normalised with learned weights, so their rows do take gradients): cat =
 // norm([parts; w]) and segment undefined.
 struct SegmentRows {

@@ -4,7 +4,9 @@
 
 #include "txl/autograd/node.h"
 #include "txl/backend/backend.h"
+#include "txl/backend/precision.h"
 #include "txl/ops/elementwise.h"
+#include "txl/ops/matmul.h"
 #include "txl/ops/view.h"
 
 namespace txl {
@@ -30,7 +32,10 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
   return reshape(index_select(weight, 0, reshape(ids, {-1})), out);
 }
 
-Tensor concat(const std::vector<Tensor>& xs, int64_t axis) {
+namespace {
+
+// concat's values in dtype (the inputs' own, or bf16 for a product's operand), unrecorded.
+Tensor concat_values(const std::vector<Tensor>& xs, int64_t axis, DType dtype, std::vector<int64_t>& sizes) {
   TXL_CHECK(!xs.empty(), "concat: no tensors given");
   axis = wrap_axis(axis, xs[0].dim(), "concat");
   Shape shape = xs[0].shape();
@@ -46,18 +51,24 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t axis) {
     total += t.shape()[axis];
   }
   shape[axis] = total;
-  Tensor y = Tensor::empty(shape, xs[0].dtype(), xs[0].device());
-  std::vector<int64_t> sizes;
+  Tensor y = Tensor::empty(shape, dtype, xs[0].device());
   int64_t at = 0;
-  {
-    NoGradGuard no_grad;
-    for (const Tensor& t : xs) {
-      Tensor window = narrow(y, axis, at, t.shape()[axis]);
-      backend_of(t).copy(t, window);
-      sizes.push_back(t.shape()[axis]);
-      at += t.shape()[axis];
-    }
+  NoGradGuard no_grad;
+  for (const Tensor& t : xs) {
+    Tensor window = narrow(y, axis, at, t.shape()[axis]);
+    backend_of(t).copy(t, window);
+    sizes.push_back(t.shape()[axis]);
+    at += t.shape()[axis];
   }
+  return y;
+}
+
+}  // namespace
+
+Tensor concat(const std::vector<Tensor>& xs, int64_t axis) {
+  std::vector<int64_t> sizes;
+  Tensor y = concat_values(xs, axis, xs.empty() ? DType::f32 : xs[0].dtype(), sizes);
+  axis = wrap_axis(axis, xs[0].dim(), "concat");
   record(y, "concat", xs, [sizes, axis](const Tensor& g) {
     std::vector<Tensor> out;
     int64_t off = 0;
@@ -68,6 +79,18 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t axis) {
     return out;
   });
   return y;
+}
+
+Tensor concat_operand(const std::vector<Tensor>& xs) {
+  TXL_CHECK(!xs.empty(), "concat_operand: no tensors given");
+  for (const Tensor& x : xs)
+    TXL_CHECK(!needs_record({&x}), "concat_operand: a bf16 copy would cut the gradient of a {} part that needs one",
+              shape_str(x.shape()));
+  const Tensor& first = xs[0];
+  if (matmul_precision() != MatmulPrecision::bf16 || first.dtype() != DType::f32 || !first.device().is_cpu())
+    return matmul_operand(concat(xs, 0));
+  std::vector<int64_t> sizes;
+  return concat_values(xs, 0, DType::bf16, sizes);
 }
 
 std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t axis) {

@@ -13,6 +13,10 @@ Tensor index_select(const Tensor& x, int64_t axis, const Tensor& index);
 Tensor embedding(const Tensor& weight, const Tensor& ids);
 
 Tensor concat(const std::vector<Tensor>& xs, int64_t axis);
+// matmul_operand(concat(xs, 0)) for parts that take no gradient; in a CPU run of bf16
+// products each part is rounded straight into its rows of the bf16 copy, without the
+// fp32 concatenation.
+Tensor concat_operand(const std::vector<Tensor>& xs);
 std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t axis);
 Tensor stack(const std::vector<Tensor>& xs, int64_t axis);
 // pads[d] = (before, after) for the d-th dimension, for the leading pads.size() dims.

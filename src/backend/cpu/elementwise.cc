@@ -3,8 +3,9 @@
 // common contiguous case into one flat, vectorisable loop.
 #include <cmath>
 
-#include "cpu_backend.h"
 #include "../elementwise_math.h"
+#include "bf16_bits.h"
+#include "cpu_backend.h"
 #include "strided_loop.h"
 
 namespace txl::cpu {
@@ -106,6 +107,24 @@ void CpuBackend::copy(const Tensor& src, Tensor& dst) {
   // A copy to or from a device is the device backend's (it moves the bytes).
   if (!src.device().is_cpu() || !dst.device().is_cpu()) {
     backend_for(src.device().is_cpu() ? dst.device() : src.device()).copy(src, dst);
+    return;
+  }
+  if (dst.dtype() == DType::bf16) {
+    // Into bf16 (a product's operand) only from fp32, rounded as to_bf16 rounds.
+    TXL_CHECK(src.dtype() == DType::f32, "copy: a bf16 destination takes f32 values, got {}", dtype_name(src.dtype()));
+    StridedLoop<2> loop(dst.shape(), {dst.strides(), src.strides()});
+    uint16_t* pd = base_ptr<uint16_t>(dst);
+    const float* ps = base_ptr<float>(src);
+    loop.run([&](int64_t n, const std::array<int64_t, 2>& off, const std::array<int64_t, 2>& st) {
+      uint16_t* o = pd + off[0];
+      const float* x = ps + off[1];
+      if (st[0] == 1 && st[1] == 1) {
+#pragma omp simd
+        for (int64_t i = 0; i < n; ++i) o[i] = bf16_bits(x[i]);
+      } else {
+        for (int64_t i = 0; i < n; ++i) o[i * st[0]] = bf16_bits(x[i * st[1]]);
+      }
+    });
     return;
   }
   dispatch_any(src.dtype(), "copy", [&](auto s) {
