@@ -126,42 +126,39 @@ TEST_CASE("fused_rel_attention reads bf16 keys and values as exactly their value
   // panels; bf16 precision: packed as they are on AMX (or widened without it).
   const int64_t T = 70, M = 30, K = T + M, B = 2, H = 2, Dh = 32;
   const std::vector<Tensor> inputs = {
-      to_dtype(randn64({T, B, H, Dh}, 1), DType::f32), to_dtype(randn64({K, B, H, Dh}, 2), DType::f32),
-      to_dtype(randn64({K, B, H, Dh}, 3), DType::f32), to_dtype(randn64({K, H, Dh}, 4), DType::f32),
-      to_dtype(randn64({H, Dh}, 5), DType::f32),       to_dtype(randn64({H, Dh}, 6), DType::f32)};
+      to_dtype(randn64({T, B, H, Dh}, 1), DType::f32), to_dtype(randn64({K, B, 2, H, Dh}, 2), DType::f32),
+      to_dtype(randn64({K, H, Dh}, 4), DType::f32), to_dtype(randn64({H, Dh}, 5), DType::f32),
+      to_dtype(randn64({H, Dh}, 6), DType::f32)};
   const Tensor mask = causal_mask(T, K);
-  auto core = [&](const std::vector<Tensor>& a) {
-    return fused_rel_attention(a[0], a[1], a[2], a[3], a[4], a[5], mask, 0.2);
-  };
+  auto core = [&](const std::vector<Tensor>& a) { return fused_rel_attention(a[0], a[1], a[2], a[3], a[4], mask, 0.2); };
   for (MatmulPrecision p : {MatmulPrecision::fp32, MatmulPrecision::bf16}) {
     PrecisionScope scope(p);
     INFO("bf16 precision " << (p == MatmulPrecision::bf16));
-    const Result f = run_core(inputs, false, {1, 2}, core), b = run_core(inputs, true, {1, 2}, core);
+    const Result f = run_core(inputs, false, {1}, core), b = run_core(inputs, true, {1}, core);
     require_same_bits(f.out, b.out);
-    for (size_t i : {0, 3, 4, 5}) {
+    for (size_t i : {0, 2, 3, 4}) {
       INFO("gradient " << i);
       require_same_bits(f.grads[i], b.grads[i]);
     }
   }
-  // The keys' and values' own gradients, taken from the op with bf16 inputs, are those of
-  // fp32 inputs too (they are in the queries' dtype).
+  // The keys' and values' own gradient, taken from the op with bf16 inputs, is that of
+  // fp32 inputs too (it is in the queries' dtype).
   PrecisionScope scope(MatmulPrecision::bf16);
-  RelAttentionInputs f32_in{inputs[0], rounded_f32(inputs[1]), rounded_f32(inputs[2]), inputs[3], inputs[4], inputs[5]};
+  RelAttentionInputs f32_in{inputs[0], rounded_f32(inputs[1]), inputs[2], inputs[3], inputs[4]};
   RelAttentionInputs b16_in = f32_in;
-  b16_in.k = as_bf16(f32_in.k);
-  b16_in.v = as_bf16(f32_in.v);
+  b16_in.kv = as_bf16(f32_in.kv);
   Backend& be = backend_of(inputs[0]);
   const FusedRelAttention fwd = be.fused_rel_attention(f32_in, mask, 0.2);
   const Tensor g = to_dtype(randn64(fwd.out.shape(), 8), DType::f32);
   const RelAttentionGrads gf = be.fused_rel_attention_backward(f32_in, mask, 0.2, fwd.lse, g);
   const RelAttentionGrads gb = be.fused_rel_attention_backward(b16_in, mask, 0.2, fwd.lse, g);
-  REQUIRE(gb.k.dtype() == DType::f32);
-  require_same_bits(gf.k, gb.k);
-  require_same_bits(gf.v, gb.v);
-  // Keys and values come in one dtype.
-  b16_in.v = f32_in.v;
-  REQUIRE_THROWS_WITH(be.fused_rel_attention(b16_in, mask, 0.2),
-                      Catch::Contains("keys bf16 and values f32 must both be f32 or both bf16"));
+  REQUIRE(gb.kv.dtype() == DType::f32);
+  require_same_bits(gf.kv, gb.kv);
+  // bf16 keys and values serve fp32 queries only.
+  RelAttentionInputs f64_in{to_dtype(inputs[0], DType::f64), b16_in.kv, to_dtype(inputs[2], DType::f64),
+                            to_dtype(inputs[3], DType::f64), to_dtype(inputs[4], DType::f64)};
+  REQUIRE_THROWS_WITH(be.fused_rel_attention(f64_in, mask, 0.2),
+                      Catch::Contains("fused_rel_attention: keys and values are bf16; expected f64"));
 }
 
 TEST_CASE("fused_span_attention reads bf16 keys and values as exactly their values", "[bf16][attention]") {
@@ -191,9 +188,9 @@ TEST_CASE("fused_span_attention reads bf16 keys and values as exactly their valu
   }
 }
 
-TEST_CASE("key and value products writing bf16 leave the attention bit for bit unchanged", "[bf16][attention]") {
-  // What relative_attention does in a bf16 run: the key and value products over
-  // [memory; segment] write bf16 for the fused core. Against fp32 outputs: the same
+TEST_CASE("the key and value product writing bf16 leaves the attention bit for bit unchanged", "[bf16][attention]") {
+  // What relative_attention does in a bf16 run: the key and value product over
+  // [memory; segment] writes bf16 for the fused core. Against fp32 outputs: the same
   // attention output and the same gradients of the segment and of the weights, exactly,
   // where the core's block products run on AMX (without it they would be fp32 products
   // of the unrounded fp32 keys).
@@ -210,15 +207,14 @@ TEST_CASE("key and value products writing bf16 leave the attention bit for bit u
   auto run = [&](bool operand_only) {
     std::vector<Tensor> p;
     for (const Tensor& t : init) p.push_back(contiguous_copy(t).set_requires_grad());
-    const Tensor rows = matmul_operand(concat({mem, p[0].detach()}, 0));
+    const Tensor rows = concat_operand({mem, p[0].detach()});
     const int64_t HD = H * Dh;
     Tensor q = linear_rows(narrow(rows, 0, Mem, T), p[0], narrow(p[1], 0, 0, HD));
-    Tensor k = linear_rows(rows, p[0], narrow(p[1], 0, HD, HD), operand_only);
-    Tensor v = linear_rows(rows, p[0], narrow(p[1], 0, 2 * HD, HD), operand_only);
-    REQUIRE(k.dtype() == (operand_only ? DType::bf16 : DType::f32));
+    Tensor kv = linear_rows(rows, p[0], narrow(p[1], 0, HD, 2 * HD), operand_only);
+    REQUIRE(kv.dtype() == (operand_only ? DType::bf16 : DType::f32));
     Result r;
-    r.out = fused_rel_attention(reshape(q, {T, B, H, Dh}), reshape(k, {K, B, H, Dh}), reshape(v, {K, B, H, Dh}), p[2],
-                                p[3], p[4], mask, 0.125);
+    r.out = fused_rel_attention(reshape(q, {T, B, H, Dh}), reshape(kv, {K, B, 2, H, Dh}), p[2], p[3], p[4], mask,
+                                0.125);
     backward(sum(mul(r.out, to_dtype(randn64(r.out.shape(), 27), DType::f32))));
     for (const Tensor& t : p) r.grads.push_back(t.grad());
     return r;

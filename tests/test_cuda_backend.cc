@@ -300,7 +300,7 @@ TEST_CASE("cuda: operands on different devices and CPU-only kernels are clear er
   TXL_REQUIRE_GPU();
   Tensor a = randn({2, 2}, 33, DType::f32).to(kGpu), b = randn({2, 2}, 34, DType::f32);
   REQUIRE_THROWS_WITH(add(a, b), Catch::Matchers::Contains("cpu"));
-  RelAttentionInputs in{a, a, a, a, a, a};
+  RelAttentionInputs in{a, a, a, a, a};
   REQUIRE_THROWS_WITH(backend_for(kGpu).fused_rel_attention(in, Tensor(), 1.0),
                       Catch::Matchers::Contains("fused_rel_attention"));
 }

@@ -88,6 +88,12 @@ Tensor unfused_core(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
   return permute(vec, {2, 0, 1, 3});
 }
 
+// The fused op on separate keys and values, stacked as it takes them.
+Tensor fused_core(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& rk, const Tensor& u,
+                  const Tensor& w, const Tensor& mask, double scale) {
+  return fused_rel_attention(q, concat({unsqueeze(k, 2), unsqueeze(v, 2)}, 2), rk, u, w, mask, scale);
+}
+
 struct CoreCase {
   int64_t T, M, B, H, Dh;
   bool same;
@@ -119,7 +125,7 @@ TEST_CASE("fused_rel_attention equals the unfused ops, forward and every gradien
       std::vector<Tensor> a = core_inputs(c, 11, dt), b = core_inputs(c, 11, dt);
       for (auto& t : a) t.set_requires_grad();
       for (auto& t : b) t.set_requires_grad();
-      Tensor y1 = fused_rel_attention(a[0], a[1], a[2], a[3], a[4], a[5], mask, scale);
+      Tensor y1 = fused_core(a[0], a[1], a[2], a[3], a[4], a[5], mask, scale);
       Tensor y2 = unfused_core(b[0], b[1], b[2], b[3], b[4], b[5], mask, scale);
       const double tol = dt == DType::f64 ? 1e-12 : 2e-5;
       REQUIRE(y1.shape() == y2.shape());
@@ -137,17 +143,16 @@ TEST_CASE("fused_rel_attention equals the unfused ops, forward and every gradien
 
 TEST_CASE("fused_rel_attention gradient check, including strided inputs", "[attention][grad]") {
   const Tensor mask = causal_mask(3, 2, false, 0);
-  gradcheck([mask](auto& in) { return fused_rel_attention(in[0], in[1], in[2], in[3], in[4], in[5], mask, 0.6); },
+  gradcheck([mask](auto& in) { return fused_core(in[0], in[1], in[2], in[3], in[4], in[5], mask, 0.6); },
             core_inputs({3, 2, 2, 2, 3, false}, 21, DType::f64));
-  // q, k, v as views of one [*, B, 3 * H * Dh] projection (the layout relative_attention
-  // feeds), rk as a view with a padded row stride.
+  // q and kv as views of one [*, B, 3 * H * Dh] projection (queries over the last rows,
+  // keys and values over all), rk as a view with a padded row stride.
   gradcheck(
       [mask](auto& in) {
         Tensor qkv = reshape(in[0], {5, 2, 3, 2, 3});
-        auto part = [&](int64_t i) { return squeeze(narrow(qkv, 2, i, 1), 2); };
-        Tensor q = narrow(part(0), 0, 2, 3), k = part(1), v = part(2);
+        Tensor q = narrow(squeeze(narrow(qkv, 2, 0, 1), 2), 0, 2, 3), kv = narrow(qkv, 2, 1, 2);
         Tensor rk = narrow(in[1], 2, 1, 3);
-        return fused_rel_attention(q, k, v, rk, in[2], in[3], mask, 0.6);
+        return fused_rel_attention(q, kv, rk, in[2], in[3], mask, 0.6);
       },
       {randn64({5, 2, 18}, 31), randn64({5, 2, 4}, 32), randn64({2, 3}, 33), randn64({2, 3}, 34)});
 }
@@ -160,7 +165,7 @@ TEST_CASE("fused_rel_attention: a fully masked row attends to nothing", "[attent
     INFO(dtype_name(dt));
     std::vector<Tensor> in = core_inputs({2, 2, 1, 1, 3, true}, 41, dt);
     for (auto& t : in) t.set_requires_grad();
-    Tensor y = fused_rel_attention(in[0], in[1], in[2], in[3], in[4], in[5], mask, 1.0);
+    Tensor y = fused_core(in[0], in[1], in[2], in[3], in[4], in[5], mask, 1.0);
     REQUIRE(max_abs_diff(y, Tensor::zeros(y.shape(), dt)) == 0.0);
     backward(sum(y));
     for (auto& t : in) REQUIRE(max_abs_diff(t.grad(), Tensor::zeros(t.shape(), dt)) == 0.0);
@@ -177,7 +182,7 @@ TEST_CASE("fused_rel_attention: a row whose every score overflows to -inf gets n
   Tensor u = Tensor::zeros({1, Dh}, DType::f32), w = Tensor::zeros({1, Dh}, DType::f32);
   std::vector<Tensor> in = {q, k, v, rk, u, w};
   for (auto& t : in) t.set_requires_grad();
-  Tensor y = fused_rel_attention(in[0], in[1], in[2], in[3], in[4], in[5], mask, 1.0);
+  Tensor y = fused_core(in[0], in[1], in[2], in[3], in[4], in[5], mask, 1.0);
   REQUIRE(max_abs_diff(y, Tensor::zeros(y.shape(), DType::f32)) == 0.0);
   backward(sum(y));
   for (auto& t : in)
@@ -214,7 +219,7 @@ TEST_CASE("fused_rel_attention in bf16 equals the unfused bf16 ops, 1024 keys in
     std::vector<Tensor> a = core_inputs(c, 51, DType::f32), b = core_inputs(c, 51, DType::f32);
     for (auto& t : a) t.set_requires_grad();
     for (auto& t : b) t.set_requires_grad();
-    Tensor y1 = fused_rel_attention(a[0], a[1], a[2], a[3], a[4], a[5], mask, 0.125);
+    Tensor y1 = fused_core(a[0], a[1], a[2], a[3], a[4], a[5], mask, 0.125);
     Tensor y2 = unfused_core(b[0], b[1], b[2], b[3], b[4], b[5], mask, 0.125);
     CHECK(rel_norm_diff(y1, y2) <= tol);
     Tensor wgt = to_dtype(randn64(y1.shape(), 9), DType::f32);
@@ -230,6 +235,6 @@ TEST_CASE("fused_rel_attention in bf16 equals the unfused bf16 ops, 1024 keys in
 TEST_CASE("fused_rel_attention rejects a mask that leaves shift garbage visible", "[attention]") {
   const Tensor open = Tensor::zeros({3, 5}, DType::b8);
   std::vector<Tensor> in = core_inputs({3, 2, 1, 1, 2, false}, 3, DType::f64);
-  REQUIRE_THROWS_WITH(fused_rel_attention(in[0], in[1], in[2], in[3], in[4], in[5], open, 1.0),
+  REQUIRE_THROWS_WITH(fused_core(in[0], in[1], in[2], in[3], in[4], in[5], open, 1.0),
                       Catch::Contains("fused_rel_attention: key 3 of query 0 must be masked"));
 }

@@ -66,37 +66,48 @@ RelativeAttentionOutput relative_attention(const ModelConfig& cfg, const Paramet
   auto p = [&](const std::string& name) -> const Tensor& { return params.get(name); };
   RelativeAttentionOutput res;
   // qkv_net's rows are the q, k and v projections. The reference projects every row of
-  // cat with all of them and keeps the queries of the last T rows; three products give
+  // cat with all of them and keeps the queries of the last T rows; separate products give
   // the same values without computing the K - T unused queries, and without a split
   // whose backward zero-fills a full-width [K, B, 3HD] gradient per piece and sums them.
+  // The fused core takes keys and values stacked, so its k and v rows (adjacent in
+  // qkv_net) are one product of twice the width, with one gradient.
   const Tensor& w_qkv = p(layer_key(l, "dec_attn.qkv_net.weight"));  // [3HD, D]
   const bool fused = use_fused_attention(cfg, need_prob, ctx, cat.device());
   // The fused core reads keys and values only as operands of its bf16 block products:
-  // in a bf16 run their products write them in bf16 (unless the caller reads them).
+  // in a bf16 run their product writes them in bf16 (unless the caller reads them).
   const bool kv_operands = fused && !need_kv;
-  if (segment.defined()) {
-    // The rows before the segment take no gradient: the key and value products form
-    // input gradients for the segment's rows only.
-    const Tensor rows = matmul_operand(cat);  // read by all three products (segment_rows made it already)
-    // cat's last T rows are the segment's values: the queries read them from rows too.
-    res.q = linear_rows(narrow(rows, 0, K - T, T), segment, narrow(w_qkv, 0, 0, HD));
-    res.k = linear_rows(rows, segment, narrow(w_qkv, 0, HD, HD), kv_operands);
-    res.v = linear_rows(rows, segment, narrow(w_qkv, 0, 2 * HD, HD), kv_operands);
+  // The rows before the segment take no gradient: with a segment, the key and value
+  // products form input gradients for the segment's rows only.
+  const Tensor rows = segment.defined() ? matmul_operand(cat) : cat;  // segment_rows made it already
+  auto project = [&](const Tensor& weight, bool operands) {
+    return segment.defined() ? linear_rows(rows, segment, weight, operands) : linear(cat, weight, Tensor(), operands);
+  };
+  // cat's last T rows are the segment's values: the queries read them from rows too.
+  const Tensor q_rows = K == T ? rows : narrow(rows, 0, K - T, T);
+  res.q = segment.defined() ? linear_rows(q_rows, segment, narrow(w_qkv, 0, 0, HD)) : linear(q_rows, narrow(w_qkv, 0, 0, HD));
+  Tensor kv;  // [K, B, 2HD] (fused)
+  if (fused) {
+    kv = project(narrow(w_qkv, 0, HD, 2 * HD), kv_operands);
+    if (need_kv) {
+      res.k = narrow(kv.detach(), 2, 0, HD);
+      res.v = narrow(kv.detach(), 2, HD, HD);
+    }
   } else {
-    res.q = linear(K == T ? cat : narrow(cat, 0, K - T, T), narrow(w_qkv, 0, 0, HD));
-    res.k = linear(cat, narrow(w_qkv, 0, HD, HD), Tensor(), kv_operands);
-    res.v = linear(cat, narrow(w_qkv, 0, 2 * HD, HD), Tensor(), kv_operands);
+    res.k = project(narrow(w_qkv, 0, HD, HD), false);
+    res.v = project(narrow(w_qkv, 0, 2 * HD, HD), false);
   }
   Tensor r_head_k = reshape(linear(r, p(layer_key(l, "dec_attn.r_net.weight"))), {K, H, Dh});
   Tensor q = reshape(res.q, {T, B, H, Dh});
-  Tensor k = reshape(res.k, {K, B, H, Dh});
-  Tensor v = reshape(res.v, {K, B, H, Dh});
 
   const double scale = 1.0 / std::sqrt(static_cast<double>(Dh));
   Tensor vec;  // [T, B, HD]
   if (fused) {
-    vec = reshape(fused_rel_attention(q, k, v, r_head_k, p("r_w_bias"), p("r_r_bias"), mask, scale), {T, B, HD});
+    vec = reshape(fused_rel_attention(q, reshape(kv, {K, B, 2, H, Dh}), r_head_k, p("r_w_bias"), p("r_r_bias"), mask,
+                                      scale),
+                  {T, B, HD});
   } else {
+    Tensor k = reshape(res.k, {K, B, H, Dh});
+    Tensor v = reshape(res.v, {K, B, H, Dh});
     // Scores in [B, H, T, K]: content term with u = r_w_bias, position term with v = r_r_bias.
     Tensor ac = matmul(permute(add(q, p("r_w_bias")), {1, 2, 0, 3}), permute(k, {1, 2, 3, 0}));
     Tensor bd = matmul(permute(add(q, p("r_r_bias")), {1, 2, 0, 3}), permute(r_head_k, {1, 2, 0}));

@@ -38,7 +38,7 @@ struct RelativeAttentionOutput {
   Tensor out;   // [T, B, D]: o_net of the heads, after dropout (before the residual)
   Tensor prob;  // [B, H, T, K]: attention probabilities before dropatt (need_prob only)
   Tensor q;     // [T, B, H * Dh]: the query projections of the segment's rows of cat
-  Tensor k, v;  // [K, B, H * Dh]: the key and value projections of every row of cat (see need_kv)
+  Tensor k, v;  // [K, B, H * Dh]: the key and value projections of every row of cat (fused: with need_kv only)
 };
 
 // Layer l's attention for the last T rows of cat [K, B, D] (already normalised for
@@ -48,8 +48,9 @@ struct RelativeAttentionOutput {
 // reaches segment, and nothing is formed for the rows before it. Draws from ctx in
 // the reference's order: dropatt on the probabilities, then dropout on o_net. Without
 // need_prob the fused core runs where it can (see use_fused_attention) and prob stays
-// undefined. Without need_kv, k and v are there for the core only: in bf16 runs of the
-// fused core they are in bf16.
+// undefined. The fused core's keys and values come from one product; with need_kv
+// they are also returned in k and v (fp32, detached), else they stay the core's own and
+// in bf16 runs are written in bf16.
 RelativeAttentionOutput relative_attention(const ModelConfig& cfg, const ParameterSet& params, int64_t l,
                                            const Tensor& cat, const Tensor& segment, int64_t T, const Tensor& r,
                                            const Tensor& mask, ForwardContext& ctx, bool need_prob = false,

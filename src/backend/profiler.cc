@@ -120,7 +120,7 @@ namespace {
 // FLOPs of one [rows x visible keys x Dh] product of the fused attention, over all
 // (batch, head) pairs; query i sees K - T + i + 1 keys.
 double fused_attention_flops(const RelAttentionInputs& in) {
-  const double T = static_cast<double>(in.q.shape()[0]), K = static_cast<double>(in.k.shape()[0]);
+  const double T = static_cast<double>(in.q.shape()[0]), K = static_cast<double>(in.kv.shape()[0]);
   const double pairs = static_cast<double>(in.q.shape()[1] * in.q.shape()[2]);
   return 2.0 * pairs * static_cast<double>(in.q.shape()[3]) * (T * (K - T) + T * (T + 1) / 2);
 }

@@ -17,15 +17,15 @@ Tensor rel_attn_probs(const Tensor& ac, const Tensor& bd_raw, const Tensor& mask
   return p;
 }
 
-Tensor fused_rel_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& rk, const Tensor& u,
-                           const Tensor& w, const Tensor& mask, double scale) {
-  RelAttentionInputs in{q.detach(), k.detach(), v.detach(), rk.detach(), u.detach(), w.detach()};
+Tensor fused_rel_attention(const Tensor& q, const Tensor& kv, const Tensor& rk, const Tensor& u, const Tensor& w,
+                           const Tensor& mask, double scale) {
+  RelAttentionInputs in{q.detach(), kv.detach(), rk.detach(), u.detach(), w.detach()};
   FusedRelAttention res = backend_of(q).fused_rel_attention(in, mask, scale);
-  if (needs_record({&q, &k, &v, &rk, &u, &w})) {
-    record(res.out, "fused_rel_attention", {&q, &k, &v, &rk, &u, &w},
+  if (needs_record({&q, &kv, &rk, &u, &w})) {
+    record(res.out, "fused_rel_attention", {&q, &kv, &rk, &u, &w},
            [in, md = mask.detach(), lse = res.lse, scale](const Tensor& g) {
              RelAttentionGrads gr = backend_of(g).fused_rel_attention_backward(in, md, scale, lse, g);
-             return std::vector<Tensor>{gr.q, gr.k, gr.v, gr.rk, gr.u, gr.w};
+             return std::vector<Tensor>{gr.q, gr.kv, gr.rk, gr.u, gr.w};
            });
   }
   return res.out;

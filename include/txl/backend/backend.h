@@ -40,14 +40,14 @@ struct CrossEntropyResult {
 };
 
 struct RelAttentionInputs {
-  Tensor q, k, v, rk, u, w;
+  Tensor q, kv, rk, u, w;  // kv [K, B, 2, H, Dh]: keys at [:, :, 0], values at [:, :, 1]
 };
 struct FusedRelAttention {
   Tensor out;  // [T, B, H, Dh], contiguous
   Tensor lse;  // [B, H, T]: log-sum-exp of each row's scaled scores (-inf: all masked)
 };
 struct RelAttentionGrads {
-  Tensor q, k, v, rk, u, w;  // shaped like the inputs, contiguous
+  Tensor q, kv, rk, u, w;  // shaped like the inputs, contiguous
 };
 
 // adaptive_span's attention core (see Backend::fused_span_attention). ramp, pk and pv
@@ -156,16 +156,18 @@ class Backend {
                                                             double scale) = 0;
 
   // The whole Transformer-XL attention core in one pass per (batch, head) over blocks
-  // of query rows: for q [T, B, H, Dh], k, v [K, B, H, Dh], rk [K, H, Dh] (the
-  // projected positions), u, w [H, Dh] (r_w_bias, r_r_bias) and mask [T, K],
+  // of query rows: for q [T, B, H, Dh], keys k and values v [K, B, H, Dh] stacked as
+  // kv [K, B, 2, H, Dh] (one product makes both: qkv_net's k and v rows are adjacent),
+  // rk [K, H, Dh] (the projected positions), u, w [H, Dh] (r_w_bias, r_r_bias) and
+  // mask [T, K],
   //   out[i] = sum_j p[i, j] v[j],  p[i, :] = softmax_j(scale * ((q[i] + u) . k[j]
   //            + (q[i] + w) . rk[j + T - 1 - i]))  over unmasked j,
   // the same contract as rel_attn_probs followed by the product with v. Probabilities
   // live only in a per-thread block; the forward keeps each row's log-sum-exp
   // ([B, H, T]) so the backward can recompute them. Dh must be the innermost,
-  // contiguous axis of q, k, v and rk (other strides are free). With fp32 q, k and v
-  // may both be bf16 (the CPU; what a bf16 run's block products read anyway): the same
-  // results as fp32 k and v holding those values; gradients stay in q's dtype.
+  // contiguous axis of q, kv and rk (other strides are free). With fp32 q, kv may be
+  // bf16 (the CPU; what a bf16 run's block products read anyway): the same results as
+  // an fp32 kv holding those values; gradients stay in q's dtype.
   virtual FusedRelAttention fused_rel_attention(const RelAttentionInputs& in, const Tensor& mask, double scale) = 0;
   // adaptive_span's attention (facebookresearch/adaptive-span SeqAttention) in one pass
   // per (batch, head) over blocks of query rows: for q [M, B, H, Dh], keys / values
@@ -176,7 +178,7 @@ class Backend {
   //   with a ramp: a_j *= ramp[h, j], then a /= (sum of a + 1e-8),
   //   out_i = sum_j a_j v_{i+j} + sum_n a_n pv[n].
   // Dh must be the innermost, contiguous axis of q, k, v and the column axis of pe;
-  // k and v may be bf16 as for fused_rel_attention.
+  // k and v may both be bf16, as kv for fused_rel_attention.
   virtual FusedSpanAttention fused_span_attention(const SpanAttentionInputs& in, double scale) = 0;
   virtual SpanAttentionGrads fused_span_attention_backward(const SpanAttentionInputs& in, double scale,
                                                            const FusedSpanAttention& fwd, const Tensor& gout) = 0;

@@ -14,11 +14,12 @@ Tensor rel_attn_probs(const Tensor& ac, const Tensor& bd_raw, const Tensor& mask
 namespace txl {
 
 // The whole attention core of Transformer-XL in one fused op (Backend::fused_rel_attention):
-// q [T, B, H, Dh], k, v [K, B, H, Dh], rk [K, H, Dh], u = r_w_bias, w = r_r_bias [H, Dh],
-// mask as for rel_attn_probs. Returns the heads' weighted sums [T, B, H, Dh]; equal to
-// matmul(rel_attn_probs(AC, BD_raw, mask, scale), v) without the [B, H, T, K] tensors.
-Tensor fused_rel_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& rk, const Tensor& u,
-                           const Tensor& w, const Tensor& mask, double scale);
+// q [T, B, H, Dh], keys and values kv [K, B, 2, H, Dh] (k = kv[:, :, 0], v = kv[:, :, 1]),
+// rk [K, H, Dh], u = r_w_bias, w = r_r_bias [H, Dh], mask as for rel_attn_probs. Returns
+// the heads' weighted sums [T, B, H, Dh]; equal to matmul(rel_attn_probs(AC, BD_raw,
+// mask, scale), v) without the [B, H, T, K] tensors.
+Tensor fused_rel_attention(const Tensor& q, const Tensor& kv, const Tensor& rk, const Tensor& u, const Tensor& w,
+                           const Tensor& mask, double scale);
 
 // adaptive_span's attention core in one fused op (Backend::fused_span_attention): q
 // [M, B, H, Dh], k, v [L + M, B, H, Dh], pe [Dh, L], ramp [H, L] or undefined,

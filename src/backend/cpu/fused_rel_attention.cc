@@ -31,41 +31,38 @@ namespace {
 constexpr int64_t kBlockRows = 64;
 
 // Geometry of the operands: row strides (between positions) and the offsets of batch
-// b / head h, in elements.
+// b / head h, in elements; the values sit v_off elements after the keys in kv.
 struct Layout {
   int64_t T, K, B, H, Dh;
-  int64_t q_row, q_b, q_h, k_row, k_b, k_h, v_row, v_b, v_h, r_row, r_h;
+  int64_t q_row, q_b, q_h, k_row, k_b, k_h, v_off, r_row, r_h;
 };
 
 Layout layout_of(RelAttentionInputs& in, const Tensor& mask, const char* op) {
-  TXL_CHECK(in.q.dim() == 4 && in.k.dim() == 4 && in.v.dim() == 4 && in.rk.dim() == 3,
-            "{}: expected q [T, B, H, Dh], k, v [K, B, H, Dh], rk [K, H, Dh], got {} {} {} {}", op,
-            shape_str(in.q.shape()), shape_str(in.k.shape()), shape_str(in.v.shape()), shape_str(in.rk.shape()));
+  TXL_CHECK(in.q.dim() == 4 && in.kv.dim() == 5 && in.rk.dim() == 3,
+            "{}: expected q [T, B, H, Dh], kv [K, B, 2, H, Dh], rk [K, H, Dh], got {} {} {}", op,
+            shape_str(in.q.shape()), shape_str(in.kv.shape()), shape_str(in.rk.shape()));
   const int64_t T = in.q.shape()[0], B = in.q.shape()[1], H = in.q.shape()[2], Dh = in.q.shape()[3];
-  const int64_t K = in.k.shape()[0];
-  TXL_CHECK(in.k.shape() == Shape({K, B, H, Dh}) && in.v.shape() == in.k.shape() &&
-                in.rk.shape() == Shape({K, H, Dh}) && in.u.shape() == Shape({H, Dh}) && in.w.shape() == Shape({H, Dh}),
-            "{}: shapes do not agree: q {} k {} v {} rk {} u {} w {}", op, shape_str(in.q.shape()),
-            shape_str(in.k.shape()), shape_str(in.v.shape()), shape_str(in.rk.shape()), shape_str(in.u.shape()),
-            shape_str(in.w.shape()));
+  const int64_t K = in.kv.shape()[0];
+  TXL_CHECK(in.kv.shape() == Shape({K, B, 2, H, Dh}) && in.rk.shape() == Shape({K, H, Dh}) &&
+                in.u.shape() == Shape({H, Dh}) && in.w.shape() == Shape({H, Dh}),
+            "{}: shapes do not agree: q {} kv {} rk {} u {} w {}", op, shape_str(in.q.shape()),
+            shape_str(in.kv.shape()), shape_str(in.rk.shape()), shape_str(in.u.shape()), shape_str(in.w.shape()));
   const DType dt = in.q.dtype();
   for (const Tensor* t : {&in.rk, &in.u, &in.w})
     TXL_CHECK(t->dtype() == dt, "{}: dtype mismatch ({} vs {})", op, dtype_name(t->dtype()), dtype_name(dt));
-  check_key_value_dtypes(in.k, in.v, dt, op);
+  check_key_value_dtype(in.kv, dt, op);
   TXL_CHECK(K >= T, "{}: key length {} is shorter than query length {}", op, K, T);
   TXL_CHECK(mask.dtype() == DType::b8 && mask.shape() == Shape({T, K}), "{}: mask must be b8 [{}, {}], got {} {}", op,
             T, K, dtype_name(mask.dtype()), shape_str(mask.shape()));
   in.q = inner_contiguous_of(in.q);
-  in.k = inner_contiguous_of(in.k);
-  in.v = inner_contiguous_of(in.v);
+  in.kv = inner_contiguous_of(in.kv);
   in.rk = inner_contiguous_of(in.rk);
   in.u = contiguous_of(in.u);
   in.w = contiguous_of(in.w);
   const auto& qs = in.q.strides();
-  const auto& ks = in.k.strides();
-  const auto& vs = in.v.strides();
+  const auto& ks = in.kv.strides();
   const auto& rs = in.rk.strides();
-  return {T, K, B, H, Dh, qs[0], qs[1], qs[2], ks[0], ks[1], ks[2], vs[0], vs[1], vs[2], rs[0], rs[1]};
+  return {T, K, B, H, Dh, qs[0], qs[1], qs[2], ks[0], ks[1], ks[3], ks[2], rs[0], rs[1]};
 }
 
 // Per-thread scratch of one block: scores / probabilities, the position term, the
@@ -160,7 +157,7 @@ template <class T, class KV>
 void forward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInputs& in, const Tensor& mask, T scale,
                     Tensor& out, Tensor& lse, T* rk_panels) {
   const T *pq = in.q.data<T>(), *pr = in.rk.data<T>();
-  const KV *pk = key_value_data<KV>(in.k), *pv = key_value_data<KV>(in.v);
+  const KV *pk = key_value_data<KV>(in.kv), *pv = pk + g.v_off;
   const T *pu = in.u.data<T>(), *pw = in.w.data<T>();
   const uint8_t* pm = mask.data<uint8_t>();
   T* po = out.data<T>();
@@ -178,12 +175,12 @@ void forward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInpu
       const int64_t b = t / g.H, h = t % g.H;
       const T* q = pq + b * g.q_b + h * g.q_h;
       const KV* k = pk + b * g.k_b + h * g.k_h;
-      const KV* v = pv + b * g.v_b + h * g.v_h;
+      const KV* v = pv + b * g.k_b + h * g.k_h;
       const T* rkt = rk_panels + h * g.Dh * g.K;
       T* o = po + (b * g.H + h) * g.Dh;
       T* l = pl + t * g.T;
       bg.prepare_transposed(sc.kt, sc.kt_p, k, g.k_row, g.K, g.Dh);
-      bg.prepare_rows(sc.vc, sc.vc_p, v, g.v_row, g.K, g.Dh);
+      bg.prepare_rows(sc.vc, sc.vc_p, v, g.k_row, g.K, g.Dh);
       const PackedOperand& rkt_p = rkt_heads[static_cast<size_t>(h)];
       for (int64_t i0 = 0; i0 < g.T; i0 += kBlockRows) {
         const int64_t i1 = std::min(g.T, i0 + kBlockRows), n = i1 - i0, Kv = g.K - g.T + i1;
@@ -224,12 +221,12 @@ void backward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInp
                      const Tensor& lse, const Tensor& gout, RelAttentionGrads& gr, Tensor& grk_parts, Tensor& gu_parts,
                      Tensor& gw_parts, T* rk_panels) {
   const T *pq = in.q.data<T>(), *pr = in.rk.data<T>();
-  const KV *pk = key_value_data<KV>(in.k), *pv = key_value_data<KV>(in.v);
+  const KV *pk = key_value_data<KV>(in.kv), *pv = pk + g.v_off;
   const T *pu = in.u.data<T>(), *pw = in.w.data<T>();
   const uint8_t* pm = mask.data<uint8_t>();
   const T* pl = lse.data<T>();
   const T* pgo = gout.data<T>();
-  T *gq = gr.q.data<T>(), *gk = gr.k.data<T>(), *gv = gr.v.data<T>();
+  T *gq = gr.q.data<T>(), *gk = gr.kv.data<T>();
   T *grk = grk_parts.data<T>(), *gup = gu_parts.data<T>(), *gwp = gw_parts.data<T>();
   const int64_t tasks = g.B * g.H, Dh = g.Dh, HD = g.H * g.Dh, row = g.B * HD, ldt = transposed_ld(g.K);
   // rk's two packed forms per head (as rk^T for the scores, as rk for dq), shared by the
@@ -247,21 +244,21 @@ void backward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInp
       const int64_t b = t / g.H, h = t % g.H;
       const T* q = pq + b * g.q_b + h * g.q_h;
       const KV* k = pk + b * g.k_b + h * g.k_h;
-      const KV* v = pv + b * g.v_b + h * g.v_h;
+      const KV* v = pv + b * g.k_b + h * g.k_h;
       const T* rk = pr + h * g.r_h;
       const T* rkt = rk_panels + h * Dh * g.K;
       const T* go = pgo + (b * g.H + h) * Dh;
       const T* l = pl + t * g.T;
-      // Gradients are dense [., B, H, Dh]; this task owns the (b, h) slices of gq, gk,
-      // gv, and of its batch's partial grk / gu / gw.
+      // Gradients are dense ([T, B, H, Dh], [K, B, 2, H, Dh]); this task owns the (b, h)
+      // slices of gq and of both halves of gkv, and of its batch's partial grk / gu / gw.
       T* dq = gq + (b * g.H + h) * Dh;
-      T* dk = gk + (b * g.H + h) * Dh;
-      T* dv = gv + (b * g.H + h) * Dh;
+      T* dk = gk + 2 * b * HD + h * Dh;
+      T* dv = dk + HD;
       T* drk = grk + b * g.K * HD + h * Dh;
       T* du = gup + (b * g.H + h) * Dh;
       T* dw = gwp + (b * g.H + h) * Dh;
       bg.prepare_transposed(sc.kt, sc.kt_p, k, g.k_row, g.K, Dh);
-      bg.prepare_transposed(sc.vt, sc.vt_p, v, g.v_row, g.K, Dh);
+      bg.prepare_transposed(sc.vt, sc.vt_p, v, g.k_row, g.K, Dh);
       bg.prepare_rows(sc.kc, sc.kc_p, k, g.k_row, g.K, Dh);
       const PackedOperand &rkt_p = rkt_heads[static_cast<size_t>(h)], &rk_p = rk_heads[static_cast<size_t>(h)];
       pack_rows(go, row, g.T, Dh, sc.goc.data());
@@ -320,8 +317,8 @@ void backward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInp
         bg.mul<true>(Dh, Kv, n, sc.qu.data(), Dh, sc.s.data(), Kv, sc.dkt.data(), ldt, true);
         bg.mul<true>(Dh, Kv, n, sc.qw.data(), Dh, sc.bd.data(), Kv, sc.drkt.data() + (g.T - i1), ldt, true);
       }
-      untranspose_panel(sc.dkt.data(), ldt, Dh, g.K, dk, row);
-      untranspose_panel(sc.dvt.data(), ldt, Dh, g.K, dv, row);
+      untranspose_panel(sc.dkt.data(), ldt, Dh, g.K, dk, 2 * row);
+      untranspose_panel(sc.dvt.data(), ldt, Dh, g.K, dv, 2 * row);
       untranspose_panel(sc.drkt.data(), ldt, Dh, g.K, drk, HD);
     }
   }
@@ -341,7 +338,7 @@ FusedRelAttention CpuBackend::fused_rel_attention(const RelAttentionInputs& in_,
   dispatch_float(in.q.dtype(), "fused_rel_attention", [&](auto tag) {
     using T = decltype(tag);
     Tensor panels = Tensor::empty({g.H, g.Dh, g.K}, in.q.dtype(), in.q.device());
-    with_key_value_type<T>(in.k, [&](auto kv) {
+    with_key_value_type<T>(in.kv, [&](auto kv) {
       forward_kernel<T, decltype(kv)>(BlockGemm::for_run(), g, in, mask, static_cast<T>(scale), res.out, res.lse,
                                       panels.data<T>());
     });
@@ -360,14 +357,13 @@ RelAttentionGrads CpuBackend::fused_rel_attention_backward(const RelAttentionInp
   const DType dt = in.q.dtype();
   const Device dev = in.q.device();
   RelAttentionGrads gr;
-  // Each task writes its whole (b, h) slice of the k, v and rk gradients; with no
+  // Each task writes its whole (b, h) slice of the kv and rk gradients; with no
   // queries there are no tasks, and those gradients are zero.
   auto slices = [&](const Shape& shape) {
     return in.q.numel() > 0 ? Tensor::empty(shape, dt, dev) : Tensor::zeros(shape, dt, dev);
   };
   gr.q = Tensor::empty(in.q.shape(), dt, dev);
-  gr.k = slices(in.k.shape());
-  gr.v = slices(in.v.shape());
+  gr.kv = slices(in.kv.shape());
   // rk, u and w are shared by the batch: each batch row accumulates its own part.
   Tensor grk_parts = slices({g.B, g.K, g.H, g.Dh});
   Tensor gu_parts = Tensor::zeros({g.B, g.H, g.Dh}, dt, dev);
@@ -376,7 +372,7 @@ RelAttentionGrads CpuBackend::fused_rel_attention_backward(const RelAttentionInp
     dispatch_float(dt, "fused_rel_attention_backward", [&](auto tag) {
       using T = decltype(tag);
       Tensor panels = Tensor::empty({g.H, g.Dh, g.K}, dt, dev);
-      with_key_value_type<T>(in.k, [&](auto kv) {
+      with_key_value_type<T>(in.kv, [&](auto kv) {
         backward_kernel<T, decltype(kv)>(BlockGemm::for_run(), g, in, mask, static_cast<T>(scale), lse, gout, gr,
                                          grk_parts, gu_parts, gw_parts, panels.data<T>());
       });

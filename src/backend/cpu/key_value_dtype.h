@@ -11,13 +11,21 @@
 
 namespace txl::cpu {
 
+// Keys and values t (both, or one of them) for queries of dtype dt.
+inline void check_key_value_dtype(const Tensor& t, DType dt, const char* op) {
+  TXL_CHECK(t.dtype() == dt || (dt == DType::f32 && t.dtype() == DType::bf16),
+            "{}: keys and values are {}; expected {}{}", op, dtype_name(t.dtype()), dtype_name(dt),
+            dt == DType::f32 ? " or bf16" : "");
+  if (t.dtype() == DType::bf16)
+    TXL_CHECK(t.dim() > 0 && t.strides().back() == 1, "{}: bf16 keys and values must be dense along their last dim",
+              op);
+}
+
 inline void check_key_value_dtypes(const Tensor& k, const Tensor& v, DType dt, const char* op) {
-  const bool same = k.dtype() == dt || (dt == DType::f32 && k.dtype() == DType::bf16);
-  TXL_CHECK(same && v.dtype() == k.dtype(), "{}: keys {} and values {} must both be {}{}", op, dtype_name(k.dtype()),
-            dtype_name(v.dtype()), dtype_name(dt), dt == DType::f32 ? " or both bf16" : "");
-  if (k.dtype() == DType::bf16)
-    TXL_CHECK(k.dim() > 0 && k.strides().back() == 1 && v.strides().back() == 1,
-              "{}: bf16 keys and values must be dense along their last dim", op);
+  check_key_value_dtype(k, dt, op);
+  check_key_value_dtype(v, dt, op);
+  TXL_CHECK(k.dtype() == v.dtype(), "{}: keys {} and values {} must have one dtype", op, dtype_name(k.dtype()),
+            dtype_name(v.dtype()));
 }
 
 template <class KV>
