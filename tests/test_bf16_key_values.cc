@@ -188,33 +188,37 @@ TEST_CASE("fused_span_attention reads bf16 keys and values as exactly their valu
   }
 }
 
-TEST_CASE("the key and value product writing bf16 leaves the attention bit for bit unchanged", "[bf16][attention]") {
+TEST_CASE("the attention's operands in bf16 leave the layer bit for bit unchanged", "[bf16][attention]") {
   // What relative_attention does in a bf16 run: the key and value product over
-  // [memory; segment] writes bf16 for the fused core. Against fp32 outputs: the same
-  // attention output and the same gradients of the segment and of the weights, exactly,
-  // where the core's block products run on AMX (without it they would be fp32 products
-  // of the unrounded fp32 keys).
+  // [memory; segment] writes bf16 for the fused core, and the core writes its output (for
+  // o_net) and the gradients of the queries and keys/values (for their products) in
+  // bf16. Against fp32 throughout: the same o_net output and the same gradients of the
+  // segment and of every weight, exactly, where the core's block products run on AMX
+  // (without it they would be fp32 products of the unrounded fp32 keys).
   TXL_REQUIRE_BF16();
   PrecisionScope probe(MatmulPrecision::bf16);
   TXL_SKIP_UNLESS(txl::cpu::BlockGemm::for_run().bf16(), "skipped: the fused attention's AMX block products are off");
-  const int64_t T = 64, Mem = 64, K = T + Mem, B = 3, H = 4, Dh = 32, D = 128;
+  const int64_t T = 64, Mem = 64, K = T + Mem, B = 3, H = 4, Dh = 32, D = 128, HD = H * Dh;
   const Tensor mem = to_dtype(randn64({Mem, B, D}, 21), DType::f32);
+  const Tensor pos = to_dtype(randn64({K, D}, 28), DType::f32);
   const std::vector<Tensor> init = {
-      to_dtype(randn64({T, B, D}, 22), DType::f32), to_dtype(randn64({3 * H * Dh, D}, 23, 0.1), DType::f32),
-      to_dtype(randn64({K, H, Dh}, 24), DType::f32), to_dtype(randn64({H, Dh}, 25), DType::f32),
-      to_dtype(randn64({H, Dh}, 26), DType::f32)};
+      to_dtype(randn64({T, B, D}, 22), DType::f32),       to_dtype(randn64({3 * HD, D}, 23, 0.1), DType::f32),
+      to_dtype(randn64({HD, D}, 24, 0.1), DType::f32),    to_dtype(randn64({H, Dh}, 25), DType::f32),
+      to_dtype(randn64({H, Dh}, 26), DType::f32),         to_dtype(randn64({D, HD}, 29, 0.1), DType::f32)};
   const Tensor mask = causal_mask(T, K);
-  auto run = [&](bool operand_only) {
+  auto run = [&](bool operands) {
     std::vector<Tensor> p;
     for (const Tensor& t : init) p.push_back(contiguous_copy(t).set_requires_grad());
     const Tensor rows = concat_operand({mem, p[0].detach()});
-    const int64_t HD = H * Dh;
     Tensor q = linear_rows(narrow(rows, 0, Mem, T), p[0], narrow(p[1], 0, 0, HD));
-    Tensor kv = linear_rows(rows, p[0], narrow(p[1], 0, HD, 2 * HD), operand_only);
-    REQUIRE(kv.dtype() == (operand_only ? DType::bf16 : DType::f32));
+    Tensor kv = linear_rows(rows, p[0], narrow(p[1], 0, HD, 2 * HD), operands);
+    REQUIRE(kv.dtype() == (operands ? DType::bf16 : DType::f32));
+    Tensor rk = reshape(linear(matmul_operand(pos), p[2]), {K, H, Dh});
+    Tensor vec = fused_rel_attention(reshape(q, {T, B, H, Dh}), reshape(kv, {K, B, 2, H, Dh}), rk, p[3], p[4], mask,
+                                     0.125, operands);
+    REQUIRE(vec.dtype() == (operands ? DType::bf16 : DType::f32));
     Result r;
-    r.out = fused_rel_attention(reshape(q, {T, B, H, Dh}), reshape(kv, {K, B, 2, H, Dh}), p[2], p[3], p[4], mask,
-                                0.125);
+    r.out = linear(reshape(vec, {T, B, HD}), p[5]);
     backward(sum(mul(r.out, to_dtype(randn64(r.out.shape(), 27), DType::f32))));
     for (const Tensor& t : p) r.grads.push_back(t.grad());
     return r;
@@ -224,5 +228,77 @@ TEST_CASE("the key and value product writing bf16 leaves the attention bit for b
   for (size_t i = 0; i < init.size(); ++i) {
     INFO("gradient " << i);
     require_same_bits(f.grads[i], b.grads[i]);
+  }
+}
+
+TEST_CASE("fused_rel_attention's bf16 operands are its fp32 results rounded", "[bf16][attention]") {
+  // The backend contract of bf16_operands, on any CPU: the output and the gradients of q
+  // and kv are the fp32 ones rounded to bf16 (byte for byte); the others are unchanged.
+  const int64_t T = 70, M = 30, K = T + M, B = 2, H = 2, Dh = 32;
+  RelAttentionInputs in{to_dtype(randn64({T, B, H, Dh}, 41), DType::f32),
+                        to_dtype(randn64({K, B, 2, H, Dh}, 42), DType::f32),
+                        to_dtype(randn64({K, H, Dh}, 43), DType::f32), to_dtype(randn64({H, Dh}, 44), DType::f32),
+                        to_dtype(randn64({H, Dh}, 45), DType::f32)};
+  const Tensor mask = causal_mask(T, K);
+  for (MatmulPrecision p : {MatmulPrecision::fp32, MatmulPrecision::bf16}) {
+    PrecisionScope scope(p);
+    INFO("bf16 precision " << (p == MatmulPrecision::bf16));
+    Backend& be = backend_of(in.q);
+    RelAttentionInputs ops = in;
+    ops.bf16_operands = true;
+    const FusedRelAttention f = be.fused_rel_attention(in, mask, 0.2), o = be.fused_rel_attention(ops, mask, 0.2);
+    auto same_bytes = [](const Tensor& fp32, const Tensor& bf16) {
+      REQUIRE(bf16.dtype() == DType::bf16);
+      const Tensor rounded = backend_of(fp32).to_bf16(fp32);
+      REQUIRE(std::memcmp(rounded.raw_data(), bf16.raw_data(), 2 * static_cast<size_t>(fp32.numel())) == 0);
+    };
+    same_bytes(f.out, o.out);
+    require_same_bits(f.lse, o.lse);
+    const Tensor g = to_dtype(randn64(f.out.shape(), 46), DType::f32);
+    const RelAttentionGrads gf = be.fused_rel_attention_backward(in, mask, 0.2, f.lse, g);
+    const RelAttentionGrads go = be.fused_rel_attention_backward(ops, mask, 0.2, f.lse, g);
+    same_bytes(gf.q, go.q);
+    same_bytes(gf.kv, go.kv);
+    require_same_bits(gf.rk, go.rk);
+    require_same_bits(gf.u, go.u);
+    require_same_bits(gf.w, go.w);
+  }
+}
+
+TEST_CASE("fused_span_attention's bf16 operands are its fp32 results rounded", "[bf16][attention]") {
+  // As for fused_rel_attention, with the ramp and persistent memory on and several blocks.
+  const int64_t Mq = 40, L = 24, B = 2, H = 2, Dh = 16, N = 3;
+  std::vector<float> ramp(static_cast<size_t>(H * L));
+  for (size_t i = 0; i < ramp.size(); ++i) ramp[i] = 0.3f + 0.7f * static_cast<float>(i % 7) / 6.0f;
+  SpanAttentionInputs in{to_dtype(randn64({Mq, B, H, Dh}, 51), DType::f32),
+                         to_dtype(randn64({L + Mq, B, H, Dh}, 52), DType::f32),
+                         to_dtype(randn64({L + Mq, B, H, Dh}, 53), DType::f32),
+                         to_dtype(randn64({Dh, L}, 54), DType::f32),
+                         Tensor::from_vector<float>({H, L}, ramp),
+                         to_dtype(randn64({H, Dh, N}, 55), DType::f32),
+                         to_dtype(randn64({H, N, Dh}, 56), DType::f32)};
+  for (MatmulPrecision p : {MatmulPrecision::fp32, MatmulPrecision::bf16}) {
+    PrecisionScope scope(p);
+    INFO("bf16 precision " << (p == MatmulPrecision::bf16));
+    Backend& be = backend_of(in.q);
+    SpanAttentionInputs ops = in;
+    ops.bf16_operands = true;
+    const FusedSpanAttention f = be.fused_span_attention(in, 0.25), o = be.fused_span_attention(ops, 0.25);
+    auto same_bytes = [](const Tensor& fp32, const Tensor& bf16) {
+      REQUIRE(bf16.dtype() == DType::bf16);
+      const Tensor rounded = backend_of(fp32).to_bf16(fp32);
+      REQUIRE(std::memcmp(rounded.raw_data(), bf16.raw_data(), 2 * static_cast<size_t>(fp32.numel())) == 0);
+    };
+    same_bytes(f.out, o.out);
+    require_same_bits(f.lse, o.lse);
+    require_same_bits(f.denom, o.denom);
+    const Tensor g = to_dtype(randn64(f.out.shape(), 57), DType::f32);
+    const SpanAttentionGrads gf = be.fused_span_attention_backward(in, 0.25, f, g);
+    const SpanAttentionGrads go = be.fused_span_attention_backward(ops, 0.25, f, g);
+    same_bytes(gf.q, go.q);
+    same_bytes(gf.k, go.k);
+    same_bytes(gf.v, go.v);
+    for (const auto& [a, b] : {std::pair{gf.pe, go.pe}, {gf.ramp, go.ramp}, {gf.pk, go.pk}, {gf.pv, go.pv}})
+      require_same_bits(a, b);
   }
 }

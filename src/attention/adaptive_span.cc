@@ -86,8 +86,9 @@ class SpanPass : public AttentionPass {
     Tensor full = cached ? concat_operand({kept, x.detach()}) : x;  // read by both products
     // Dropout on the weights needs them as a tensor: training with dropout runs unfused.
     // The fused kernel is CPU-only. It reads keys and values only as operands of its
-    // bf16 block products: in a bf16 run their products write them in bf16 (unless they
-    // are padded below, which the bf16 copy does not support).
+    // bf16 block products: in a bf16 run their products write them in bf16, and the
+    // kernel writes its output (for proj_out) and the q, k, v gradients (for their
+    // products) in bf16 (unless k and v are padded below, which bf16 does not support).
     const bool fused = attention_bool(cfg_, "fused") && (!ctx.training || cfg_.dropout == 0.0) && x.device().is_cpu();
     const bool kv_operands = fused && tc >= 0;
     auto project = [&](const Tensor& w) {
@@ -107,7 +108,7 @@ class SpanPass : public AttentionPass {
     if (fused) {
       Tensor out = fused_span_attention(reshape(q, {M, B, H, Dh}), reshape(k, {Lw + M, B, H, Dh}),
                                         reshape(v, {Lw + M, B, H, Dh}), pe, o_.adapt ? mask(l, t, Lw) : Tensor(), pk,
-                                        pv, scale);
+                                        pv, scale, /*operands_only=*/kv_operands);
       return linear(reshape(out, {M, B, D}), p(layer_key(l, "attn.proj_out.weight")));
     }
     Tensor qh = permute(reshape(q, {M, B, H, Dh}), {1, 2, 0, 3});  // [B, H, M, Dh]

@@ -102,8 +102,10 @@ RelativeAttentionOutput relative_attention(const ModelConfig& cfg, const Paramet
   const double scale = 1.0 / std::sqrt(static_cast<double>(Dh));
   Tensor vec;  // [T, B, HD]
   if (fused) {
+    // The core's output feeds o_net only, and the gradients of q and kv reach only their
+    // products (the caller reads q and kv detached, if at all).
     vec = reshape(fused_rel_attention(q, reshape(kv, {K, B, 2, H, Dh}), r_head_k, p("r_w_bias"), p("r_r_bias"), mask,
-                                      scale),
+                                      scale, /*operands_only=*/true),
                   {T, B, HD});
   } else {
     Tensor k = reshape(res.k, {K, B, H, Dh});

@@ -41,6 +41,9 @@ struct CrossEntropyResult {
 
 struct RelAttentionInputs {
   Tensor q, kv, rk, u, w;  // kv [K, B, 2, H, Dh]: keys at [:, :, 0], values at [:, :, 1]
+  // The output and the gradients of q and kv are read only as operands of bf16 products
+  // (the CPU, fp32 q): written in bf16, the values those products would round them to.
+  bool bf16_operands = false;
 };
 struct FusedRelAttention {
   Tensor out;  // [T, B, H, Dh], contiguous
@@ -54,6 +57,7 @@ struct RelAttentionGrads {
 // may be undefined (no adaptive span, no persistent memory).
 struct SpanAttentionInputs {
   Tensor q, k, v, pe, ramp, pk, pv;
+  bool bf16_operands = false;  // as for RelAttentionInputs: the output and dq, dk, dv
 };
 struct FusedSpanAttention {
   Tensor out;    // [M, B, H, Dh], contiguous

@@ -22,4 +22,14 @@ inline float bf16_value(uint16_t b) {
   return x;
 }
 
+// rows x cols fp32 values (row stride ld) rounded into bf16 rows (row stride ldo).
+inline void round_rows_to_bf16(const float* x, int64_t ld, int64_t rows, int64_t cols, uint16_t* out, int64_t ldo) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* src = x + r * ld;
+    uint16_t* dst = out + r * ldo;
+#pragma omp simd
+    for (int64_t c = 0; c < cols; ++c) dst[c] = bf16_bits(src[c]);
+  }
+}
+
 }  // namespace txl::cpu

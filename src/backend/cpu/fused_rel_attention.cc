@@ -78,6 +78,8 @@ struct Scratch {
   // leading dimension transposed_ld(K)): each block adds (q + u)^T ds and the like, whose
   // small first operand is the one transposed, and the task writes them back once.
   std::vector<T> dkt, dvt, drkt;
+  // With bf16 gradients, a task's dk or dv rows in fp32 before they are rounded.
+  std::vector<T> grad_rows;
   // Per row of the block: the forward's score maximum, the backward's sum_j p dp.
   std::vector<T> row_max, row_dot;
   // In bf16 runs, the packed copies of the panels the block products read (BlockGemm).
@@ -100,11 +102,12 @@ struct Scratch {
     row_max.resize(kBlockRows);
     row_dot.resize(kBlockRows);
   }
-  void size_accumulators(const Layout& g) {  // the backward's only
+  void size_accumulators(const Layout& g, bool bf16_grads) {  // the backward's only
     const size_t acc = static_cast<size_t>(g.Dh * transposed_ld(g.K));
     dkt.resize(acc);
     dvt.resize(acc);
     drkt.resize(acc);
+    if (bf16_grads) grad_rows.resize(static_cast<size_t>(g.K * g.Dh));
   }
 };
 
@@ -160,7 +163,10 @@ void forward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInpu
   const KV *pk = key_value_data<KV>(in.kv), *pv = pk + g.v_off;
   const T *pu = in.u.data<T>(), *pw = in.w.data<T>();
   const uint8_t* pm = mask.data<uint8_t>();
-  T* po = out.data<T>();
+  // bf16_operands: the output rounded to bf16 (T = float), through the block buffer tmp.
+  const bool bf16_out = out.dtype() == DType::bf16;
+  T* po = bf16_out ? nullptr : out.data<T>();
+  uint16_t* po_b = bf16_out ? static_cast<uint16_t*>(out.raw_data()) : nullptr;
   T* pl = lse.data<T>();
   const int64_t tasks = g.B * g.H, o_row = g.B * g.H * g.Dh;
   const T neg_inf = -std::numeric_limits<T>::infinity();
@@ -177,7 +183,8 @@ void forward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInpu
       const KV* k = pk + b * g.k_b + h * g.k_h;
       const KV* v = pv + b * g.k_b + h * g.k_h;
       const T* rkt = rk_panels + h * g.Dh * g.K;
-      T* o = po + (b * g.H + h) * g.Dh;
+      const int64_t o_off = (b * g.H + h) * g.Dh;
+      T* o = bf16_out ? sc.tmp.data() : po + o_off;
       T* l = pl + t * g.T;
       bg.prepare_transposed(sc.kt, sc.kt_p, k, g.k_row, g.K, g.Dh);
       bg.prepare_rows(sc.vc, sc.vc_p, v, g.k_row, g.K, g.Dh);
@@ -210,6 +217,13 @@ void forward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInpu
           for (int64_t j = 0; j < Kv; ++j) s[j] *= inv;
           l[i0 + r] = mx + std::log(sum);
         }
+        if constexpr (std::is_same_v<T, float>) {
+          if (bf16_out) {
+            bg.mul<false>(n, g.Dh, Kv, sc.s.data(), Kv, sc.vc.data(), g.Dh, sc.vc_p, 0, 0, o, g.Dh, false);
+            round_rows_to_bf16(o, g.Dh, n, g.Dh, po_b + o_off + i0 * o_row, o_row);
+            continue;
+          }
+        }
         bg.mul<false>(n, g.Dh, Kv, sc.s.data(), Kv, sc.vc.data(), g.Dh, sc.vc_p, 0, 0, o + i0 * o_row, o_row, false);
       }
     }
@@ -226,7 +240,11 @@ void backward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInp
   const uint8_t* pm = mask.data<uint8_t>();
   const T* pl = lse.data<T>();
   const T* pgo = gout.data<T>();
-  T *gq = gr.q.data<T>(), *gk = gr.kv.data<T>();
+  // bf16_operands: dq and dkv rounded to bf16 as they are written (T = float).
+  const bool bf16_grads = gr.q.dtype() == DType::bf16;
+  T *gq = bf16_grads ? nullptr : gr.q.data<T>(), *gk = bf16_grads ? nullptr : gr.kv.data<T>();
+  uint16_t* gq_b = bf16_grads ? static_cast<uint16_t*>(gr.q.raw_data()) : nullptr;
+  uint16_t* gk_b = bf16_grads ? static_cast<uint16_t*>(gr.kv.raw_data()) : nullptr;
   T *grk = grk_parts.data<T>(), *gup = gu_parts.data<T>(), *gwp = gw_parts.data<T>();
   const int64_t tasks = g.B * g.H, Dh = g.Dh, HD = g.H * g.Dh, row = g.B * HD, ldt = transposed_ld(g.K);
   // rk's two packed forms per head (as rk^T for the scores, as rk for dq), shared by the
@@ -236,7 +254,7 @@ void backward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInp
   {
     thread_local Scratch<T> sc;
     sc.size_for(g);
-    sc.size_accumulators(g);
+    sc.size_accumulators(g, bf16_grads);
     std::vector<T>& dp = sc.dp;
     prepare_rk_heads(bg, g, pr, rk_panels, rkt_heads, &rk_heads);
 #pragma omp for schedule(dynamic, 1)
@@ -251,9 +269,10 @@ void backward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInp
       const T* l = pl + t * g.T;
       // Gradients are dense ([T, B, H, Dh], [K, B, 2, H, Dh]); this task owns the (b, h)
       // slices of gq and of both halves of gkv, and of its batch's partial grk / gu / gw.
-      T* dq = gq + (b * g.H + h) * Dh;
-      T* dk = gk + 2 * b * HD + h * Dh;
-      T* dv = dk + HD;
+      const int64_t q_off = (b * g.H + h) * Dh, k_off = 2 * b * HD + h * Dh;
+      T* dq = bf16_grads ? nullptr : gq + q_off;
+      T* dk = bf16_grads ? nullptr : gk + k_off;
+      T* dv = bf16_grads ? nullptr : dk + HD;
       T* drk = grk + b * g.K * HD + h * Dh;
       T* du = gup + (b * g.H + h) * Dh;
       T* dw = gwp + (b * g.H + h) * Dh;
@@ -303,22 +322,38 @@ void backward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInp
                       Dh, false);
         for (int64_t r = 0; r < n; ++r) {
           const T* a = sc.dqu.data() + r * Dh;
-          const T* c = sc.tmp.data() + r * Dh;
-          T* out = dq + (i0 + r) * row;
+          T* c = sc.tmp.data() + r * Dh;
 #pragma omp simd
           for (int64_t d = 0; d < Dh; ++d) {
-            out[d] = a[d] + c[d];
             du[d] += a[d];
             dw[d] += c[d];
+            c[d] += a[d];  // dq's row
           }
+          if constexpr (std::is_same_v<T, float>) {
+            if (bf16_grads) {
+              round_rows_to_bf16(c, Dh, 1, Dh, gq_b + q_off + (i0 + r) * row, row);
+              continue;
+            }
+          }
+          std::copy(c, c + Dh, dq + (i0 + r) * row);
         }
         // dk^T += (q + u)^T ds; drk^T[:, T - i1 ..] += (q + w)^T dbd, with the q + u and
         // q + w that block_scores left in qu / qw.
         bg.mul<true>(Dh, Kv, n, sc.qu.data(), Dh, sc.s.data(), Kv, sc.dkt.data(), ldt, true);
         bg.mul<true>(Dh, Kv, n, sc.qw.data(), Dh, sc.bd.data(), Kv, sc.drkt.data() + (g.T - i1), ldt, true);
       }
-      untranspose_panel(sc.dkt.data(), ldt, Dh, g.K, dk, 2 * row);
-      untranspose_panel(sc.dvt.data(), ldt, Dh, g.K, dv, 2 * row);
+      if constexpr (std::is_same_v<T, float>) {
+        if (bf16_grads) {
+          for (int64_t half = 0; half < 2; ++half) {
+            untranspose_panel((half ? sc.dvt : sc.dkt).data(), ldt, Dh, g.K, sc.grad_rows.data(), Dh);
+            round_rows_to_bf16(sc.grad_rows.data(), Dh, g.K, Dh, gk_b + k_off + half * HD, 2 * row);
+          }
+        }
+      }
+      if (!bf16_grads) {
+        untranspose_panel(sc.dkt.data(), ldt, Dh, g.K, dk, 2 * row);
+        untranspose_panel(sc.dvt.data(), ldt, Dh, g.K, dv, 2 * row);
+      }
       untranspose_panel(sc.drkt.data(), ldt, Dh, g.K, drk, HD);
     }
   }
@@ -332,7 +367,8 @@ FusedRelAttention CpuBackend::fused_rel_attention(const RelAttentionInputs& in_,
   const Layout g = layout_of(in, mask, "fused_rel_attention");
   check_rel_shift_mask(mask, g.T, g.K, "fused_rel_attention");
   FusedRelAttention res;
-  res.out = Tensor::empty({g.T, g.B, g.H, g.Dh}, in.q.dtype(), in.q.device());
+  const bool bf16_out = in.bf16_operands && in.q.dtype() == DType::f32;
+  res.out = Tensor::empty({g.T, g.B, g.H, g.Dh}, bf16_out ? DType::bf16 : in.q.dtype(), in.q.device());
   res.lse = Tensor::empty({g.B, g.H, g.T}, in.q.dtype(), in.q.device());
   if (res.out.numel() == 0) return res;
   dispatch_float(in.q.dtype(), "fused_rel_attention", [&](auto tag) {
@@ -362,8 +398,10 @@ RelAttentionGrads CpuBackend::fused_rel_attention_backward(const RelAttentionInp
   auto slices = [&](const Shape& shape) {
     return in.q.numel() > 0 ? Tensor::empty(shape, dt, dev) : Tensor::zeros(shape, dt, dev);
   };
-  gr.q = Tensor::empty(in.q.shape(), dt, dev);
-  gr.kv = slices(in.kv.shape());
+  // dq and dkv in bf16 for products that read only that (bf16_operands).
+  const DType operand_dt = in.bf16_operands && dt == DType::f32 ? DType::bf16 : dt;
+  gr.q = Tensor::empty(in.q.shape(), operand_dt, dev);
+  gr.kv = in.q.numel() > 0 ? Tensor::empty(in.kv.shape(), operand_dt, dev) : Tensor::zeros(in.kv.shape(), operand_dt, dev);
   // rk, u and w are shared by the batch: each batch row accumulates its own part.
   Tensor grk_parts = slices({g.B, g.K, g.H, g.Dh});
   Tensor gu_parts = Tensor::zeros({g.B, g.H, g.Dh}, dt, dev);

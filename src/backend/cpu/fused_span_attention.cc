@@ -74,6 +74,9 @@ struct SpanScratch {
   // transposed_ld(LK)): each block adds q^T ds and go^T a, whose transposed operand is
   // the small [n, Dh] one rather than the [n, Kb] scores.
   std::vector<T> dkt, dvt;
+  // With bf16 operands (bf16_operands): a block's output or dq rows, and a task's dk or
+  // dv rows, in fp32 before they are rounded.
+  std::vector<T> blk, grad_rows;
   // In bf16 runs, the packed copies of the panels the block products read (BlockGemm).
   PackedOperand kt_p, kc_p, vt_p, vc_p, pe_p, pet_p;
   void size_for(const Geometry& g) {
@@ -93,11 +96,13 @@ struct SpanScratch {
     pkt.resize(std::max<size_t>(N, 1) * dh);
     pvt.resize(std::max<size_t>(N, 1) * dh);
     goc.resize(static_cast<size_t>(g.M) * dh);
+    blk.resize(n * dh);
   }
-  void size_accumulators(const Geometry& g) {  // the backward's only
+  void size_accumulators(const Geometry& g, bool bf16_grads) {  // the backward's only
     const size_t acc = static_cast<size_t>(g.Dh * transposed_ld(g.LK));
     dkt.resize(acc);
     dvt.resize(acc);
+    if (bf16_grads) grad_rows.resize(static_cast<size_t>(g.LK * g.Dh));
   }
 };
 
@@ -177,7 +182,10 @@ void forward_kernel(const BlockGemm& bg, const Geometry& g, const SpanAttentionI
   const T* pramp = in.ramp.defined() ? in.ramp.data<T>() : nullptr;
   const T* ppk = in.pk.defined() ? in.pk.data<T>() : nullptr;
   const T* ppv = in.pv.defined() ? in.pv.data<T>() : nullptr;
-  T *po = res.out.data<T>(), *pl = res.lse.data<T>(), *pd = res.denom.data<T>();
+  // bf16_operands: the output rounded to bf16 (T = float), through the block buffer.
+  const bool bf16_out = res.out.dtype() == DType::bf16;
+  T *po = bf16_out ? nullptr : res.out.data<T>(), *pl = res.lse.data<T>(), *pd = res.denom.data<T>();
+  uint16_t* po_b = bf16_out ? static_cast<uint16_t*>(res.out.raw_data()) : nullptr;
   const int64_t tasks = g.B * g.H, Dh = g.Dh, N = g.N, o_row = g.B * g.H * Dh;
 #pragma omp parallel
   {
@@ -190,14 +198,18 @@ void forward_kernel(const BlockGemm& bg, const Geometry& g, const SpanAttentionI
       const T* q = pq + b * g.q_b + h * g.q_h;
       bg.prepare_transposed(sc.kt, sc.kt_p, pk + b * g.k_b + h * g.k_h, g.k_row, g.LK, Dh);
       bg.prepare_rows(sc.vc, sc.vc_p, pv + b * g.v_b + h * g.v_h, g.v_row, g.LK, Dh);
-      T* o = po + (b * g.H + h) * Dh;
+      const int64_t o_off = (b * g.H + h) * Dh;
       for (int64_t i0 = 0; i0 < g.M; i0 += g.block) {
         const int64_t n = std::min(g.block, g.M - i0), Kb = n + g.L - 1;
         block_probs(bg, g, q, ppe, pramp ? pramp + h * g.L : nullptr, ppk ? ppk + h * Dh * N : nullptr, scale, i0, n,
                     sc, pl + t * g.M, pd + t * g.M, true);
-        bg.mul<false>(n, Dh, Kb, sc.full.data(), Kb, sc.vc.data() + i0 * Dh, Dh, sc.vc_p, i0, 0, o + i0 * o_row, o_row,
-                      false);
-        if (N > 0) bg.mul<false>(n, Dh, N, sc.pers.data(), N, ppv + h * N * Dh, Dh, o + i0 * o_row, o_row, true);
+        T* o = bf16_out ? sc.blk.data() : po + o_off + i0 * o_row;
+        const int64_t ld = bf16_out ? Dh : o_row;
+        bg.mul<false>(n, Dh, Kb, sc.full.data(), Kb, sc.vc.data() + i0 * Dh, Dh, sc.vc_p, i0, 0, o, ld, false);
+        if (N > 0) bg.mul<false>(n, Dh, N, sc.pers.data(), N, ppv + h * N * Dh, Dh, o, ld, true);
+        if constexpr (std::is_same_v<T, float>) {
+          if (bf16_out) round_rows_to_bf16(o, Dh, n, Dh, po_b + o_off + i0 * o_row, o_row);
+        }
       }
     }
   }
@@ -219,7 +231,13 @@ void backward_kernel(const BlockGemm& bg, const Geometry& g, const SpanAttention
   // block_probs only reads lse and denom here (stats = false).
   T *pl = fwd.lse.data<T>(), *pd = fwd.denom.data<T>();
   const T *pgo = gout.data<T>(), *pet = pe_t.data<T>();
-  T *gq = gr.q.data<T>(), *gk = gr.k.data<T>(), *gv = gr.v.data<T>();
+  // bf16_operands: dq, dk and dv rounded to bf16 as they are written (T = float).
+  const bool bf16_grads = gr.q.dtype() == DType::bf16;
+  T *gq = bf16_grads ? nullptr : gr.q.data<T>(), *gk = bf16_grads ? nullptr : gr.k.data<T>(),
+    *gv = bf16_grads ? nullptr : gr.v.data<T>();
+  uint16_t* gq_b = bf16_grads ? static_cast<uint16_t*>(gr.q.raw_data()) : nullptr;
+  uint16_t* gk_b = bf16_grads ? static_cast<uint16_t*>(gr.k.raw_data()) : nullptr;
+  uint16_t* gv_b = bf16_grads ? static_cast<uint16_t*>(gr.v.raw_data()) : nullptr;
   T* gpe = parts.pe.data<T>();
   T* gramp = pramp ? parts.ramp.data<T>() : nullptr;
   T* gpk = ppk ? parts.pk.data<T>() : nullptr;
@@ -229,7 +247,7 @@ void backward_kernel(const BlockGemm& bg, const Geometry& g, const SpanAttention
   {
     thread_local SpanScratch<T> sc;
     sc.size_for(g);
-    sc.size_accumulators(g);
+    sc.size_accumulators(g, bf16_grads);
     std::vector<T>& gpers = sc.gpers;
     std::vector<T>& ds_pos = sc.ds_pos;
     bg.pack(sc.pe_p, ppe, g.pe_row, Dh, L);  // shared by every task
@@ -250,9 +268,7 @@ void backward_kernel(const BlockGemm& bg, const Geometry& g, const SpanAttention
         transpose_panel(pkh, N, Dh, N, sc.pkt.data());                // [N, Dh]
         transpose_panel(ppv + h * N * Dh, Dh, N, Dh, sc.pvt.data());  // [Dh, N]
       }
-      T* dq = gq + (b * g.H + h) * Dh;
-      T* dk = gk + (b * g.H + h) * Dh;
-      T* dv = gv + (b * g.H + h) * Dh;
+      const int64_t qkv_off = (b * g.H + h) * Dh;
       T* dpe = gpe + t * Dh * L;
       T* dramp = gramp ? gramp + t * L : nullptr;
       T* dpk = gpk ? gpk + t * Dh * N : nullptr;
@@ -318,18 +334,31 @@ void backward_kernel(const BlockGemm& bg, const Geometry& g, const SpanAttention
           std::fill(f + r + L, f + Kb, T(0));
         }
         // dq = ds_full k + ds_pos pe^T + ds_pers pk^T
-        T* dq_rows = dq + i0 * row;
-        bg.mul<false>(n, Dh, Kb, sc.grad_full.data(), Kb, sc.kc.data() + i0 * Dh, Dh, sc.kc_p, i0, 0, dq_rows, row,
+        T* dq_rows = bf16_grads ? sc.blk.data() : gq + qkv_off + i0 * row;
+        const int64_t ldq = bf16_grads ? Dh : row;
+        bg.mul<false>(n, Dh, Kb, sc.grad_full.data(), Kb, sc.kc.data() + i0 * Dh, Dh, sc.kc_p, i0, 0, dq_rows, ldq,
                       false);
-        bg.mul<false>(n, Dh, L, ds_pos.data(), L, pet, Dh, sc.pet_p, 0, 0, dq_rows, row, true);
-        if (N > 0) bg.mul<false>(n, Dh, N, gpers.data(), N, sc.pkt.data(), Dh, dq_rows, row, true);
+        bg.mul<false>(n, Dh, L, ds_pos.data(), L, pet, Dh, sc.pet_p, 0, 0, dq_rows, ldq, true);
+        if (N > 0) bg.mul<false>(n, Dh, N, gpers.data(), N, sc.pkt.data(), Dh, dq_rows, ldq, true);
+        if constexpr (std::is_same_v<T, float>) {
+          if (bf16_grads) round_rows_to_bf16(dq_rows, Dh, n, Dh, gq_b + qkv_off + i0 * row, row);
+        }
         // dk += ds_full^T q (as dk^T += q^T ds_full); dpe += q^T ds_pos; dpk += q^T ds_pers
         bg.mul<true>(Dh, Kb, n, sc.qc.data(), Dh, sc.grad_full.data(), Kb, sc.dkt.data() + i0, ldt, true);
         bg.mul<true>(Dh, L, n, sc.qc.data(), Dh, ds_pos.data(), L, dpe, L, true);
         if (N > 0) bg.mul<true>(Dh, N, n, sc.qc.data(), Dh, gpers.data(), N, dpk, N, true);
       }
-      untranspose_panel(sc.dkt.data(), ldt, Dh, g.LK, dk, row);
-      untranspose_panel(sc.dvt.data(), ldt, Dh, g.LK, dv, row);
+      if constexpr (std::is_same_v<T, float>) {
+        if (bf16_grads) {
+          untranspose_panel(sc.dkt.data(), ldt, Dh, g.LK, sc.grad_rows.data(), Dh);
+          round_rows_to_bf16(sc.grad_rows.data(), Dh, g.LK, Dh, gk_b + qkv_off, row);
+          untranspose_panel(sc.dvt.data(), ldt, Dh, g.LK, sc.grad_rows.data(), Dh);
+          round_rows_to_bf16(sc.grad_rows.data(), Dh, g.LK, Dh, gv_b + qkv_off, row);
+          continue;
+        }
+      }
+      untranspose_panel(sc.dkt.data(), ldt, Dh, g.LK, gk + qkv_off, row);
+      untranspose_panel(sc.dvt.data(), ldt, Dh, g.LK, gv + qkv_off, row);
     }
   }
 }
@@ -341,7 +370,8 @@ FusedSpanAttention CpuBackend::fused_span_attention(const SpanAttentionInputs& i
   const Geometry g = geometry_of(in, "fused_span_attention");
   const DType dt = in.q.dtype();
   FusedSpanAttention res;
-  res.out = Tensor::empty({g.M, g.B, g.H, g.Dh}, dt, in.q.device());
+  const bool bf16_out = in.bf16_operands && dt == DType::f32;
+  res.out = Tensor::empty({g.M, g.B, g.H, g.Dh}, bf16_out ? DType::bf16 : dt, in.q.device());
   res.lse = Tensor::empty({g.B, g.H, g.M}, dt, in.q.device());
   res.denom = Tensor::empty({g.B, g.H, g.M}, dt, in.q.device());
   if (res.out.numel() == 0) return res;
@@ -366,11 +396,14 @@ SpanAttentionGrads CpuBackend::fused_span_attention_backward(const SpanAttention
   const Device dev = in.q.device();
   const int64_t tasks = g.B * g.H;
   SpanAttentionGrads gr;
-  gr.q = Tensor::empty(in.q.shape(), dt, dev);
+  // dq, dk and dv in bf16 for products that read only that (bf16_operands).
+  const DType operand_dt = in.bf16_operands && dt == DType::f32 ? DType::bf16 : dt;
+  const bool run = in.q.numel() > 0 && tasks > 0;
+  gr.q = run ? Tensor::empty(in.q.shape(), operand_dt, dev) : Tensor::zeros(in.q.shape(), operand_dt, dev);
   // Every element of k's and v's gradients is written (untranspose_panel) when there
   // are queries; with none they are zero.
-  gr.k = g.M > 0 ? Tensor::empty(in.k.shape(), dt, dev) : Tensor::zeros(in.k.shape(), dt, dev);
-  gr.v = g.M > 0 ? Tensor::empty(in.v.shape(), dt, dev) : Tensor::zeros(in.v.shape(), dt, dev);
+  gr.k = g.M > 0 ? Tensor::empty(in.k.shape(), operand_dt, dev) : Tensor::zeros(in.k.shape(), operand_dt, dev);
+  gr.v = g.M > 0 ? Tensor::empty(in.v.shape(), operand_dt, dev) : Tensor::zeros(in.v.shape(), operand_dt, dev);
   // pe is shared by every task, the ramp and persistent vectors by the batch: each task
   // accumulates its own part, summed below.
   SpanParts parts;
@@ -381,7 +414,7 @@ SpanAttentionGrads CpuBackend::fused_span_attention_backward(const SpanAttention
     parts.pv = Tensor::zeros({g.B, g.H, g.N, g.Dh}, dt, dev);
   }
   Tensor pe_t = contiguous_of(Tensor::view_of(in.pe, {g.L, g.Dh}, {1, in.pe.strides()[0]}, in.pe.offset()));
-  if (gr.q.numel() > 0 && tasks > 0) {
+  if (run) {
     dispatch_float(dt, "fused_span_attention_backward", [&](auto tag) {
       using T = decltype(tag);
       with_key_value_type<T>(in.k, [&](auto kv) {
@@ -389,8 +422,6 @@ SpanAttentionGrads CpuBackend::fused_span_attention_backward(const SpanAttention
                                          pe_t);
       });
     });
-  } else {
-    fill(gr.q, 0.0);
   }
   gr.pe = reduce(ReduceOp::sum, parts.pe, {0, 1}, false);
   if (in.ramp.defined()) gr.ramp = reduce(ReduceOp::sum, parts.ramp, {0}, false);
