@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "backend/cpu/amx_gemm.h"
+#include "bf16_round.h"
 #include "skip.h"
 
 using namespace txl::cpu;
@@ -20,15 +21,7 @@ using namespace txl::cpu;
 
 namespace {
 
-float round_bf16(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  u += 0x7FFFu + ((u >> 16) & 1u);
-  u &= 0xFFFF0000u;
-  float r;
-  std::memcpy(&r, &u, 4);
-  return r;
-}
+using txl::testing::round_bf16;
 
 template <bool TA>
 void check(int64_t M, int64_t N, int64_t K, bool accumulate, uint32_t seed) {

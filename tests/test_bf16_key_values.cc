@@ -11,6 +11,7 @@
 
 #include "backend/cpu/amx_gemm.h"
 #include "backend/cpu/block_gemm.h"
+#include "bf16_round.h"
 #include "gradcheck.h"
 #include "native_bf16.h"
 #include "txl/backend/backend.h"
@@ -21,17 +22,6 @@ using namespace txl;
 using namespace txl::testing;
 
 namespace {
-
-// Round to nearest even on the bit pattern, independently of the engine's conversion.
-float round_bf16(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  u += 0x7FFFu + ((u >> 16) & 1u);
-  u &= 0xFFFF0000u;
-  float r;
-  std::memcpy(&r, &u, 4);
-  return r;
-}
 
 // The fp32 tensor of t's values rounded to bf16.
 Tensor rounded_f32(const Tensor& t) {
@@ -45,6 +35,14 @@ Tensor as_bf16(const Tensor& t) { return backend_of(t).to_bf16(contiguous_copy(t
 void require_same_bits(const Tensor& a, const Tensor& b) {
   REQUIRE(a.shape() == b.shape());
   REQUIRE(a.to_doubles() == b.to_doubles());
+}
+
+// bf16 holds exactly the bytes to_bf16 makes of fp32.
+void require_rounded(const Tensor& fp32, const Tensor& bf16) {
+  REQUIRE(bf16.dtype() == DType::bf16);
+  REQUIRE(bf16.shape() == fp32.shape());
+  const Tensor rounded = backend_of(fp32).to_bf16(fp32);
+  REQUIRE(std::memcmp(rounded.raw_data(), bf16.raw_data(), 2 * static_cast<size_t>(fp32.numel())) == 0);
 }
 
 Tensor causal_mask(int64_t T, int64_t K) {
@@ -247,18 +245,13 @@ TEST_CASE("fused_rel_attention's bf16 operands are its fp32 results rounded", "[
     RelAttentionInputs ops = in;
     ops.bf16_operands = true;
     const FusedRelAttention f = be.fused_rel_attention(in, mask, 0.2), o = be.fused_rel_attention(ops, mask, 0.2);
-    auto same_bytes = [](const Tensor& fp32, const Tensor& bf16) {
-      REQUIRE(bf16.dtype() == DType::bf16);
-      const Tensor rounded = backend_of(fp32).to_bf16(fp32);
-      REQUIRE(std::memcmp(rounded.raw_data(), bf16.raw_data(), 2 * static_cast<size_t>(fp32.numel())) == 0);
-    };
-    same_bytes(f.out, o.out);
+    require_rounded(f.out, o.out);
     require_same_bits(f.lse, o.lse);
     const Tensor g = to_dtype(randn64(f.out.shape(), 46), DType::f32);
     const RelAttentionGrads gf = be.fused_rel_attention_backward(in, mask, 0.2, f.lse, g);
     const RelAttentionGrads go = be.fused_rel_attention_backward(ops, mask, 0.2, f.lse, g);
-    same_bytes(gf.q, go.q);
-    same_bytes(gf.kv, go.kv);
+    require_rounded(gf.q, go.q);
+    require_rounded(gf.kv, go.kv);
     require_same_bits(gf.rk, go.rk);
     require_same_bits(gf.u, go.u);
     require_same_bits(gf.w, go.w);
@@ -284,20 +277,15 @@ TEST_CASE("fused_span_attention's bf16 operands are its fp32 results rounded", "
     SpanAttentionInputs ops = in;
     ops.bf16_operands = true;
     const FusedSpanAttention f = be.fused_span_attention(in, 0.25), o = be.fused_span_attention(ops, 0.25);
-    auto same_bytes = [](const Tensor& fp32, const Tensor& bf16) {
-      REQUIRE(bf16.dtype() == DType::bf16);
-      const Tensor rounded = backend_of(fp32).to_bf16(fp32);
-      REQUIRE(std::memcmp(rounded.raw_data(), bf16.raw_data(), 2 * static_cast<size_t>(fp32.numel())) == 0);
-    };
-    same_bytes(f.out, o.out);
+    require_rounded(f.out, o.out);
     require_same_bits(f.lse, o.lse);
     require_same_bits(f.denom, o.denom);
     const Tensor g = to_dtype(randn64(f.out.shape(), 57), DType::f32);
     const SpanAttentionGrads gf = be.fused_span_attention_backward(in, 0.25, f, g);
     const SpanAttentionGrads go = be.fused_span_attention_backward(ops, 0.25, f, g);
-    same_bytes(gf.q, go.q);
-    same_bytes(gf.k, go.k);
-    same_bytes(gf.v, go.v);
+    require_rounded(gf.q, go.q);
+    require_rounded(gf.k, go.k);
+    require_rounded(gf.v, go.v);
     for (const auto& [a, b] : {std::pair{gf.pe, go.pe}, {gf.ramp, go.ramp}, {gf.pk, go.pk}, {gf.pv, go.pv}})
       require_same_bits(a, b);
   }
