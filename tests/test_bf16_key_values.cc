@@ -160,8 +160,8 @@ TEST_CASE("fused_rel_attention reads bf16 keys and values as exactly their value
 }
 
 TEST_CASE("fused_span_attention reads bf16 keys and values as exactly their values", "[bf16][attention]") {
-  // Learned-span ramp and persistent memory on; M = 40 > L exercises several blocks.
-  const int64_t Mq = 40, L = 24, B = 2, H = 2, Dh = 16, N = 3;
+  // Learned-span ramp and persistent memory on; M = 100 spans two blocks of 64 rows.
+  const int64_t Mq = 100, L = 24, B = 2, H = 2, Dh = 16, N = 3;
   std::vector<double> ramp(static_cast<size_t>(H * L));
   for (size_t i = 0; i < ramp.size(); ++i) ramp[i] = 0.3 + 0.7 * static_cast<double>(i % 7) / 6.0;
   const std::vector<Tensor> inputs = {to_dtype(randn64({Mq, B, H, Dh}, 11), DType::f32),
@@ -259,8 +259,8 @@ TEST_CASE("fused_rel_attention's bf16 operands are its fp32 results rounded", "[
 }
 
 TEST_CASE("fused_span_attention's bf16 operands are its fp32 results rounded", "[bf16][attention]") {
-  // As for fused_rel_attention, with the ramp and persistent memory on and several blocks.
-  const int64_t Mq = 40, L = 24, B = 2, H = 2, Dh = 16, N = 3;
+  // As for fused_rel_attention, with the ramp and persistent memory on and two blocks of 64 rows.
+  const int64_t Mq = 100, L = 24, B = 2, H = 2, Dh = 16, N = 3;
   std::vector<float> ramp(static_cast<size_t>(H * L));
   for (size_t i = 0; i < ramp.size(); ++i) ramp[i] = 0.3f + 0.7f * static_cast<float>(i % 7) / 6.0f;
   SpanAttentionInputs in{to_dtype(randn64({Mq, B, H, Dh}, 51), DType::f32),

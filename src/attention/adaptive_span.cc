@@ -85,12 +85,12 @@ class SpanPass : public AttentionPass {
     const bool cached = kept.shape()[0] > 0;
     Tensor full = cached ? concat_operand({kept, x.detach()}) : x;  // read by both products
     // Dropout on the weights needs them as a tensor: training with dropout runs unfused.
-    // The fused kernel is CPU-only. It reads keys and values only as operands of its
-    // bf16 block products: in a bf16 run their products write them in bf16, and the
-    // kernel writes its output (for proj_out) and the q, k, v gradients (for their
-    // products) in bf16 (unless k and v are padded below, which bf16 does not support).
+    // The fused kernel is CPU-only. Where it multiplies in bf16 it reads keys and values
+    // only rounded to bf16, so their products write them so (unless they are padded
+    // below, which bf16 does not support); in a bf16 run it writes its output (for
+    // proj_out) and the q, k, v gradients (for their products) in bf16.
     const bool fused = attention_bool(cfg_, "fused") && (!ctx.training || cfg_.dropout == 0.0) && x.device().is_cpu();
-    const bool kv_operands = fused && tc >= 0;
+    const bool kv_operands = fused && tc >= 0 && fused_attention_rounds_to_bf16();
     auto project = [&](const Tensor& w) {
       return cached ? linear_rows(full, x, w, kv_operands) : linear(x, w, Tensor(), kv_operands);
     };
@@ -108,7 +108,7 @@ class SpanPass : public AttentionPass {
     if (fused) {
       Tensor out = fused_span_attention(reshape(q, {M, B, H, Dh}), reshape(k, {Lw + M, B, H, Dh}),
                                         reshape(v, {Lw + M, B, H, Dh}), pe, o_.adapt ? mask(l, t, Lw) : Tensor(), pk,
-                                        pv, scale, /*operands_only=*/kv_operands);
+                                        pv, scale, /*operands_only=*/tc >= 0);
       return linear(reshape(out, {M, B, D}), p(layer_key(l, "attn.proj_out.weight")));
     }
     Tensor qh = permute(reshape(q, {M, B, H, Dh}), {1, 2, 0, 3});  // [B, H, M, Dh]

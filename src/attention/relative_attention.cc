@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "txl/backend/precision.h"
 #include "txl/ops/attention.h"
 #include "txl/ops/ops.h"
 
@@ -73,9 +74,9 @@ RelativeAttentionOutput relative_attention(const ModelConfig& cfg, const Paramet
   // qkv_net) are one product of twice the width, with one gradient.
   const Tensor& w_qkv = p(layer_key(l, "dec_attn.qkv_net.weight"));  // [3HD, D]
   const bool fused = use_fused_attention(cfg, need_prob, ctx, cat.device());
-  // The fused core reads keys and values only as operands of its bf16 block products:
-  // in a bf16 run their product writes them in bf16 (unless the caller reads them).
-  const bool kv_operands = fused && !need_kv;
+  // Where the fused core multiplies in bf16 it reads keys and values only rounded to
+  // bf16: their product then writes them so (unless the caller reads them).
+  const bool kv_operands = fused && !need_kv && fused_attention_rounds_to_bf16();
   // The rows before the segment take no gradient: with a segment, the key and value
   // products form input gradients for the segment's rows only.
   const Tensor rows = segment.defined() ? matmul_operand(cat) : cat;  // segment_rows made it already
@@ -84,7 +85,10 @@ RelativeAttentionOutput relative_attention(const ModelConfig& cfg, const Paramet
   };
   // cat's last T rows are the segment's values: the queries read them from rows too.
   const Tensor q_rows = K == T ? rows : narrow(rows, 0, K - T, T);
-  res.q = segment.defined() ? linear_rows(q_rows, segment, narrow(w_qkv, 0, 0, HD)) : linear(q_rows, narrow(w_qkv, 0, 0, HD));
+  const Tensor q_proj =
+      segment.defined() ? linear_rows(q_rows, segment, narrow(w_qkv, 0, 0, HD)) : linear(q_rows, narrow(w_qkv, 0, 0, HD));
+  // The fused core gives q a bf16 gradient in bf16 runs, which nothing else may add to.
+  res.q = fused ? q_proj.detach() : q_proj;
   Tensor kv;  // [K, B, 2HD] (fused)
   if (fused) {
     kv = project(narrow(w_qkv, 0, HD, 2 * HD), kv_operands);
@@ -97,7 +101,7 @@ RelativeAttentionOutput relative_attention(const ModelConfig& cfg, const Paramet
     res.v = project(narrow(w_qkv, 0, 2 * HD, HD), false);
   }
   Tensor r_head_k = reshape(linear(r, p(layer_key(l, "dec_attn.r_net.weight"))), {K, H, Dh});
-  Tensor q = reshape(res.q, {T, B, H, Dh});
+  Tensor q = reshape(q_proj, {T, B, H, Dh});
 
   const double scale = 1.0 / std::sqrt(static_cast<double>(Dh));
   Tensor vec;  // [T, B, HD]

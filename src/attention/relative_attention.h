@@ -37,7 +37,7 @@ Tensor relative_mask(int64_t qlen, int64_t klen, bool same_length, int64_t windo
 struct RelativeAttentionOutput {
   Tensor out;   // [T, B, D]: o_net of the heads, after dropout (before the residual)
   Tensor prob;  // [B, H, T, K]: attention probabilities before dropatt (need_prob only)
-  Tensor q;     // [T, B, H * Dh]: the query projections of the segment's rows of cat
+  Tensor q;     // [T, B, H * Dh]: the query projections of the segment's rows of cat (fused: detached)
   Tensor k, v;  // [K, B, H * Dh]: the key and value projections of every row of cat (fused: with need_kv only)
 };
 

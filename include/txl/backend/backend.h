@@ -170,8 +170,9 @@ class Backend {
   // live only in a per-thread block; the forward keeps each row's log-sum-exp
   // ([B, H, T]) so the backward can recompute them. Dh must be the innermost,
   // contiguous axis of q, kv and rk (other strides are free). With fp32 q, kv may be
-  // bf16 (the CPU; what a bf16 run's block products read anyway): the same results as
-  // an fp32 kv holding those values; gradients stay in q's dtype.
+  // bf16 (the CPU; what a bf16 run's AMX block products read anyway): the same results
+  // as an fp32 kv holding those values; gradients are in q's dtype unless
+  // in.bf16_operands.
   virtual FusedRelAttention fused_rel_attention(const RelAttentionInputs& in, const Tensor& mask, double scale) = 0;
   // adaptive_span's attention (facebookresearch/adaptive-span SeqAttention) in one pass
   // per (batch, head) over blocks of query rows: for q [M, B, H, Dh], keys / values

@@ -17,6 +17,11 @@ void set_matmul_precision(MatmulPrecision p);
 
 // Whether this CPU multiplies bf16 natively (oneDNN's ISA has avx512_core_bf16 or AMX).
 bool cpu_has_native_bf16();
+// Whether the CPU's fused attention kernels multiply their blocks in bf16 in this run
+// (bf16 products on AMX tiles, unless TXL_FUSED_AMX=0): they then read keys and values
+// only rounded to bf16, so the products making them may write bf16. Elsewhere the
+// blocks are fp32 products of the fp32 keys and values.
+bool fused_attention_rounds_to_bf16();
 // "fp32" | "bf16" | "auto" -> what runs on `device` ("auto": bf16 where the device
 // multiplies bf16 natively, i.e. a CPU with AVX-512 BF16 / AMX or any GPU txl is built
 // for (sm_80 and later), else fp32).

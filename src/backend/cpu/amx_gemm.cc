@@ -418,3 +418,9 @@ BlockGemm BlockGemm::for_run() {
 }
 
 }  // namespace txl::cpu
+
+namespace txl {
+
+bool fused_attention_rounds_to_bf16() { return cpu::BlockGemm::for_run().bf16(); }
+
+}  // namespace txl

@@ -1,7 +1,8 @@
 // The fused attention kernels read keys and values in the queries' dtype or, for fp32
 // queries, in bf16: the key and value products of a bf16 run write them so (their only
 // reader rounds them to bf16 anyway), which halves those products' writes and leaves the
-// kernels' packing a copy. Gradients stay in the queries' dtype.
+// kernels' packing a copy. Gradients are in the queries' dtype (unless the inputs'
+// bf16_operands asks for bf16 ones).
 #pragma once
 #include <cstdint>
 #include <type_traits>
