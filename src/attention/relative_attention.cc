@@ -80,25 +80,23 @@ RelativeAttentionOutput relative_attention(const ModelConfig& cfg, const Paramet
   // The rows before the segment take no gradient: with a segment, the key and value
   // products form input gradients for the segment's rows only.
   const Tensor rows = segment.defined() ? matmul_operand(cat) : cat;  // segment_rows made it already
-  auto project = [&](const Tensor& weight, bool operands) {
-    return segment.defined() ? linear_rows(rows, segment, weight, operands) : linear(cat, weight, Tensor(), operands);
+  auto project = [&](const Tensor& from, const Tensor& weight, bool operands) {
+    return segment.defined() ? linear_rows(from, segment, weight, operands) : linear(from, weight, Tensor(), operands);
   };
   // cat's last T rows are the segment's values: the queries read them from rows too.
-  const Tensor q_rows = K == T ? rows : narrow(rows, 0, K - T, T);
-  const Tensor q_proj =
-      segment.defined() ? linear_rows(q_rows, segment, narrow(w_qkv, 0, 0, HD)) : linear(q_rows, narrow(w_qkv, 0, 0, HD));
+  const Tensor q_proj = project(K == T ? rows : narrow(rows, 0, K - T, T), narrow(w_qkv, 0, 0, HD), false);
   // The fused core gives q a bf16 gradient in bf16 runs, which nothing else may add to.
   res.q = fused ? q_proj.detach() : q_proj;
   Tensor kv;  // [K, B, 2HD] (fused)
   if (fused) {
-    kv = project(narrow(w_qkv, 0, HD, 2 * HD), kv_operands);
+    kv = project(rows, narrow(w_qkv, 0, HD, 2 * HD), kv_operands);
     if (need_kv) {
       res.k = narrow(kv.detach(), 2, 0, HD);
       res.v = narrow(kv.detach(), 2, HD, HD);
     }
   } else {
-    res.k = project(narrow(w_qkv, 0, HD, HD), false);
-    res.v = project(narrow(w_qkv, 0, 2 * HD, HD), false);
+    res.k = project(rows, narrow(w_qkv, 0, HD, HD), false);
+    res.v = project(rows, narrow(w_qkv, 0, 2 * HD, HD), false);
   }
   Tensor r_head_k = reshape(linear(r, p(layer_key(l, "dec_attn.r_net.weight"))), {K, H, Dh});
   Tensor q = reshape(q_proj, {T, B, H, Dh});

@@ -35,7 +35,7 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
 namespace {
 
 // concat's values in dtype (the inputs' own, or bf16 for a product's operand), unrecorded.
-Tensor concat_values(const std::vector<Tensor>& xs, int64_t axis, DType dtype, std::vector<int64_t>& sizes) {
+Tensor concat_values(const std::vector<Tensor>& xs, int64_t axis, DType dtype) {
   TXL_CHECK(!xs.empty(), "concat: no tensors given");
   axis = wrap_axis(axis, xs[0].dim(), "concat");
   Shape shape = xs[0].shape();
@@ -57,7 +57,6 @@ Tensor concat_values(const std::vector<Tensor>& xs, int64_t axis, DType dtype, s
   for (const Tensor& t : xs) {
     Tensor window = narrow(y, axis, at, t.shape()[axis]);
     backend_of(t).copy(t, window);
-    sizes.push_back(t.shape()[axis]);
     at += t.shape()[axis];
   }
   return y;
@@ -66,9 +65,10 @@ Tensor concat_values(const std::vector<Tensor>& xs, int64_t axis, DType dtype, s
 }  // namespace
 
 Tensor concat(const std::vector<Tensor>& xs, int64_t axis) {
-  std::vector<int64_t> sizes;
-  Tensor y = concat_values(xs, axis, xs.empty() ? DType::f32 : xs[0].dtype(), sizes);
+  Tensor y = concat_values(xs, axis, xs.empty() ? DType::f32 : xs[0].dtype());
   axis = wrap_axis(axis, xs[0].dim(), "concat");
+  std::vector<int64_t> sizes;
+  for (const Tensor& t : xs) sizes.push_back(t.shape()[axis]);
   record(y, "concat", xs, [sizes, axis](const Tensor& g) {
     std::vector<Tensor> out;
     int64_t off = 0;
@@ -89,8 +89,7 @@ Tensor concat_operand(const std::vector<Tensor>& xs) {
   const Tensor& first = xs[0];
   if (matmul_precision() != MatmulPrecision::bf16 || first.dtype() != DType::f32 || !first.device().is_cpu())
     return matmul_operand(concat(xs, 0));
-  std::vector<int64_t> sizes;
-  return concat_values(xs, 0, DType::bf16, sizes);
+  return concat_values(xs, 0, DType::bf16);
 }
 
 std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t axis) {

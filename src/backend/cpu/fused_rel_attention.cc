@@ -184,7 +184,6 @@ void forward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInpu
       const KV* v = pv + b * g.k_b + h * g.k_h;
       const T* rkt = rk_panels + h * g.Dh * g.K;
       const int64_t o_off = (b * g.H + h) * g.Dh;
-      T* o = bf16_out ? sc.tmp.data() : po + o_off;
       T* l = pl + t * g.T;
       bg.prepare_transposed(sc.kt, sc.kt_p, k, g.k_row, g.K, g.Dh);
       bg.prepare_rows(sc.vc, sc.vc_p, v, g.k_row, g.K, g.Dh);
@@ -217,14 +216,12 @@ void forward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInpu
           for (int64_t j = 0; j < Kv; ++j) s[j] *= inv;
           l[i0 + r] = mx + std::log(sum);
         }
+        T* o = bf16_out ? sc.tmp.data() : po + o_off + i0 * o_row;
+        const int64_t ld = bf16_out ? g.Dh : o_row;
+        bg.mul<false>(n, g.Dh, Kv, sc.s.data(), Kv, sc.vc.data(), g.Dh, sc.vc_p, 0, 0, o, ld, false);
         if constexpr (std::is_same_v<T, float>) {
-          if (bf16_out) {
-            bg.mul<false>(n, g.Dh, Kv, sc.s.data(), Kv, sc.vc.data(), g.Dh, sc.vc_p, 0, 0, o, g.Dh, false);
-            round_rows_to_bf16(o, g.Dh, n, g.Dh, po_b + o_off + i0 * o_row, o_row);
-            continue;
-          }
+          if (bf16_out) round_rows_to_bf16(o, g.Dh, n, g.Dh, po_b + o_off + i0 * o_row, o_row);
         }
-        bg.mul<false>(n, g.Dh, Kv, sc.s.data(), Kv, sc.vc.data(), g.Dh, sc.vc_p, 0, 0, o + i0 * o_row, o_row, false);
       }
     }
   }
@@ -344,10 +341,8 @@ void backward_kernel(const BlockGemm& bg, const Layout& g, const RelAttentionInp
       }
       if constexpr (std::is_same_v<T, float>) {
         if (bf16_grads) {
-          for (int64_t half = 0; half < 2; ++half) {
-            untranspose_panel((half ? sc.dvt : sc.dkt).data(), ldt, Dh, g.K, sc.grad_rows.data(), Dh);
-            round_rows_to_bf16(sc.grad_rows.data(), Dh, g.K, Dh, gk_b + k_off + half * HD, 2 * row);
-          }
+          untranspose_panel_bf16(sc.dkt.data(), ldt, Dh, g.K, sc.grad_rows.data(), gk_b + k_off, 2 * row);
+          untranspose_panel_bf16(sc.dvt.data(), ldt, Dh, g.K, sc.grad_rows.data(), gk_b + k_off + HD, 2 * row);
         }
       }
       if (!bf16_grads) {

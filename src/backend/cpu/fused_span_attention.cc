@@ -350,10 +350,8 @@ void backward_kernel(const BlockGemm& bg, const Geometry& g, const SpanAttention
       }
       if constexpr (std::is_same_v<T, float>) {
         if (bf16_grads) {
-          untranspose_panel(sc.dkt.data(), ldt, Dh, g.LK, sc.grad_rows.data(), Dh);
-          round_rows_to_bf16(sc.grad_rows.data(), Dh, g.LK, Dh, gk_b + qkv_off, row);
-          untranspose_panel(sc.dvt.data(), ldt, Dh, g.LK, sc.grad_rows.data(), Dh);
-          round_rows_to_bf16(sc.grad_rows.data(), Dh, g.LK, Dh, gv_b + qkv_off, row);
+          untranspose_panel_bf16(sc.dkt.data(), ldt, Dh, g.LK, sc.grad_rows.data(), gk_b + qkv_off, row);
+          untranspose_panel_bf16(sc.dvt.data(), ldt, Dh, g.LK, sc.grad_rows.data(), gv_b + qkv_off, row);
           continue;
         }
       }

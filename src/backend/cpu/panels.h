@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "bf16_bits.h"
 #include "lanes.h"
 
 namespace txl::cpu {
@@ -96,6 +97,14 @@ inline void untranspose_panel<float>(const float* src, int64_t ld, int64_t Dh, i
     for (int64_t d = (j < K16 ? Dh16 : 0); d < Dh; ++d) dst[j * row + d] = src[d * ld + j];
 }
 #endif
+
+// untranspose_panel into bf16 rows (T = float): through `rows`, a dense [K, Dh] fp32
+// buffer, then rounded as to_bf16 rounds.
+inline void untranspose_panel_bf16(const float* src, int64_t ld, int64_t Dh, int64_t K, float* rows, uint16_t* dst,
+                                   int64_t row) {
+  untranspose_panel(src, ld, Dh, K, rows, Dh);
+  round_rows_to_bf16(rows, Dh, K, Dh, dst, row);
+}
 
 // dst[j, d] = src[j * row + d]: K rows of Dh packed densely.
 template <class T>
